@@ -1,0 +1,113 @@
+"""Shared fixtures for the end-to-end tests: clients for the local platform started by `e2e/stack up`.
+
+Every client here is independent of the operator's own code: kubectl, Kafka's own command-line
+tools and boto3. Connection details come from `eval "$(e2e/stack env)"`; a missing variable fails
+the test run rather than skipping it.
+"""
+
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+E2E_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = E2E_DIR.parent
+STACK = str(E2E_DIR / "stack")
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the tests through e2e/test, or eval \"$(e2e/stack env)\" first")
+    return value
+
+
+def unique(prefix: str) -> str:
+    """A name no other test run uses, so tests never depend on each other's leftovers."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def run(args, *, input=None, check=True, timeout=120, extra_env=None):
+    """Run a command, returning the CompletedProcess; output is text."""
+    merged = dict(os.environ, **(extra_env or {}))
+    result = subprocess.run(args, input=input, capture_output=True, text=True, timeout=timeout, env=merged)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def kubectl(*args, kubeconfig=None, input=None, check=True):
+    cmd = ["kubectl", "--kubeconfig", kubeconfig or env("KUBECONFIG"), *args]
+    return run(cmd, input=input, check=check)
+
+
+class Kafka:
+    """Kafka's own command-line tools, authenticated with SCRAM-SHA-512 as a given user."""
+
+    def __init__(self, tmp_path: Path, user: str, password: str):
+        self.bootstrap = env("KAFKA_BOOTSTRAP_SERVERS")
+        self.config = tmp_path / f"kafka-{user}.properties"
+        self.config.write_text(
+            "security.protocol=SASL_PLAINTEXT\n"
+            "sasl.mechanism=SCRAM-SHA-512\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{user}" password="{password}";\n'
+        )
+
+    def tool(self, name, *args, input=None, check=True, timeout=120):
+        return run([name, "--bootstrap-server", self.bootstrap, "--command-config", str(self.config), *args],
+                   input=input, check=check, timeout=timeout)
+
+    def produce(self, topic, lines, check=True):
+        # acks=all and a short max.block so an authorization failure surfaces quickly.
+        return self.tool("kafka-console-producer.sh", "--topic", topic,
+                         "--producer-property", "max.block.ms=15000",
+                         "--producer-property", "delivery.timeout.ms=20000",
+                         "--producer-property", "request.timeout.ms=10000",
+                         input="".join(f"{line}\n" for line in lines), check=check, timeout=90)
+
+    def consume(self, topic, count, group=None, check=True):
+        args = ["--topic", topic, "--from-beginning", "--max-messages", str(count), "--timeout-ms", "20000"]
+        if group:
+            args += ["--group", group]
+        result = self.tool("kafka-console-consumer.sh", *args, check=check, timeout=90)
+        return [line for line in result.stdout.splitlines() if line]
+
+
+@pytest.fixture
+def kafka_admin(tmp_path):
+    return Kafka(tmp_path, env("KAFKA_ADMIN_USER"), env("KAFKA_ADMIN_PASSWORD"))
+
+
+def s3_client(access_key: str, secret_key: str, service: str = "s3"):
+    endpoint = env("S3_IAM_ENDPOINT") if service == "iam" else env("S3_ENDPOINT")
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                      connect_timeout=5, read_timeout=30),
+    )
+
+
+@pytest.fixture
+def s3_admin():
+    return s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY"))
+
+
+@pytest.fixture
+def iam_admin():
+    return s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY"), service="iam")
+
+
+def policy(statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
