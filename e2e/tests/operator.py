@@ -1,0 +1,151 @@
+"""Running the operator binary out of cluster, the way a platform engineer installs it with the chart.
+
+The CRDs come from crds/, the RBAC from the Helm chart's own templates, and the process runs with
+the chart's ServiceAccount token (never as cluster admin), reading its admin credentials from
+Secrets like an in-cluster install.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO_DIR, STACK, env, kubectl, run
+
+NAMESPACE = "datamesh-system"
+SERVICE_ACCOUNT = "datamesh-operator"
+BINARY = REPO_DIR / "target" / "debug" / "datamesh-operator"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def install_crds():
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds" / "datamesh.dev.yaml"))
+    kubectl("wait", "--for", "condition=Established", "--timeout", "60s",
+            "crd/domains.datamesh.dev", "crd/dataproducts.datamesh.dev", "crd/accesspolicies.datamesh.dev")
+
+
+def install_chart_rbac():
+    """Apply the RBAC objects the Helm chart renders, and the admin credential Secrets."""
+    kubectl("create", "namespace", NAMESPACE, check=False)
+    rendered = run(["helm", "template", "datamesh-operator", str(REPO_DIR / "charts" / "datamesh-operator"),
+                    "--namespace", NAMESPACE]).stdout
+    rbac = [doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") in RBAC_KINDS]
+    assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"} <= {d["kind"] for d in rbac}
+    kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(rbac))
+    secrets = {
+        "kafka-admin": ("password", env("KAFKA_ADMIN_PASSWORD")),
+        "s3-admin": ("secretKey", env("S3_ADMIN_SECRET_KEY")),
+    }
+    for name, (key, value) in secrets.items():
+        manifest = kubectl("create", "secret", "generic", name, "-n", NAMESPACE, f"--from-literal={key}={value}",
+                           "--dry-run=client", "-o", "yaml").stdout
+        kubectl("apply", "-f", "-", input=manifest)
+
+
+class OperatorProcess:
+    """One `datamesh-operator run` process with the chart's ServiceAccount credentials."""
+
+    def __init__(self, workdir: Path, name: str, extra_env=None):
+        self.name = name
+        self.port = free_port()
+        self.log_path = workdir / f"operator-{name}.log"
+        kubeconfig = run([STACK, "kubeconfig", "serviceaccount", NAMESPACE, SERVICE_ACCOUNT]).stdout.strip()
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "kafka": {
+                "bootstrapServers": env("KAFKA_BOOTSTRAP_SERVERS"),
+                "adminUser": env("KAFKA_ADMIN_USER"),
+                "adminPassword": {"secretKeyRef": {"namespace": NAMESPACE, "name": "kafka-admin", "key": "password"}},
+                "defaultReplicas": 1,
+            },
+            "s3": {
+                "endpoint": env("S3_ENDPOINT"),
+                "iamEndpoint": env("S3_IAM_ENDPOINT"),
+                "adminAccessKey": env("S3_ADMIN_ACCESS_KEY"),
+                "adminSecretKey": {"secretKeyRef": {"namespace": NAMESPACE, "name": "s3-admin", "key": "secretKey"}},
+            },
+        }))
+        process_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "S3_"))}
+        process_env.update({
+            "KUBECONFIG": kubeconfig,
+            "POD_NAMESPACE": NAMESPACE,
+            "POD_NAME": f"operator-{name}",
+            "RUST_LOG": "info,datamesh_operator=debug",
+            **(extra_env or {}),
+        })
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [str(BINARY), "run", "--config", str(config), "--metrics-addr", f"127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
+        )
+        self.wait_ready()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path) -> str:
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:
+            return response.read().decode()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"operator {self.name} exited {self.process.returncode}:\n{self.logs()}")
+            try:
+                if self.get("/readyz").strip() == "ok":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"operator {self.name} not ready in {timeout}s:\n{self.logs()}")
+
+    def metric(self, name: str) -> float:
+        """The value of one sample line (`name{labels}` exactly), 0 when absent."""
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def logs(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self, timeout=30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        self.log.close()
+        return self.process.returncode
+
+
+def wait_for(predicate, timeout=60, interval=0.5, message="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="datamesh-e2e-"))
