@@ -1,0 +1,74 @@
+{{/*
+The chart's name, or nameOverride.
+*/}}
+{{- define "datamesh-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's objects: fullnameOverride, or <release>-<chart> (just the
+release name when it already contains the chart name), cut to 63 characters for DNS.
+*/}}
+{{- define "datamesh-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+chart-version, as the helm.sh/chart label wants it.
+*/}}
+{{- define "datamesh-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object the chart makes.
+*/}}
+{{- define "datamesh-operator.labels" -}}
+helm.sh/chart: {{ include "datamesh-operator.chart" . }}
+{{ include "datamesh-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: datamesh-operator
+{{- end }}
+
+{{/*
+The labels that select the operator's pods; they never change after install.
+*/}}
+{{- define "datamesh-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "datamesh-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The operator's ServiceAccount.
+*/}}
+{{- define "datamesh-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "datamesh-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap holding the operator's config.yaml.
+*/}}
+{{- define "datamesh-operator.configMapName" -}}
+{{- printf "%s-config" (include "datamesh-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The operator image, tag defaulting to the chart's appVersion.
+*/}}
+{{- define "datamesh-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}

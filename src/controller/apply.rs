@@ -1,0 +1,148 @@
+//! Writing Kubernetes objects the way every reconciler here does: server-side apply with the
+//! operator's field manager, and no write at all when the object already says what we want.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "datamesh-operator";
+/// Label on every object the operator makes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "datamesh-operator";
+/// Label naming the domain an object belongs to.
+pub const DOMAIN_LABEL: &str = "datamesh.dev/domain";
+/// Label naming the data product an object belongs to.
+pub const DATA_PRODUCT_LABEL: &str = "datamesh.dev/data-product";
+
+/// The labels every child of a domain carries.
+pub fn domain_labels(domain: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        (DOMAIN_LABEL.to_owned(), domain.to_owned()),
+    ])
+}
+
+/// Whether every field set in `desired` has the same value in `actual`. Objects are compared
+/// key by key (extra keys in `actual`, such as defaults and status, are fine); everything else,
+/// lists included, must be equal. Pure.
+pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+    match (desired, actual) {
+        (Value::Object(want), Value::Object(have)) => {
+            want.iter().all(|(key, value)| match have.get(key) {
+                Some(present) => is_subset(value, present),
+                None => is_empty(value),
+            })
+        }
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+        }
+        _ => desired == actual,
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(fields) => fields.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether `actual` already holds everything `desired` declares (ignoring `apiVersion`/`kind`).
+pub fn already_applied<K: Serialize>(desired: &K, actual: &K) -> bool {
+    let (Ok(mut want), Ok(have)) = (serde_json::to_value(desired), serde_json::to_value(actual))
+    else {
+        return false;
+    };
+    if let Some(object) = want.as_object_mut() {
+        object.remove("apiVersion");
+        object.remove("kind");
+    }
+    is_subset(&want, &have)
+}
+
+/// Server-side apply `desired` unless the live object already matches it. Returns whether it
+/// wrote. `desired` must carry its name (and namespace, for namespaced kinds).
+pub async fn apply<K>(api: &Api<K>, desired: &K) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let name = desired.name_any();
+    if let Some(live) = api.get_opt(&name).await?
+        && already_applied(desired, &live)
+    {
+        return Ok(false);
+    }
+    let mut body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
+    if let Some(object) = body.as_object_mut() {
+        let dt = K::DynamicType::default();
+        object.insert("apiVersion".into(), K::api_version(&dt).into());
+        object.insert("kind".into(), K::kind(&dt).into());
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_live_object_with_extra_defaults_matches() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"hard": {"pods": "1"}}});
+        let live = json!({
+            "metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "other": "2"}},
+            "spec": {"hard": {"pods": "1"}, "scopes": []},
+            "status": {}
+        });
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn a_changed_value_or_missing_key_does_not_match() {
+        let desired = json!({"metadata": {"labels": {"x": "1"}}});
+        assert!(!is_subset(
+            &desired,
+            &json!({"metadata": {"labels": {"x": "2"}}})
+        ));
+        assert!(!is_subset(&desired, &json!({"metadata": {}})));
+    }
+
+    #[test]
+    fn an_empty_desired_field_matches_an_absent_one_but_not_a_filled_one() {
+        let desired = json!({"roleRef": {"name": "r"}, "subjects": []});
+        assert!(is_subset(&desired, &json!({"roleRef": {"name": "r"}})));
+        assert!(!is_subset(
+            &desired,
+            &json!({"roleRef": {"name": "r"}, "subjects": [{"name": "a"}]})
+        ));
+    }
+
+    #[test]
+    fn lists_must_match_element_by_element() {
+        let desired = json!({"subjects": [{"kind": "User", "name": "a"}]});
+        assert!(is_subset(
+            &desired,
+            &json!({"subjects": [{"kind": "User", "name": "a", "apiGroup": "rbac"}]})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]})
+        ));
+    }
+}

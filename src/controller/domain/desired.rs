@@ -1,0 +1,294 @@
+//! The Kubernetes objects a Domain should have, computed from its spec alone. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Namespace, ResourceQuota, ResourceQuotaSpec, Secret, ServiceAccount,
+};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+
+use crate::api::domain::{Domain, OwnerKind};
+use crate::controller::apply::domain_labels;
+
+/// The ServiceAccount the domain's workloads (Spark jobs, consumers) run as.
+pub const WORKLOAD_SERVICE_ACCOUNT: &str = "datamesh-workload";
+/// The RoleBinding that makes the owners admins of the domain's namespace.
+pub const ADMIN_ROLE_BINDING: &str = "datamesh-domain-admins";
+/// The ResourceQuota that caps how many DataProducts the namespace holds.
+pub const RESOURCE_QUOTA: &str = "datamesh-domain-quota";
+/// The quota key counting DataProducts (object-count quota on a custom resource).
+pub const DATA_PRODUCT_COUNT: &str = "count/dataproducts.datamesh.dev";
+
+/// Keys of the credentials Secret, named as the clients' own environment variables so that a
+/// workload can take them with `envFrom`.
+pub mod keys {
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+    pub const KAFKA_SECURITY_PROTOCOL: &str = "KAFKA_SECURITY_PROTOCOL";
+    pub const KAFKA_SASL_MECHANISM: &str = "KAFKA_SASL_MECHANISM";
+    pub const KAFKA_USERNAME: &str = "KAFKA_USERNAME";
+    pub const KAFKA_PASSWORD: &str = "KAFKA_PASSWORD";
+    pub const S3_ENDPOINT: &str = "AWS_ENDPOINT_URL_S3";
+    pub const S3_REGION: &str = "AWS_REGION";
+    pub const S3_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub const S3_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+}
+
+/// The name of a domain's credentials Secret.
+pub fn credentials_secret_name(domain: &str) -> String {
+    format!("{domain}-credentials")
+}
+
+/// The object-store (IAM) user of a domain: the domain's name.
+pub fn storage_user(domain: &str) -> String {
+    domain.to_owned()
+}
+
+/// The Kafka user (SCRAM user name) of a domain: the domain's name, so its principal is `User:<domain>`.
+pub fn kafka_user(domain: &str) -> String {
+    domain.to_owned()
+}
+
+fn meta(name: &str, namespace: Option<&str>, domain: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(domain_labels(domain)),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The domain's namespace, labelled with the domain.
+pub fn namespace(domain: &Domain) -> Namespace {
+    let name = domain.metadata.name.as_deref().unwrap_or_default();
+    Namespace {
+        metadata: meta(&domain.namespace_name(), None, name),
+        ..Namespace::default()
+    }
+}
+
+/// The ServiceAccount for the domain's workloads.
+pub fn service_account(domain: &Domain) -> ServiceAccount {
+    let name = domain.metadata.name.as_deref().unwrap_or_default();
+    ServiceAccount {
+        metadata: meta(
+            WORKLOAD_SERVICE_ACCOUNT,
+            Some(&domain.namespace_name()),
+            name,
+        ),
+        ..ServiceAccount::default()
+    }
+}
+
+/// The RoleBinding of the owners to the domain-admin ClusterRole, in the domain's namespace.
+pub fn admin_role_binding(domain: &Domain, cluster_role: &str) -> RoleBinding {
+    let name = domain.metadata.name.as_deref().unwrap_or_default();
+    let subjects: Vec<Subject> = domain
+        .spec
+        .owners
+        .iter()
+        .map(|owner| match owner.kind {
+            OwnerKind::ServiceAccount => Subject {
+                kind: "ServiceAccount".into(),
+                name: owner.name.clone(),
+                namespace: owner.namespace.clone(),
+                api_group: None,
+            },
+            OwnerKind::User | OwnerKind::Group => Subject {
+                kind: if owner.kind == OwnerKind::User {
+                    "User"
+                } else {
+                    "Group"
+                }
+                .into(),
+                name: owner.name.clone(),
+                namespace: None,
+                api_group: Some("rbac.authorization.k8s.io".into()),
+            },
+        })
+        .collect();
+    RoleBinding {
+        metadata: meta(ADMIN_ROLE_BINDING, Some(&domain.namespace_name()), name),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role.to_owned(),
+        },
+        // Always declared, even empty, so that removing the last owner removes its binding.
+        subjects: Some(subjects),
+    }
+}
+
+/// The ResourceQuota that caps the number of DataProducts, when the domain sets that quota.
+/// The API server enforces it at admission, so a product past the limit is refused outright.
+pub fn resource_quota(domain: &Domain) -> Option<ResourceQuota> {
+    let max = domain.spec.quotas.as_ref()?.max_data_products?;
+    let name = domain.metadata.name.as_deref().unwrap_or_default();
+    Some(ResourceQuota {
+        metadata: meta(RESOURCE_QUOTA, Some(&domain.namespace_name()), name),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(BTreeMap::from([(
+                DATA_PRODUCT_COUNT.to_owned(),
+                Quantity(max.to_string()),
+            )])),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    })
+}
+
+/// What the credentials Secret holds.
+pub struct Credentials<'a> {
+    pub kafka_bootstrap_servers: &'a str,
+    pub kafka_password: &'a str,
+    pub s3_endpoint: &'a str,
+    pub s3_region: &'a str,
+    pub s3_access_key_id: &'a str,
+    pub s3_secret_access_key: &'a str,
+}
+
+/// The Secret with the domain's Kafka and object-storage credentials.
+pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Secret {
+    let name = domain.metadata.name.as_deref().unwrap_or_default();
+    let data = [
+        (
+            keys::KAFKA_BOOTSTRAP_SERVERS,
+            credentials.kafka_bootstrap_servers,
+        ),
+        (keys::KAFKA_SECURITY_PROTOCOL, "SASL_PLAINTEXT"),
+        (keys::KAFKA_SASL_MECHANISM, "SCRAM-SHA-512"),
+        (keys::KAFKA_USERNAME, &kafka_user(name)),
+        (keys::KAFKA_PASSWORD, credentials.kafka_password),
+        (keys::S3_ENDPOINT, credentials.s3_endpoint),
+        (keys::S3_REGION, credentials.s3_region),
+        (keys::S3_ACCESS_KEY_ID, credentials.s3_access_key_id),
+        (keys::S3_SECRET_ACCESS_KEY, credentials.s3_secret_access_key),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
+    .collect();
+    Secret {
+        metadata: meta(
+            &credentials_secret_name(name),
+            Some(&domain.namespace_name()),
+            name,
+        ),
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::domain::{DomainQuotas, DomainSpec, Owner};
+
+    fn domain(yaml: &str) -> Domain {
+        let spec: DomainSpec = serde_yaml::from_str(yaml).unwrap();
+        Domain::new("payments", spec)
+    }
+
+    #[test]
+    fn the_namespace_defaults_to_the_domain_name_and_is_labelled() {
+        let ns = namespace(&domain("{}"));
+        assert_eq!(ns.metadata.name.as_deref(), Some("payments"));
+        let labels = ns.metadata.labels.unwrap();
+        assert_eq!(labels["datamesh.dev/domain"], "payments");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "datamesh-operator");
+        assert_eq!(
+            namespace(&domain("namespace: pay"))
+                .metadata
+                .name
+                .as_deref(),
+            Some("pay")
+        );
+    }
+
+    #[test]
+    fn owners_become_subjects_of_the_admin_binding() {
+        let mut d = domain("{}");
+        d.spec.owners = vec![
+            Owner {
+                kind: OwnerKind::Group,
+                name: "payments-team".into(),
+                namespace: None,
+            },
+            Owner {
+                kind: OwnerKind::User,
+                name: "alice@example.com".into(),
+                namespace: None,
+            },
+            Owner {
+                kind: OwnerKind::ServiceAccount,
+                name: "ci".into(),
+                namespace: Some("build".into()),
+            },
+        ];
+        let binding = admin_role_binding(&d, "datamesh-domain-admin");
+        assert_eq!(binding.role_ref.kind, "ClusterRole");
+        assert_eq!(binding.role_ref.name, "datamesh-domain-admin");
+        assert_eq!(binding.metadata.namespace.as_deref(), Some("payments"));
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(
+            subjects
+                .iter()
+                .map(|s| (s.kind.as_str(), s.name.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("Group", "payments-team"),
+                ("User", "alice@example.com"),
+                ("ServiceAccount", "ci")
+            ]
+        );
+        assert_eq!(subjects[2].namespace.as_deref(), Some("build"));
+        assert_eq!(subjects[2].api_group, None);
+    }
+
+    #[test]
+    fn a_quota_exists_only_when_max_data_products_is_set() {
+        assert!(resource_quota(&domain("{}")).is_none());
+        let mut d = domain("{}");
+        d.spec.quotas = Some(DomainQuotas {
+            max_data_products: None,
+            max_partitions: Some(10),
+        });
+        assert!(resource_quota(&d).is_none());
+        d.spec.quotas = Some(DomainQuotas {
+            max_data_products: Some(5),
+            max_partitions: None,
+        });
+        let quota = resource_quota(&d).unwrap();
+        assert_eq!(
+            quota.spec.unwrap().hard.unwrap()[DATA_PRODUCT_COUNT],
+            Quantity("5".into())
+        );
+    }
+
+    #[test]
+    fn the_credentials_secret_holds_both_systems_under_env_var_keys() {
+        let secret = credentials_secret(
+            &domain("{}"),
+            &Credentials {
+                kafka_bootstrap_servers: "127.0.0.1:29092",
+                kafka_password: "pw",
+                s3_endpoint: "http://127.0.0.1:28333",
+                s3_region: "us-east-1",
+                s3_access_key_id: "AK",
+                s3_secret_access_key: "SK",
+            },
+        );
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("payments-credentials")
+        );
+        let data = secret.data.unwrap();
+        assert_eq!(data[keys::KAFKA_USERNAME].0, b"payments");
+        assert_eq!(data[keys::KAFKA_PASSWORD].0, b"pw");
+        assert_eq!(data[keys::S3_ACCESS_KEY_ID].0, b"AK");
+        assert_eq!(data[keys::S3_SECRET_ACCESS_KEY].0, b"SK");
+        assert_eq!(data[keys::KAFKA_SASL_MECHANISM].0, b"SCRAM-SHA-512");
+    }
+}

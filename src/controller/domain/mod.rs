@@ -1,0 +1,510 @@
+//! The Domain reconciler: a namespace with RBAC and a quota, a Kafka principal with SCRAM
+//! credentials, an object-store user with an access key, and a Secret holding both.
+//!
+//! Each reconcile reads the world, derives what should exist from the spec (see
+//! [`desired`]), writes only what differs, and reports kstatus conditions. Deletion waits
+//! until the domain has no DataProducts, then removes its identities.
+
+pub mod desired;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio_util::sync::CancellationToken;
+
+use self::desired::{Credentials, keys};
+use super::apply::{DOMAIN_LABEL, FIELD_MANAGER, apply};
+use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use crate::api::DeletionPolicy;
+use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
+use crate::api::data_product::DataProduct;
+use crate::api::domain::{Domain, DomainStatus};
+use crate::config::{SecretString, secret_value};
+use crate::provision::kafka::{AclBindingFilter, ScramCredentialUpsert};
+
+/// The finalizer that lets the operator remove a Domain's identities before it goes.
+pub const FINALIZER: &str = "datamesh.dev/domain";
+const KIND: &str = "Domain";
+
+/// Run the Domain controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let domains = Api::<Domain>::all(ctx.client.clone());
+    let products = Api::<DataProduct>::all(ctx.client.clone());
+    Controller::new(domains, watcher::Config::default().any_semantic())
+        // A product appearing or going changes its domain's count and may unblock deletion.
+        .watches(
+            products,
+            watcher::Config::default().any_semantic(),
+            |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(_: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
+    requeue_after_error(KIND, error, &ctx.metrics)
+}
+
+async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(KIND);
+    let api = Api::<Domain>::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, domain, |event| async {
+        match event {
+            Finalizer::Apply(domain) => apply_domain(&domain, &ctx).await,
+            Finalizer::Cleanup(domain) => cleanup_domain(&domain, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Make everything the Domain declares exist, then report it.
+async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+    let name = domain.name_any();
+    let namespace = domain.namespace_name();
+    let client = &ctx.client;
+
+    // A namespace that another domain claims is never taken over.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    if let Some(existing) = namespaces
+        .get_opt(&namespace)
+        .await
+        .map_err(kube_context(format!("reading namespace {namespace}")))?
+        && let Some(owner) = existing.labels().get(DOMAIN_LABEL)
+        && *owner != name
+    {
+        let outcome = Outcome::stalled(
+            "NamespaceTaken",
+            format!(
+                "Namespace {namespace} belongs to domain {owner}; choose another spec.namespace."
+            ),
+        );
+        report(domain, ctx, outcome, None).await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+
+    apply(&namespaces, &desired::namespace(domain))
+        .await
+        .map_err(kube_context(format!("applying namespace {namespace}")))?;
+    apply(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
+        &desired::service_account(domain),
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying ServiceAccount {namespace}/{}",
+        desired::WORKLOAD_SERVICE_ACCOUNT
+    )))?;
+    apply(
+        &Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+        &desired::admin_role_binding(domain, &ctx.settings.domain_admin_cluster_role),
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying RoleBinding {namespace}/{}",
+        desired::ADMIN_ROLE_BINDING
+    )))?;
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    match desired::resource_quota(domain) {
+        Some(quota) => {
+            apply(&quotas, &quota).await.map_err(kube_context(format!(
+                "applying ResourceQuota {namespace}/{}",
+                desired::RESOURCE_QUOTA
+            )))?;
+        }
+        None => delete_if_ours(&quotas, desired::RESOURCE_QUOTA, &name).await?,
+    }
+
+    ensure_credentials(domain, ctx).await?;
+
+    let products = count_products(ctx, &namespace).await?;
+    let outcome = Outcome::ready(
+        "DomainReady",
+        format!(
+            "Namespace {namespace}, Kafka principal User:{kafka} and storage user {storage} are ready; credentials are in Secret {namespace}/{secret}.",
+            kafka = desired::kafka_user(&name),
+            storage = desired::storage_user(&name),
+            secret = desired::credentials_secret_name(&name),
+        ),
+    );
+    report(domain, ctx, outcome, Some(products)).await?;
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// Make the domain's Kafka and object-store identities exist and the Secret hold their
+/// credentials. Credentials already in the Secret are kept (never rotated by accident) as
+/// long as the systems still know them; anything missing is made anew.
+async fn ensure_credentials(domain: &Domain, ctx: &Context) -> Result<(), Error> {
+    let name = domain.name_any();
+    let namespace = domain.namespace_name();
+    let secret_name = desired::credentials_secret_name(&name);
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let existing = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(kube_context(format!(
+            "reading Secret {namespace}/{secret_name}"
+        )))?;
+    let stored = |key: &str| {
+        existing
+            .as_ref()
+            .and_then(|secret| secret_value(secret, key))
+    };
+
+    // Kafka: a SCRAM-SHA-512 credential for User:<domain> with the stored password.
+    let kafka_user = desired::kafka_user(&name);
+    let stored_password = stored(keys::KAFKA_PASSWORD);
+    let kafka_known = ctx
+        .kafka
+        .describe_scram_users(std::slice::from_ref(&kafka_user))
+        .await?
+        .iter()
+        .any(|user| user.user == kafka_user && user.has_sha512());
+    let kafka_password = match stored_password {
+        Some(password) if kafka_known => password,
+        stored_password => {
+            let password = match stored_password {
+                Some(password) => password,
+                None => random_secret()?,
+            };
+            let upserted = ctx
+                .kafka
+                .upsert_scram_credentials(&[ScramCredentialUpsert::new(
+                    &kafka_user,
+                    password.expose(),
+                )])
+                .await?;
+            batch_ok(upserted, |_| false)?;
+            tracing::info!(domain = %name, user = %kafka_user, "set the domain's SCRAM credential");
+            password
+        }
+    };
+
+    // Object storage: an IAM user with exactly one access key, the one in the Secret.
+    let storage_user = desired::storage_user(&name);
+    ctx.storage.ensure_user(&storage_user).await?;
+    let live_keys = ctx.storage.list_access_keys(&storage_user).await?;
+    let stored_key = stored(keys::S3_ACCESS_KEY_ID)
+        .zip(stored(keys::S3_SECRET_ACCESS_KEY))
+        .filter(|(id, _)| live_keys.iter().any(|key| key.access_key_id == id.expose()));
+    let (access_key_id, secret_access_key) = match stored_key {
+        Some((id, secret)) => (id.expose().to_owned(), secret),
+        None => {
+            let key = ctx.storage.create_access_key(&storage_user).await?;
+            tracing::info!(domain = %name, user = %storage_user, access_key_id = %key.access_key_id, "created the domain's access key");
+            (
+                key.access_key_id,
+                SecretString::new(key.secret_access_key.expose()),
+            )
+        }
+    };
+    // Keys a crashed earlier reconcile created but never stored are nobody's: remove them.
+    for stale in live_keys
+        .iter()
+        .filter(|key| key.access_key_id != access_key_id)
+    {
+        ctx.storage
+            .delete_access_key(&storage_user, &stale.access_key_id)
+            .await?;
+    }
+
+    let secret = desired::credentials_secret(
+        domain,
+        &Credentials {
+            kafka_bootstrap_servers: &ctx.settings.kafka.bootstrap_servers,
+            kafka_password: kafka_password.expose(),
+            s3_endpoint: &ctx.settings.s3.endpoint,
+            s3_region: &ctx.settings.s3.region,
+            s3_access_key_id: &access_key_id,
+            s3_secret_access_key: secret_access_key.expose(),
+        },
+    );
+    apply(&secrets, &secret)
+        .await
+        .map_err(kube_context(format!(
+            "applying Secret {namespace}/{secret_name}"
+        )))?;
+    Ok(())
+}
+
+/// The Domain is being deleted: refuse while it has products, else remove its identities.
+async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+    let name = domain.name_any();
+    let namespace = domain.namespace_name();
+    let remaining = list_products(ctx, &namespace).await?;
+    if !remaining.is_empty() {
+        let listed = remaining.join(", ");
+        let message = format!(
+            "Domain {name} still has {} DataProduct(s): {listed}. Delete them first; the Domain stays until then.",
+            remaining.len()
+        );
+        let outcome = Outcome::stalled("DataProductsRemain", message.clone());
+        report(domain, ctx, outcome, Some(remaining.len())).await?;
+        ctx.publish(
+            domain,
+            EventType::Warning,
+            "DeletionBlocked",
+            message.clone(),
+        )
+        .await;
+        return Err(Error::Blocked(message));
+    }
+
+    let kafka_user = desired::kafka_user(&name);
+    let deleted = ctx
+        .kafka
+        .delete_acls(&[AclBindingFilter::for_principal(domain.kafka_principal())])
+        .await?;
+    batch_ok(deleted, |_| false)?;
+    let deleted = ctx
+        .kafka
+        .delete_scram_credentials(std::slice::from_ref(&kafka_user))
+        .await?;
+    batch_ok(deleted, |error| error.is_resource_not_found())?;
+    let storage_user = desired::storage_user(&name);
+    for key in ctx.storage.list_access_keys(&storage_user).await? {
+        ctx.storage
+            .delete_access_key(&storage_user, &key.access_key_id)
+            .await?;
+    }
+    for policy in ctx.storage.list_user_policies(&storage_user).await? {
+        ctx.storage
+            .delete_user_policy(&storage_user, &policy)
+            .await?;
+    }
+    ctx.storage.delete_user(&storage_user).await?;
+
+    // The credentials name identities that no longer exist.
+    delete_if_ours(
+        &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
+        &desired::credentials_secret_name(&name),
+        &name,
+    )
+    .await?;
+    let namespace_note = match domain.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            delete_if_ours(
+                &Api::<Namespace>::all(ctx.client.clone()),
+                &namespace,
+                &name,
+            )
+            .await?;
+            format!("namespace {namespace} deleted")
+        }
+        DeletionPolicy::Retain => format!("namespace {namespace} kept (deletionPolicy Retain)"),
+    };
+    let note = format!(
+        "Removed Kafka principal User:{kafka_user} and storage user {storage_user}; {namespace_note}."
+    );
+    tracing::info!(domain = %name, "{note}");
+    ctx.publish(domain, EventType::Normal, "IdentitiesRemoved", note)
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Delete an object only if it carries this domain's label, so nothing made by others goes.
+async fn delete_if_ours<K>(api: &Api<K>, object: &str, domain: &str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let existing = api
+        .get_opt(object)
+        .await
+        .map_err(kube_context(format!("reading {object}")))?;
+    if existing.is_some_and(|o| o.labels().get(DOMAIN_LABEL).is_some_and(|d| d == domain)) {
+        match api.delete(object, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => return Err(kube_context(format!("deleting {object}"))(source)),
+        }
+    }
+    Ok(())
+}
+
+async fn list_products(ctx: &Context, namespace: &str) -> Result<Vec<String>, Error> {
+    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
+    Ok(products.items.iter().map(|p| p.name_any()).collect())
+}
+
+async fn count_products(ctx: &Context, namespace: &str) -> Result<usize, Error> {
+    Ok(list_products(ctx, namespace).await?.len())
+}
+
+/// Compute the status from the outcome and write it only when it changed; publish an Event
+/// when the Domain becomes Ready or stalls.
+async fn report(
+    domain: &Domain,
+    ctx: &Context,
+    outcome: Outcome,
+    products: Option<usize>,
+) -> Result<(), Error> {
+    let name = domain.name_any();
+    let current = domain.status.clone().unwrap_or_default();
+    let status = desired_status(domain, &current, &outcome, products);
+    if status == current {
+        return Ok(());
+    }
+    let was_ready = is_true(&current.conditions, READY);
+    let api = Api::<Domain>::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "datamesh.dev/v1alpha1",
+        "kind": "Domain",
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_context(format!("writing status of Domain {name}")))?;
+    match outcome.progress {
+        Progress::Ready if !was_ready => {
+            ctx.publish(domain, EventType::Normal, &outcome.reason, outcome.message)
+                .await;
+        }
+        Progress::Stalled => {
+            ctx.publish(domain, EventType::Warning, &outcome.reason, outcome.message)
+                .await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The status a Domain should show. Pure: unchanged conditions keep their transition time,
+/// so equal input gives an equal status and no write.
+pub fn desired_status(
+    domain: &Domain,
+    current: &DomainStatus,
+    outcome: &Outcome,
+    products: Option<usize>,
+) -> DomainStatus {
+    let name = domain.name_any();
+    let mut status = current.clone();
+    let now = Time(Timestamp::now());
+    set_progress(
+        &mut status.conditions,
+        outcome,
+        domain.metadata.generation,
+        &now,
+    );
+    status.observed_generation = domain.metadata.generation;
+    if outcome.progress == Progress::Ready {
+        status.namespace = Some(domain.namespace_name());
+        status.kafka_principal = Some(domain.kafka_principal());
+        status.storage_user = Some(desired::storage_user(&name));
+        status.credentials_secret = Some(desired::credentials_secret_name(&name));
+    }
+    if let Some(products) = products {
+        status.data_products = Some(i32::try_from(products).unwrap_or(i32::MAX));
+    }
+    status
+}
+
+/// A fresh credential: 32 random bytes, hex-encoded.
+fn random_secret() -> Result<SecretString, Error> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Blocked("the system random number generator failed".into()))?;
+    Ok(SecretString::new(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{READY, STALLED};
+    use crate::api::domain::DomainSpec;
+
+    fn domain() -> Domain {
+        let mut d = Domain::new(
+            "payments",
+            serde_yaml::from_str::<DomainSpec>("{}").unwrap(),
+        );
+        d.metadata.generation = Some(3);
+        d
+    }
+
+    #[test]
+    fn a_ready_domain_reports_where_its_things_are() {
+        let status = desired_status(
+            &domain(),
+            &DomainStatus::default(),
+            &Outcome::ready("DomainReady", "ok"),
+            Some(2),
+        );
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.namespace.as_deref(), Some("payments"));
+        assert_eq!(status.kafka_principal.as_deref(), Some("User:payments"));
+        assert_eq!(
+            status.credentials_secret.as_deref(),
+            Some("payments-credentials")
+        );
+        assert_eq!(status.data_products, Some(2));
+        assert!(is_true(&status.conditions, READY));
+    }
+
+    #[test]
+    fn the_same_outcome_twice_gives_the_same_status() {
+        let first = desired_status(
+            &domain(),
+            &DomainStatus::default(),
+            &Outcome::ready("DomainReady", "ok"),
+            Some(0),
+        );
+        let second = desired_status(
+            &domain(),
+            &first,
+            &Outcome::ready("DomainReady", "ok"),
+            Some(0),
+        );
+        assert_eq!(
+            first, second,
+            "an unchanged domain must not cause a status write"
+        );
+    }
+
+    #[test]
+    fn a_blocked_deletion_is_stalled_with_the_reason() {
+        let status = desired_status(
+            &domain(),
+            &DomainStatus::default(),
+            &Outcome::stalled("DataProductsRemain", "still has orders"),
+            Some(1),
+        );
+        assert!(is_true(&status.conditions, STALLED));
+        assert!(!is_true(&status.conditions, READY));
+        assert_eq!(status.kafka_principal, None);
+    }
+
+    #[test]
+    fn random_secrets_differ_and_are_long() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 64);
+    }
+}

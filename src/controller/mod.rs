@@ -1,0 +1,149 @@
+//! The reconcilers, one per kind, and what they share: the [`Context`], the error type, the
+//! write helpers and leader election.
+
+pub mod apply;
+pub mod domain;
+pub mod leader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Resource, ResourceExt};
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::provision::kafka::{KafkaAdmin, KafkaAdminError};
+use crate::provision::storage::{ObjectStore, StorageError};
+
+/// What every reconciler is handed: clients for each system, settings, events and metrics.
+pub struct Context {
+    /// The Kubernetes client (the operator's own ServiceAccount in a cluster).
+    pub client: Client,
+    /// Where Kafka and S3 are, and the resync period.
+    pub settings: Settings,
+    /// Kafka Admin API.
+    pub kafka: Arc<dyn KafkaAdmin>,
+    /// S3 and IAM.
+    pub storage: Arc<dyn ObjectStore>,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// A context for the given clients. Events are reported as `datamesh-operator`.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        kafka: Arc<dyn KafkaAdmin>,
+        storage: Arc<dyn ObjectStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "datamesh-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            kafka,
+            storage,
+            metrics,
+        }
+    }
+
+    /// Publish an Event on `object`. Failing to publish is logged, never fatal: an Event is
+    /// a courtesy to people, not part of the declared state.
+    pub async fn publish<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, object = %object.name_any(), reason, "could not publish an Event");
+        }
+    }
+}
+
+/// Why a reconcile failed. Each variant is a category used as the `reason` label of the
+/// error metric; the message says which object and which call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {context}: {source}")]
+    Kubernetes {
+        context: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaAdminError),
+    #[error("object storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Blocked(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// The metric label of this error's category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kubernetes { .. } => "kubernetes",
+            Self::Kafka(_) => "kafka",
+            Self::Storage(_) => "storage",
+            Self::Blocked(_) => "blocked",
+            Self::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// The first failure of a batched Kafka call, if any; items for which `ignore` holds are
+/// not failures (e.g. deleting what is already gone).
+pub fn batch_ok<T>(
+    results: Vec<Result<T, KafkaAdminError>>,
+    ignore: impl Fn(&KafkaAdminError) -> bool,
+) -> Result<Vec<T>, Error> {
+    let mut oks = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(value) => oks.push(value),
+            Err(error) if ignore(&error) => {}
+            Err(error) => return Err(Error::Kafka(error)),
+        }
+    }
+    Ok(oks)
+}
+
+/// Attach context to a Kubernetes API error.
+pub fn kube_context(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Kubernetes {
+        context,
+        source: Box::new(source),
+    }
+}
+
+/// What to do after a failed reconcile: retry soon, with the error counted and logged.
+pub fn requeue_after_error(kind: &str, error: &Error, metrics: &Metrics) -> Action {
+    metrics.reconcile_failed(kind, error.category());
+    match error {
+        // Waiting on a person (e.g. a Domain that still has products): retry calmly.
+        Error::Blocked(_) => Action::requeue(Duration::from_secs(30)),
+        _ => {
+            tracing::warn!(kind, category = error.category(), %error, "reconcile failed");
+            Action::requeue(Duration::from_secs(5))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! datamesh-operator: a Kubernetes operator that turns a data mesh into declared,
+//! continuously reconciled state (Kafka topics and ACLs, buckets and IAM access,
+//! Spark jobs, namespaces and RBAC).
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod http;
+pub mod metrics;
+pub mod provision;
+pub mod runner;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use datamesh_operator::telemetry::{self, LogFormat};
+
+/// datamesh-operator: declared data mesh state, continuously reconciled.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions of the datamesh.dev API as YAML.
+    Crds,
+    /// Run the controllers (behind leader election) and the metrics and health endpoints.
+    Run(RunArgs),
+}
+
+/// Options of `datamesh-operator run`.
+#[derive(Args)]
+struct RunArgs {
+    /// The YAML configuration file (Kafka, S3, resync). `DATAMESH_*` environment variables
+    /// set or override single settings.
+    #[arg(long, env = "DATAMESH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "DATAMESH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log line format.
+    #[arg(long, env = "DATAMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Take part in leader election, so only one replica reconciles.
+    #[arg(long, env = "DATAMESH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// The namespace of the leader Lease (in a cluster: the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "datamesh-system")]
+    lease_namespace: String,
+    /// The name of the leader Lease.
+    #[arg(long, default_value = "datamesh-operator")]
+    lease_name: String,
+    /// This replica's identity in the election (in a cluster: the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => print_crds(),
+        Command::Run(args) => run(args),
+    }
+}
+
+/// Prints the CRDs; `crds/datamesh.dev.yaml` and the Helm chart hold the same text.
+fn print_crds() -> ExitCode {
+    let yaml = match datamesh_operator::api::crds_yaml() {
+        Ok(yaml) => yaml,
+        Err(error) => {
+            eprintln!("error: cannot render the CRDs as YAML: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match std::io::stdout().lock().write_all(yaml.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: cannot write the CRDs to stdout: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    telemetry::init(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let options = datamesh_operator::runner::Options {
+        config: args.config,
+        metrics_addr: args.metrics_addr,
+        leader_election: args
+            .leader_elect
+            .then_some(datamesh_operator::runner::LeaderElection {
+                namespace: args.lease_namespace,
+                name: args.lease_name,
+                identity,
+            }),
+    };
+    match runtime.block_on(datamesh_operator::runner::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "datamesh-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Outside a cluster: host name and process id, unique enough among replicas on one machine.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,647 @@
+//! The real [`KafkaAdmin`]: librdkafka through `rdkafka`, with SASL/SCRAM-SHA-512 admin credentials.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use tracing::{debug, instrument};
+
+use super::acl::{AclBinding, AclBindingFilter};
+use super::batch::{self, Outcomes, topic_resource, user_resource};
+use super::error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
+use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient};
+use super::scram::{ScramCredentialUpsert, ScramUser};
+use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
+use super::{BatchResult, KafkaAdmin};
+
+/// How the admin client reaches the brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaSecurityProtocol {
+    /// SASL over plain TCP (the local platform).
+    #[default]
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl KafkaSecurityProtocol {
+    fn as_config_value(self) -> &'static str {
+        match self {
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+/// The default time Kafka has to answer one admin request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to reach the Kafka cluster as its admin. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaAdminConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// The admin's SCRAM-SHA-512 user name (a super user, or one with ACLs to manage topics, ACLs and users).
+    pub username: String,
+    /// The admin's password.
+    pub password: String,
+    /// Plain or TLS transport.
+    pub security_protocol: KafkaSecurityProtocol,
+    /// CA bundle to verify the brokers' certificates with `SaslSsl` (default: the system's).
+    pub ssl_ca_location: Option<PathBuf>,
+    /// The time Kafka has to answer one admin request (and to apply topic changes).
+    pub request_timeout: Duration,
+}
+
+impl KafkaAdminConfig {
+    /// SASL_PLAINTEXT with SCRAM-SHA-512 and the default timeout.
+    pub fn new(
+        bootstrap_servers: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            username: username.into(),
+            password: password.into(),
+            security_protocol: KafkaSecurityProtocol::default(),
+            ssl_ca_location: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", "datamesh-operator-admin")
+            .set(
+                "security.protocol",
+                self.security_protocol.as_config_value(),
+            )
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", &self.username)
+            .set("sasl.password", &self.password);
+        if let Some(ca) = &self.ssl_ca_location {
+            config.set("ssl.ca.location", ca.to_string_lossy());
+        }
+        config
+    }
+}
+
+impl fmt::Debug for KafkaAdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaAdminConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("security_protocol", &self.security_protocol)
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The Kafka admin client the operator runs with. Cheap to share: hold it in an `Arc<dyn KafkaAdmin>`.
+pub struct RdKafkaAdmin {
+    client: SharedClient,
+    timeout: Duration,
+    bootstrap_servers: String,
+}
+
+impl fmt::Debug for RdKafkaAdmin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RdKafkaAdmin")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RdKafkaAdmin {
+    /// Creates the client. librdkafka connects lazily, so an unreachable cluster shows up
+    /// in the first call, not here; this fails only on an invalid configuration.
+    pub fn new(config: &KafkaAdminConfig) -> Result<Self, KafkaAdminError> {
+        let client: AdminClient<DefaultClientContext> =
+            config
+                .client_config()
+                .create()
+                .map_err(|err| KafkaAdminError::Client {
+                    bootstrap_servers: config.bootstrap_servers.clone(),
+                    reason: err.to_string(),
+                })?;
+        debug!(bootstrap_servers = %config.bootstrap_servers, user = %config.username, "created the Kafka admin client");
+        Ok(Self {
+            client: Arc::new(client),
+            timeout: config.request_timeout,
+            bootstrap_servers: config.bootstrap_servers.clone(),
+        })
+    }
+
+    #[instrument(skip_all, fields(count = topics.len()))]
+    async fn create_topics_now(&self, topics: &[NewTopic]) -> BatchResult<()> {
+        let mut outcomes = batch::check_new_topics(topics);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| topics[i].clone()).collect();
+            let answers = ffi::create_topics(&self.client, self.timeout, to_send).await?;
+            settle_by_name(
+                &mut outcomes,
+                AdminOperation::CreateTopics,
+                &pending,
+                |i| &topics[i].name,
+                answers,
+                topic_resource,
+            );
+        }
+        Ok(logged(outcomes.finish(|i| topic_resource(&topics[i].name))))
+    }
+
+    #[instrument(skip_all, fields(count = names.len()))]
+    async fn describe_topics_now(&self, names: &[String]) -> BatchResult<Option<TopicDescription>> {
+        let operation = AdminOperation::DescribeTopics;
+        let mut outcomes = Outcomes::new(operation, names.len());
+        // Describing a topic twice is harmless; each distinct name is asked for once.
+        let mut unique: Vec<String> = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            if name.contains('\0') {
+                outcomes.settle(
+                    index,
+                    Err(KafkaAdminError::invalid_input(
+                        operation,
+                        topic_resource(name),
+                        "the name contains a NUL character",
+                    )),
+                );
+            } else if !unique.contains(name) {
+                unique.push(name.clone());
+            }
+        }
+        if unique.is_empty() {
+            return Ok(outcomes.finish(|i| topic_resource(&names[i])));
+        }
+        let (topics, configs) = futures::future::try_join(
+            ffi::describe_topics(&self.client, self.timeout, unique.clone()),
+            ffi::describe_topic_configs(&self.client, self.timeout, unique),
+        )
+        .await?;
+        let mut configs: HashMap<String, ffi::DescribedConfigs> = configs
+            .into_iter()
+            .map(|described| (described.name.clone(), described))
+            .collect();
+        let topics: HashMap<String, ffi::DescribedTopic> = topics
+            .into_iter()
+            .map(|described| (described.name.clone(), described))
+            .collect();
+        for (index, name) in names.iter().enumerate() {
+            let Some(topic) = topics.get(name) else {
+                continue;
+            };
+            let resource = topic_resource(name);
+            let result = match &topic.failure {
+                Some(failure) if failure.code == RDKafkaErrorCode::UnknownTopicOrPartition => {
+                    Ok(None)
+                }
+                Some(failure) => Err(kafka_error(operation, resource, failure)),
+                None => match configs.remove(name) {
+                    Some(described) => match described.failure {
+                        Some(failure)
+                            if failure.code == RDKafkaErrorCode::UnknownTopicOrPartition =>
+                        {
+                            Ok(None)
+                        }
+                        Some(failure) => Err(kafka_error(operation, resource, &failure)),
+                        None => Ok(Some(TopicDescription {
+                            name: name.clone(),
+                            partitions: topic.partitions,
+                            replication_factor: topic.replication_factor,
+                            configs: described.configs,
+                        })),
+                    },
+                    // Either the same name asked twice (already taken) or a missing answer.
+                    None => continue,
+                },
+            };
+            outcomes.settle(index, result);
+        }
+        // Duplicate names take the answer of their first occurrence.
+        let mut results = outcomes.finish(|i| topic_resource(&names[i]));
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (index, name) in names.iter().enumerate() {
+            match first.get(name.as_str()) {
+                Some(&earlier) => results[index] = results[earlier].clone(),
+                None => {
+                    first.insert(name, index);
+                }
+            }
+        }
+        Ok(logged(results))
+    }
+
+    #[instrument(skip_all, fields(count = increases.len()))]
+    async fn create_partitions_now(&self, increases: &[PartitionIncrease]) -> BatchResult<()> {
+        let mut outcomes = batch::check_partition_increases(increases);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| increases[i].clone()).collect();
+            let answers = ffi::create_partitions(&self.client, self.timeout, to_send).await?;
+            settle_by_name(
+                &mut outcomes,
+                AdminOperation::CreatePartitions,
+                &pending,
+                |i| &increases[i].topic,
+                answers,
+                topic_resource,
+            );
+        }
+        Ok(logged(
+            outcomes.finish(|i| topic_resource(&increases[i].topic)),
+        ))
+    }
+
+    #[instrument(skip_all, fields(count = alterations.len()))]
+    async fn alter_topic_configs_now(
+        &self,
+        alterations: &[TopicConfigAlteration],
+    ) -> BatchResult<()> {
+        let mut outcomes = batch::check_config_alterations(alterations);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| alterations[i].clone()).collect();
+            let answers = ffi::alter_topic_configs(&self.client, self.timeout, to_send).await?;
+            settle_by_name(
+                &mut outcomes,
+                AdminOperation::AlterTopicConfigs,
+                &pending,
+                |i| &alterations[i].topic,
+                answers,
+                topic_resource,
+            );
+        }
+        Ok(logged(
+            outcomes.finish(|i| topic_resource(&alterations[i].topic)),
+        ))
+    }
+
+    #[instrument(skip_all, fields(count = names.len()))]
+    async fn delete_topics_now(&self, names: &[String]) -> BatchResult<()> {
+        let mut outcomes = batch::check_topic_names(AdminOperation::DeleteTopics, names);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| names[i].clone()).collect();
+            let answers = ffi::delete_topics(&self.client, self.timeout, to_send).await?;
+            settle_by_name(
+                &mut outcomes,
+                AdminOperation::DeleteTopics,
+                &pending,
+                |i| &names[i],
+                answers,
+                topic_resource,
+            );
+        }
+        Ok(logged(outcomes.finish(|i| topic_resource(&names[i]))))
+    }
+
+    #[instrument(skip_all, fields(count = bindings.len()))]
+    async fn create_acls_now(&self, bindings: &[AclBinding]) -> BatchResult<()> {
+        let operation = AdminOperation::CreateAcls;
+        let mut outcomes = batch::check_acl_bindings(bindings);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| bindings[i].clone()).collect();
+            let answers = ffi::create_acls(&self.client, self.timeout, to_send).await?;
+            for (&index, answer) in pending.iter().zip(answers) {
+                let result = match answer {
+                    None => Ok(()),
+                    Some(failure) => Err(kafka_error(
+                        operation,
+                        bindings[index].to_string(),
+                        &failure,
+                    )),
+                };
+                outcomes.settle(index, result);
+            }
+        }
+        Ok(logged(outcomes.finish(|i| bindings[i].to_string())))
+    }
+
+    #[instrument(skip_all, fields(count = filters.len()))]
+    async fn delete_acls_now(&self, filters: &[AclBindingFilter]) -> BatchResult<Vec<AclBinding>> {
+        let operation = AdminOperation::DeleteAcls;
+        let mut outcomes = batch::check_acl_filters(operation, filters);
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| filters[i].clone()).collect();
+            let answers = ffi::delete_acls(&self.client, self.timeout, to_send).await?;
+            for (&index, answer) in pending.iter().zip(answers) {
+                outcomes.settle(
+                    index,
+                    answer.map_err(|failure| {
+                        kafka_error(operation, filters[index].to_string(), &failure)
+                    }),
+                );
+            }
+        }
+        Ok(logged(outcomes.finish(|i| filters[i].to_string())))
+    }
+
+    #[instrument(skip_all, fields(filter = %filter))]
+    async fn describe_acls_now(
+        &self,
+        filter: &AclBindingFilter,
+    ) -> Result<Vec<AclBinding>, KafkaAdminError> {
+        let operation = AdminOperation::DescribeAcls;
+        let outcomes = batch::check_acl_filters(operation, std::slice::from_ref(filter));
+        if outcomes.pending().is_empty() {
+            return outcomes
+                .finish(|_| filter.to_string())
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| {
+                    Err(KafkaAdminError::unexpected(
+                        operation,
+                        "no outcome for the filter",
+                    ))
+                });
+        }
+        ffi::describe_acls(&self.client, self.timeout, filter.clone()).await
+    }
+
+    #[instrument(skip_all, fields(%operation, count = users.len()))]
+    async fn alter_scram_now(
+        &self,
+        operation: AdminOperation,
+        mut outcomes: Outcomes<()>,
+        users: &[&str],
+        alteration: impl Fn(usize) -> ScramAlteration,
+    ) -> BatchResult<()> {
+        let pending = outcomes.pending();
+        if !pending.is_empty() {
+            let to_send = pending.iter().map(|&i| alteration(i)).collect();
+            let answers =
+                ffi::alter_scram_credentials(&self.client, operation, self.timeout, to_send)
+                    .await?;
+            settle_by_name(
+                &mut outcomes,
+                operation,
+                &pending,
+                |i| users[i],
+                answers,
+                user_resource,
+            );
+        }
+        Ok(logged(outcomes.finish(|i| user_resource(users[i]))))
+    }
+
+    #[instrument(skip_all, fields(count = users.len()))]
+    async fn describe_scram_users_now(
+        &self,
+        users: &[String],
+    ) -> Result<Vec<ScramUser>, KafkaAdminError> {
+        let operation = AdminOperation::DescribeScramCredentials;
+        if let Some(user) = users.iter().find(|user| user.contains('\0')) {
+            return Err(KafkaAdminError::invalid_input(
+                operation,
+                user_resource(user),
+                "the name contains a NUL character",
+            ));
+        }
+        let mut unique = users.to_vec();
+        unique.sort();
+        unique.dedup();
+        let described = ffi::describe_scram_credentials(&self.client, self.timeout, unique).await?;
+        let mut found = Vec::with_capacity(described.len());
+        for user in described {
+            match user.failure {
+                // Asking for a user without credentials is how one learns it has none.
+                Some(failure) if failure.code == RDKafkaErrorCode::ResourceNotFound => {}
+                Some(failure) => {
+                    return Err(kafka_error(operation, user_resource(&user.user), &failure));
+                }
+                None => found.push(ScramUser {
+                    user: user.user,
+                    credentials: user.credentials,
+                }),
+            }
+        }
+        found.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(found)
+    }
+}
+
+/// Logs a batch's outcome at debug level: counts, and each failure (they name resources and
+/// carry the broker's message, never a secret).
+fn logged<T>(results: Vec<Result<T, KafkaAdminError>>) -> Vec<Result<T, KafkaAdminError>> {
+    let failed = results.iter().filter(|result| result.is_err()).count();
+    debug!(succeeded = results.len() - failed, failed, "Kafka answered");
+    for error in results.iter().filter_map(|result| result.as_ref().err()) {
+        debug!(%error, "item failed");
+    }
+    results
+}
+
+fn kafka_error(
+    operation: AdminOperation,
+    resource: String,
+    failure: &KafkaFailure,
+) -> KafkaAdminError {
+    KafkaAdminError::kafka(operation, resource, failure.code, failure.message.clone())
+}
+
+/// Settles the pending items from Kafka's answers, matched by name (names are unique among
+/// the pending items: duplicates were refused before sending).
+fn settle_by_name<'a>(
+    outcomes: &mut Outcomes<()>,
+    operation: AdminOperation,
+    pending: &[usize],
+    name_of: impl Fn(usize) -> &'a str,
+    answers: Vec<NamedResult>,
+    resource: impl Fn(&str) -> String,
+) {
+    let index_of: BTreeMap<&str, usize> = pending.iter().map(|&i| (name_of(i), i)).collect();
+    for answer in answers {
+        let Some(&index) = index_of.get(answer.name.as_str()) else {
+            debug!(%operation, name = %answer.name, "Kafka answered for an item we did not send");
+            continue;
+        };
+        let result = match &answer.failure {
+            None => Ok(()),
+            Some(failure) => Err(kafka_error(operation, resource(&answer.name), failure)),
+        };
+        outcomes.settle(index, result);
+    }
+}
+
+impl KafkaAdmin for RdKafkaAdmin {
+    fn create_topics<'a>(&'a self, topics: &'a [NewTopic]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(self.create_topics_now(topics))
+    }
+
+    fn describe_topics<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BatchResult<Option<TopicDescription>>> {
+        Box::pin(self.describe_topics_now(names))
+    }
+
+    fn create_partitions<'a>(
+        &'a self,
+        increases: &'a [PartitionIncrease],
+    ) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(self.create_partitions_now(increases))
+    }
+
+    fn alter_topic_configs<'a>(
+        &'a self,
+        alterations: &'a [TopicConfigAlteration],
+    ) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(self.alter_topic_configs_now(alterations))
+    }
+
+    fn delete_topics<'a>(&'a self, names: &'a [String]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(self.delete_topics_now(names))
+    }
+
+    fn create_acls<'a>(&'a self, bindings: &'a [AclBinding]) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(self.create_acls_now(bindings))
+    }
+
+    fn describe_acls<'a>(
+        &'a self,
+        filter: &'a AclBindingFilter,
+    ) -> BoxFuture<'a, Result<Vec<AclBinding>, KafkaAdminError>> {
+        Box::pin(self.describe_acls_now(filter))
+    }
+
+    fn delete_acls<'a>(
+        &'a self,
+        filters: &'a [AclBindingFilter],
+    ) -> BoxFuture<'a, BatchResult<Vec<AclBinding>>> {
+        Box::pin(self.delete_acls_now(filters))
+    }
+
+    fn upsert_scram_credentials<'a>(
+        &'a self,
+        upserts: &'a [ScramCredentialUpsert],
+    ) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(async move {
+            let users: Vec<&str> = upserts.iter().map(|u| u.user.as_str()).collect();
+            let outcomes = batch::check_scram_upserts(upserts);
+            self.alter_scram_now(
+                AdminOperation::UpsertScramCredentials,
+                outcomes,
+                &users,
+                |i| ScramAlteration::Upsert(upserts[i].clone()),
+            )
+            .await
+        })
+    }
+
+    fn delete_scram_credentials<'a>(
+        &'a self,
+        users: &'a [String],
+    ) -> BoxFuture<'a, BatchResult<()>> {
+        Box::pin(async move {
+            let names: Vec<&str> = users.iter().map(String::as_str).collect();
+            let outcomes = batch::check_scram_deletions(users);
+            self.alter_scram_now(
+                AdminOperation::DeleteScramCredentials,
+                outcomes,
+                &names,
+                |i| ScramAlteration::Delete(users[i].clone()),
+            )
+            .await
+        })
+    }
+
+    fn describe_scram_users<'a>(
+        &'a self,
+        users: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<ScramUser>, KafkaAdminError>> {
+        Box::pin(self.describe_scram_users_now(users))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_the_password() {
+        let config = KafkaAdminConfig::new("127.0.0.1:29092", "admin", "hunter2-secret");
+        let text = format!("{config:?}");
+        assert!(!text.contains("hunter2-secret"), "{text}");
+        assert!(
+            text.contains("admin") && text.contains("127.0.0.1:29092"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn client_config_uses_sasl_scram_sha_512() {
+        let config = KafkaAdminConfig::new("b:1", "admin", "pw");
+        let client_config = config.client_config();
+        assert_eq!(
+            client_config.get("security.protocol"),
+            Some("SASL_PLAINTEXT")
+        );
+        assert_eq!(client_config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client_config.get("sasl.username"), Some("admin"));
+        let tls = KafkaAdminConfig {
+            security_protocol: KafkaSecurityProtocol::SaslSsl,
+            ssl_ca_location: Some("/etc/ca.pem".into()),
+            ..config
+        };
+        let client_config = tls.client_config();
+        assert_eq!(client_config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client_config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+    }
+
+    #[test]
+    fn settle_by_name_matches_answers_to_their_items() {
+        let names = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let mut outcomes: Outcomes<()> = Outcomes::new(AdminOperation::DeleteTopics, 3);
+        let answers = vec![
+            NamedResult {
+                name: "c".into(),
+                failure: None,
+            },
+            NamedResult {
+                name: "a".into(),
+                failure: Some(KafkaFailure {
+                    code: RDKafkaErrorCode::UnknownTopicOrPartition,
+                    message: "no such topic".into(),
+                }),
+            },
+            NamedResult {
+                name: "zzz".into(),
+                failure: None,
+            },
+        ];
+        settle_by_name(
+            &mut outcomes,
+            AdminOperation::DeleteTopics,
+            &[0, 1, 2],
+            |i| &names[i],
+            answers,
+            topic_resource,
+        );
+        let results = outcomes.finish(|i| topic_resource(&names[i]));
+        assert!(
+            results[0]
+                .as_ref()
+                .is_err_and(KafkaAdminError::is_unknown_topic)
+        );
+        assert!(matches!(
+            results[1],
+            Err(KafkaAdminError::Unexpected { .. })
+        ));
+        assert!(results[2].is_ok());
+    }
+}

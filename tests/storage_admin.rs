@@ -1,0 +1,587 @@
+//! End-to-end: the object storage edge against the real SeaweedFS of the local platform.
+//!
+//! Needs `e2e/stack up` and its environment (`eval "$(e2e/stack env)"`): S3_ENDPOINT,
+//! S3_IAM_ENDPOINT, S3_ADMIN_ACCESS_KEY, S3_ADMIN_SECRET_KEY, and `stack-python` (the stack's
+//! Python with boto3, the independent client) on PATH. Fails, never skips, without them.
+//!
+//! What the operator's reconcilers rely on, each checked with the service's real answers: bucket
+//! configuration round-trips (and boto3 reads the same), IAM inline policies are enforced per
+//! bucket and per action, revocation takes effect, deleting a user removes its keys and policies,
+//! and no bucket with data in it is deleted except through `empty_bucket`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use datamesh_operator::provision::storage::policy::{
+    self, BucketAccess, Effect, PolicyDocument, Statement, consumer_policy, grant_policy_name,
+    owner_policy,
+};
+use datamesh_operator::provision::storage::{
+    AccessKey, BucketTags, EXPIRATION_RULE_ID, ErrorCode, HttpObjectStore, ObjectStore, Operation,
+    SecretKey, StorageConfig, StorageError, Versioning,
+};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: start the platform with `e2e/stack up` and `eval \"$(e2e/stack env)\"`"))
+}
+
+fn config(access_key_id: &str, secret: &str) -> StorageConfig {
+    let mut config = StorageConfig::new(
+        env("S3_ENDPOINT"),
+        env("S3_IAM_ENDPOINT"),
+        access_key_id,
+        SecretKey::new(secret),
+    );
+    config.request_timeout = Duration::from_secs(20);
+    config
+}
+
+fn admin() -> HttpObjectStore {
+    HttpObjectStore::new(config(
+        &env("S3_ADMIN_ACCESS_KEY"),
+        &env("S3_ADMIN_SECRET_KEY"),
+    ))
+    .unwrap()
+}
+
+/// A client that acts as the IAM user whose key this is.
+fn acting_as(key: &AccessKey) -> HttpObjectStore {
+    HttpObjectStore::new(config(&key.access_key_id, key.secret_access_key.expose())).unwrap()
+}
+
+/// A name no earlier run used, so reruns against a long-lived platform do not collide.
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{:x}{:x}", nanos % 0xffff_ffff, std::process::id())
+}
+
+/// Retries `check` until it returns `Ok`, for at most `limit`; then fails with its last message.
+/// IAM changes reach SeaweedFS's S3 gateway through a filer subscription, so they are not always
+/// visible to the very next request.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(message) if start.elapsed() > limit => {
+                panic!("{what}: still not true after {limit:?}: {message}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn expect_denied<T: std::fmt::Debug>(result: Result<T, StorageError>) -> Result<(), String> {
+    match result {
+        Err(error) if error.is_access_denied() => Ok(()),
+        other => Err(format!("expected AccessDenied, got {other:?}")),
+    }
+}
+
+/// The platform's Python. `stack-python` on PATH is a symlink into the stack's virtualenv; run
+/// through the link, Python would not find the virtualenv (it looks for `pyvenv.cfg` beside the
+/// path it was started as) and would import whatever boto3 the system has, if any. Following the
+/// link one step starts it from inside the virtualenv.
+fn stack_python() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join("stack-python"))
+        .find(|candidate| candidate.exists())
+        .expect("stack-python (the platform's Python with boto3) must be on PATH: eval \"$(e2e/stack env)\"");
+    match std::fs::read_link(&found) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => found
+            .parent()
+            .map(|dir| dir.join(&target))
+            .unwrap_or(target),
+        Err(_) => found,
+    }
+}
+
+/// Runs a boto3 script in the platform's Python with `vars` in its environment; its stdout, parsed
+/// as JSON.
+fn boto3(script: &str, vars: &[(&str, &str)]) -> serde_json::Value {
+    let prelude = r#"
+import json, os, sys, boto3, botocore
+from botocore.config import Config
+E = os.environ
+cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+def client(service, ak, sk, endpoint):
+    return boto3.client(service, endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
+                        region_name="us-east-1", config=cfg)
+def outcome(call):
+    try:
+        result = call()
+        return {"ok": result}
+    except botocore.exceptions.ClientError as error:
+        return {"error": error.response.get("Error", {}).get("Code")}
+"#;
+    let output = Command::new(stack_python())
+        .arg("-c")
+        .arg(format!("{prelude}\n{script}"))
+        .envs(vars.iter().copied())
+        .output()
+        .expect("stack-python (the platform's Python with boto3) must be on PATH: eval \"$(e2e/stack env)\"");
+    assert!(
+        output.status.success(),
+        "boto3 check failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "boto3 printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[tokio::test]
+async fn bucket_configuration_round_trips_and_boto3_reads_the_same() {
+    let store = admin();
+    let bucket = unique("e2e-config");
+
+    assert!(
+        store.ensure_bucket(&bucket).await.unwrap(),
+        "first ensure creates"
+    );
+    assert!(
+        !store.ensure_bucket(&bucket).await.unwrap(),
+        "an existing bucket is not an error"
+    );
+    assert!(store.bucket_exists(&bucket).await.unwrap());
+    assert!(store.list_buckets().await.unwrap().contains(&bucket));
+
+    assert_eq!(
+        store.get_versioning(&bucket).await.unwrap(),
+        Versioning::Unversioned
+    );
+    store.put_versioning(&bucket, true).await.unwrap();
+    assert_eq!(
+        store.get_versioning(&bucket).await.unwrap(),
+        Versioning::Enabled
+    );
+
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), None);
+    store.put_expiration_days(&bucket, Some(30)).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), Some(30));
+    store.put_expiration_days(&bucket, Some(365)).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), Some(365));
+
+    assert!(store.get_tags(&bucket).await.unwrap().is_empty());
+    let tags: BucketTags = [
+        ("app.kubernetes.io/managed-by", "datamesh-operator"),
+        ("datamesh.dev/domain", "payments"),
+        ("datamesh.dev/data-product", "orders"),
+        ("datamesh.dev/port", "lake"),
+        ("datamesh.dev/classification", "internal"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    store.put_tags(&bucket, &tags).await.unwrap();
+    assert_eq!(store.get_tags(&bucket).await.unwrap(), tags);
+
+    // An independent client sees exactly what we wrote.
+    let seen = boto3(
+        r#"
+s3 = client("s3", E["S3_ADMIN_ACCESS_KEY"], E["S3_ADMIN_SECRET_KEY"], E["S3_ENDPOINT"])
+b = E["CHECK_BUCKET"]
+rules = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+print(json.dumps({
+    "versioning": s3.get_bucket_versioning(Bucket=b).get("Status"),
+    "rules": [{"id": r.get("ID"), "status": r["Status"], "days": r.get("Expiration", {}).get("Days")} for r in rules],
+    "tags": {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=b)["TagSet"]},
+}))
+"#,
+        &[("CHECK_BUCKET", &bucket)],
+    );
+    assert_eq!(seen["versioning"], "Enabled");
+    assert_eq!(
+        seen["rules"],
+        serde_json::json!([{"id": EXPIRATION_RULE_ID, "status": "Enabled", "days": 365}])
+    );
+    assert_eq!(seen["tags"], serde_json::to_value(&tags).unwrap());
+
+    // Removing configuration.
+    store.put_expiration_days(&bucket, None).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), None);
+    store.put_tags(&bucket, &BucketTags::new()).await.unwrap();
+    assert!(store.get_tags(&bucket).await.unwrap().is_empty());
+    store.put_versioning(&bucket, false).await.unwrap();
+    assert_eq!(
+        store.get_versioning(&bucket).await.unwrap(),
+        Versioning::Suspended
+    );
+
+    store.empty_bucket(&bucket).await.unwrap();
+    assert!(store.delete_bucket(&bucket).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_bucket_with_data_is_deleted_only_after_empty_bucket() {
+    let store = admin();
+    let bucket = unique("e2e-delete");
+    store.ensure_bucket(&bucket).await.unwrap();
+    store.put_versioning(&bucket, true).await.unwrap();
+    store
+        .put_object(&bucket, "dir/a b+c.txt", "v1")
+        .await
+        .unwrap();
+    store
+        .put_object(&bucket, "dir/a b+c.txt", "v2")
+        .await
+        .unwrap();
+    store.put_object(&bucket, "k", "x").await.unwrap();
+    // A delete marker on top of "k": versions stay behind it.
+    let deleted_marker = boto3(
+        r#"
+s3 = client("s3", E["S3_ADMIN_ACCESS_KEY"], E["S3_ADMIN_SECRET_KEY"], E["S3_ENDPOINT"])
+print(json.dumps(s3.delete_object(Bucket=E["CHECK_BUCKET"], Key="k").get("DeleteMarker", False)))
+"#,
+        &[("CHECK_BUCKET", &bucket)],
+    );
+    assert_eq!(deleted_marker, serde_json::json!(true));
+
+    let refused = store.delete_bucket(&bucket).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&ErrorCode::BucketNotEmpty),
+        "{refused}"
+    );
+    assert_eq!(refused.operation(), Some(Operation::DeleteBucket));
+    assert!(
+        store.bucket_exists(&bucket).await.unwrap(),
+        "refused means the bucket is still there"
+    );
+    assert_eq!(
+        &store.get_object(&bucket, "dir/a b+c.txt").await.unwrap()[..],
+        b"v2"
+    );
+
+    // Two versions of one key, one version of "k" and its delete marker.
+    assert_eq!(store.empty_bucket(&bucket).await.unwrap(), 4);
+    assert_eq!(
+        store.empty_bucket(&bucket).await.unwrap(),
+        0,
+        "emptying an empty bucket is a no-op"
+    );
+    assert!(store.delete_bucket(&bucket).await.unwrap());
+    assert!(
+        !store.delete_bucket(&bucket).await.unwrap(),
+        "deleting a deleted bucket is a no-op"
+    );
+    assert!(!store.bucket_exists(&bucket).await.unwrap());
+    assert_eq!(
+        store.empty_bucket(&bucket).await.unwrap(),
+        0,
+        "a repeated deletion finds nothing to empty"
+    );
+}
+
+#[tokio::test]
+async fn inline_policies_are_enforced_per_bucket_and_per_action() {
+    let store = admin();
+    let bucket = unique("e2e-granted");
+    let other_bucket = unique("e2e-other");
+    let user = unique("e2e-consumer");
+    for b in [&bucket, &other_bucket] {
+        store.ensure_bucket(b).await.unwrap();
+        store
+            .put_object(b, "data/hello.txt", "hello")
+            .await
+            .unwrap();
+    }
+
+    assert!(store.ensure_user(&user).await.unwrap());
+    assert!(!store.ensure_user(&user).await.unwrap());
+    assert!(store.user_exists(&user).await.unwrap());
+    let key = store.create_access_key(&user).await.unwrap();
+    let keys = store.list_access_keys(&user).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].access_key_id, key.access_key_id);
+    assert!(keys[0].active);
+    let consumer = acting_as(&key);
+
+    // No policy: nothing is allowed.
+    eventually(
+        "a user without policies is denied",
+        Duration::from_secs(10),
+        || async { expect_denied(consumer.get_object(&bucket, "data/hello.txt").await) },
+    )
+    .await;
+
+    // Read grant.
+    let grant = grant_policy_name(&bucket);
+    let read = consumer_policy(&bucket, BucketAccess::Read);
+    store.put_user_policy(&user, &grant, &read).await.unwrap();
+    assert_eq!(
+        store.get_user_policy(&user, &grant).await.unwrap(),
+        Some(read.clone())
+    );
+    assert_eq!(
+        store.list_user_policies(&user).await.unwrap(),
+        std::slice::from_ref(&grant)
+    );
+    eventually("read grant allows get", Duration::from_secs(10), || async {
+        match consumer.get_object(&bucket, "data/hello.txt").await {
+            Ok(body) if &body[..] == b"hello" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    expect_denied(consumer.put_object(&bucket, "data/new.txt", "x").await).unwrap();
+    expect_denied(consumer.get_object(&other_bucket, "data/hello.txt").await).unwrap();
+    expect_denied(consumer.put_versioning(&bucket, false).await).unwrap();
+    expect_denied(consumer.ensure_bucket(&unique("e2e-not-allowed")).await).unwrap();
+
+    // The same, through an independent client with the user's keys.
+    let seen = boto3(
+        r#"
+s3 = client("s3", E["CHECK_AK"], E["CHECK_SK"], E["S3_ENDPOINT"])
+b = E["CHECK_BUCKET"]
+print(json.dumps({
+    "get": outcome(lambda: s3.get_object(Bucket=b, Key="data/hello.txt")["Body"].read().decode()),
+    "list": outcome(lambda: [o["Key"] for o in s3.list_objects_v2(Bucket=b).get("Contents", [])]),
+    "put": outcome(lambda: s3.put_object(Bucket=b, Key="data/boto3.txt", Body=b"x") and None),
+    "other": outcome(lambda: s3.get_object(Bucket=E["CHECK_OTHER"], Key="data/hello.txt") and None),
+}))
+"#,
+        &[
+            ("CHECK_AK", &key.access_key_id),
+            ("CHECK_SK", key.secret_access_key.expose()),
+            ("CHECK_BUCKET", &bucket),
+            ("CHECK_OTHER", &other_bucket),
+        ],
+    );
+    assert_eq!(seen["get"], serde_json::json!({"ok": "hello"}));
+    assert_eq!(seen["list"], serde_json::json!({"ok": ["data/hello.txt"]}));
+    assert_eq!(seen["put"], serde_json::json!({"error": "AccessDenied"}));
+    assert_eq!(seen["other"], serde_json::json!({"error": "AccessDenied"}));
+
+    // Read-write grant replaces the read grant under the same name.
+    store
+        .put_user_policy(
+            &user,
+            &grant,
+            &consumer_policy(&bucket, BucketAccess::ReadWrite),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "read-write grant allows put",
+        Duration::from_secs(10),
+        || async {
+            consumer
+                .put_object(&bucket, "data/new.txt", "written")
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    assert_eq!(
+        &consumer.get_object(&bucket, "data/new.txt").await.unwrap()[..],
+        b"written"
+    );
+    expect_denied(consumer.get_object(&other_bucket, "data/hello.txt").await).unwrap();
+
+    // Revocation: the policy goes, access goes.
+    store.delete_user_policy(&user, &grant).await.unwrap();
+    store.delete_user_policy(&user, &grant).await.unwrap();
+    assert_eq!(store.get_user_policy(&user, &grant).await.unwrap(), None);
+    assert!(store.list_user_policies(&user).await.unwrap().is_empty());
+    eventually(
+        "revoked grant denies get",
+        Duration::from_secs(10),
+        || async { expect_denied(consumer.get_object(&bucket, "data/hello.txt").await) },
+    )
+    .await;
+    expect_denied(consumer.put_object(&bucket, "data/after.txt", "x").await).unwrap();
+
+    // Two policies at once: the union applies, and removing one leaves the other.
+    store
+        .put_user_policy(
+            &user,
+            policy::OWNER_POLICY_NAME,
+            &owner_policy(&[&other_bucket]),
+        )
+        .await
+        .unwrap();
+    store.put_user_policy(&user, &grant, &read).await.unwrap();
+    eventually(
+        "owner and grant policies together",
+        Duration::from_secs(10),
+        || async {
+            consumer
+                .put_object(&other_bucket, "owned.txt", "mine")
+                .await
+                .map_err(|e| e.to_string())?;
+            consumer
+                .get_object(&bucket, "data/hello.txt")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    store.delete_user_policy(&user, &grant).await.unwrap();
+    eventually(
+        "removing one policy keeps the other",
+        Duration::from_secs(10),
+        || async {
+            expect_denied(consumer.get_object(&bucket, "data/hello.txt").await)?;
+            consumer
+                .get_object(&other_bucket, "owned.txt")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+
+    // Rotating keys: a deleted key stops authenticating, the new one works.
+    let second = store.create_access_key(&user).await.unwrap();
+    store
+        .delete_access_key(&user, &key.access_key_id)
+        .await
+        .unwrap();
+    store
+        .delete_access_key(&user, &key.access_key_id)
+        .await
+        .unwrap();
+    let listed: Vec<_> = store
+        .list_access_keys(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.access_key_id)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&second.access_key_id));
+    eventually(
+        "a deleted key is refused",
+        Duration::from_secs(10),
+        || async {
+            match consumer.get_object(&other_bucket, "owned.txt").await {
+                Err(StorageError::Service { status: 403, .. }) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let rotated = acting_as(&second);
+    eventually("the new key works", Duration::from_secs(10), || async {
+        rotated
+            .get_object(&other_bucket, "owned.txt")
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .await;
+
+    // Deleting the user takes its policies with it: a user re-created under the same name starts
+    // with none (SeaweedFS's own DeleteUser would leave them for the newcomer).
+    assert!(store.delete_user(&user).await.unwrap());
+    assert!(!store.delete_user(&user).await.unwrap());
+    assert!(!store.user_exists(&user).await.unwrap());
+    eventually(
+        "a deleted user's key is refused",
+        Duration::from_secs(10),
+        || async {
+            match rotated.get_object(&other_bucket, "owned.txt").await {
+                Err(StorageError::Service { status: 403, .. }) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(store.ensure_user(&user).await.unwrap());
+    assert!(store.list_user_policies(&user).await.unwrap().is_empty());
+    assert!(store.list_access_keys(&user).await.unwrap().is_empty());
+    assert!(store.delete_user(&user).await.unwrap());
+
+    for b in [&bucket, &other_bucket] {
+        store.empty_bucket(b).await.unwrap();
+        assert!(store.delete_bucket(b).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn errors_name_the_call_the_subject_and_the_code() {
+    let store = admin();
+    let missing = unique("e2e-missing");
+
+    let error = store.get_versioning(&missing).await.unwrap_err();
+    assert_eq!(error.code(), Some(&ErrorCode::NoSuchBucket));
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "GetBucketVersioning on bucket \"{missing}\" failed: NoSuchBucket (HTTP 404)"
+        )),
+        "{message}"
+    );
+    assert!(!store.bucket_exists(&missing).await.unwrap());
+    assert!(!store.delete_bucket(&missing).await.unwrap());
+
+    let error = store
+        .put_user_policy(&missing, "p", &consumer_policy("b", BucketAccess::Read))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&ErrorCode::NoSuchEntity), "{error}");
+    assert!(error.to_string().starts_with(&format!(
+        "PutUserPolicy on policy \"p\" of IAM user \"{missing}\""
+    )));
+    assert_eq!(store.get_user_policy(&missing, "p").await.unwrap(), None);
+    assert!(store.list_access_keys(&missing).await.unwrap().is_empty());
+
+    // SeaweedFS accepts only Allow statements; a Deny is refused as malformed, never half-applied.
+    let user = unique("e2e-deny");
+    store.ensure_user(&user).await.unwrap();
+    let deny = PolicyDocument {
+        version: policy::POLICY_VERSION.to_owned(),
+        statement: vec![Statement {
+            sid: None,
+            effect: Effect::Deny,
+            action: vec!["s3:PutObject".to_owned()],
+            resource: vec!["arn:aws:s3:::b/*".to_owned()],
+        }],
+    };
+    let error = store
+        .put_user_policy(&user, "deny", &deny)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&ErrorCode::MalformedPolicyDocument),
+        "{error}"
+    );
+    store.delete_user(&user).await.unwrap();
+
+    // Wrong credentials are refused, and the secret is in no message.
+    let impostor = HttpObjectStore::new(config(
+        &env("S3_ADMIN_ACCESS_KEY"),
+        "not-the-secret-0123456789",
+    ))
+    .unwrap();
+    let error = impostor.list_buckets().await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&ErrorCode::SignatureDoesNotMatch),
+        "{error}"
+    );
+    assert!(!format!("{error} {error:?}").contains("not-the-secret"));
+    let unknown = HttpObjectStore::new(config("AKIANOSUCHKEY0000000", "whatever")).unwrap();
+    let error = unknown.list_buckets().await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&ErrorCode::InvalidAccessKeyId),
+        "{error}"
+    );
+}
