@@ -163,7 +163,11 @@ async fn lead(
 
 /// Every controller, until `stop` is cancelled; each finishes its in-flight reconciles.
 async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
-    controller::domain::run(ctx, stop).await;
+    tokio::join!(
+        controller::domain::run(ctx.clone(), stop.clone()),
+        controller::data_product::run(ctx.clone(), stop.clone()),
+        controller::access_policy::run(ctx, stop),
+    );
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {

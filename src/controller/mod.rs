@@ -1,7 +1,9 @@
 //! The reconcilers, one per kind, and what they share: the [`Context`], the error type, the
 //! write helpers and leader election.
 
+pub mod access_policy;
 pub mod apply;
+pub mod data_product;
 pub mod domain;
 pub mod leader;
 

@@ -1,0 +1,875 @@
+//! The AccessPolicy reconciler: a producer's grant turned into Kafka ACLs, bucket policies,
+//! RBAC and connection ConfigMaps, and revoked just as really.
+//!
+//! Each reconcile works on the whole *product* the policy names (see [`desired`]): it reads
+//! every live policy of that product, the product, the domains and the consumers' products,
+//! derives the union of grants, and makes each system match it. So a grant another policy
+//! still gives survives the revocation of this one, and a reconcile interrupted anywhere is
+//! finished by the next one. Reconciles that converge a product are serialized in this process
+//! (one at a time), so two policies of the same product never undo each other's work from a
+//! stale read.
+//!
+//! Expiry: a policy with `expiresAt` ahead is requeued at that time, not at the resync.
+
+pub mod desired;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use self::desired::{
+    DomainInfo, Endpoints, PortGrant, PortTarget, Product, SOURCE_DOMAIN_LABEL,
+    SOURCE_PRODUCT_LABEL, acl_changes, bucket_changes, consumers_role, consumers_role_binding,
+    consumers_role_name, evaluate, group_binding,
+};
+use super::apply::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, apply};
+use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
+use crate::api::conditions::Progress;
+use crate::api::data_product::DataProduct;
+use crate::api::domain::Domain;
+use crate::api::naming::kafka_principal;
+use crate::controller::domain::desired::storage_user;
+use crate::provision::kafka::{AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin};
+use crate::provision::storage::ObjectStore;
+use crate::provision::storage::policy::grant_policy_name;
+
+/// The finalizer that lets the operator revoke a policy's grants before it goes.
+pub const FINALIZER: &str = "datamesh.dev/access-policy";
+const KIND: &str = "AccessPolicy";
+/// Margin after `expiresAt` before the expiry reconcile, so a timer that fires a little
+/// early does not find the policy still valid.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
+
+/// Serializes product convergence within this process (see the module docs).
+static CONVERGE: Mutex<()> = Mutex::const_new(());
+
+/// Run the AccessPolicy controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let policies = Api::<AccessPolicy>::all(ctx.client.clone());
+    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
+    let by_product = controller.store();
+    let by_domain = controller.store();
+    controller
+        // A product appearing, changing ports or lifecycle, or a consumer adding an input
+        // port changes what its policies make.
+        .watches(
+            Api::<DataProduct>::all(ctx.client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |product| {
+                let namespace = product.namespace();
+                let name = product.name_any();
+                let read: BTreeSet<String> = product
+                    .spec
+                    .input_ports
+                    .iter()
+                    .map(|input| input.data_product.name.clone())
+                    .collect();
+                by_product
+                    .state()
+                    .into_iter()
+                    .filter(|policy| {
+                        (policy.namespace() == namespace && policy.spec.data_product == name)
+                            || read.contains(&policy.spec.data_product)
+                    })
+                    .map(|policy| ObjectRef::from_obj(&*policy))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A consumer domain appearing (or going) resolves (or breaks) the policies naming it.
+        .watches(
+            Api::<Domain>::all(ctx.client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |domain| {
+                let name = domain.name_any();
+                let namespace = domain.namespace_name();
+                by_domain
+                    .state()
+                    .into_iter()
+                    .filter(|policy| {
+                        policy.namespace().as_deref() == Some(namespace.as_str())
+                            || policy.spec.consumers.iter().any(|consumer| {
+                                consumer.domain.as_deref() == Some(name.as_str())
+                                    || consumer
+                                        .service_account
+                                        .as_ref()
+                                        .is_some_and(|sa| sa.namespace == namespace)
+                            })
+                    })
+                    .map(|policy| ObjectRef::from_obj(&*policy))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(_: Arc<AccessPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    requeue_after_error(KIND, error, &ctx.metrics)
+}
+
+async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(KIND);
+    let namespace = policy.namespace().unwrap_or_default();
+    let api = Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            Finalizer::Apply(policy) => apply_policy(&policy, &ctx).await,
+            Finalizer::Cleanup(policy) => cleanup_policy(&policy, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Grant what the policy declares (together with its product's other live policies), then
+/// report it; come back at expiry.
+async fn apply_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let evaluation = {
+        let _one_at_a_time = CONVERGE.lock().await;
+        converge(policy, ctx, false, now).await?
+    };
+    let Some(evaluation) = evaluation else {
+        return Err(Error::Blocked(format!(
+            "AccessPolicy {} was not evaluated",
+            policy.name_any()
+        )));
+    };
+    report(policy, ctx, &evaluation, now).await?;
+    let requeue = match desired::until_expiry(policy, now) {
+        Some(left) => (left + EXPIRY_MARGIN).min(ctx.settings.resync),
+        None => ctx.settings.resync,
+    };
+    Ok(Action::requeue(requeue))
+}
+
+/// The policy is being deleted: revoke what only it gave, then let it go.
+async fn cleanup_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+    {
+        let _one_at_a_time = CONVERGE.lock().await;
+        converge(policy, ctx, true, Timestamp::now()).await?;
+    }
+    let granted = policy
+        .status
+        .as_ref()
+        .map(|status| status.grants.as_slice())
+        .unwrap_or_default();
+    if !granted.is_empty() {
+        let (_, revoked) = desired::grant_transitions(granted, &[]);
+        let note = format!(
+            "Policy deleted: revoked {} (access another policy still gives stays).",
+            revoked.join(", ")
+        );
+        tracing::info!(policy = %policy.name_any(), namespace = ?policy.namespace(), "{note}");
+        ctx.publish(policy, EventType::Normal, "Revoked", note)
+            .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Everything a product's grants depend on, read in one go.
+struct Scope {
+    product: Option<DataProduct>,
+    domains: Vec<DomainInfo>,
+    /// The policies in the producer's namespace that name the same product.
+    policies: Vec<AccessPolicy>,
+    /// Every DataProduct, to find the consumers' input ports.
+    consumers: Vec<DataProduct>,
+}
+
+async fn read_scope(ctx: &Context, namespace: &str, product: &str) -> Result<Scope, Error> {
+    let client = &ctx.client;
+    let found = Api::<DataProduct>::namespaced(client.clone(), namespace)
+        .get_opt(product)
+        .await
+        .map_err(kube_context(format!(
+            "reading DataProduct {namespace}/{product}"
+        )))?;
+    let domains = Api::<Domain>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_context("listing Domains"))?
+        .items
+        .iter()
+        .map(DomainInfo::of)
+        .collect();
+    let policies = Api::<AccessPolicy>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_context(format!(
+            "listing AccessPolicies in {namespace}"
+        )))?
+        .items
+        .into_iter()
+        .filter(|policy| policy.spec.data_product == product)
+        .collect();
+    let consumers = Api::<DataProduct>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_context("listing DataProducts"))?
+        .items;
+    Ok(Scope {
+        product: found,
+        domains,
+        policies,
+        consumers,
+    })
+}
+
+/// Make the product's grants match the union of its live policies. When `leaving`, `policy`
+/// is being deleted and counts for nothing. Returns `policy`'s own evaluation (unless leaving).
+async fn converge(
+    policy: &AccessPolicy,
+    ctx: &Context,
+    leaving: bool,
+    now: Timestamp,
+) -> Result<Option<desired::Evaluation>, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let product_name = &policy.spec.data_product;
+    let scope = read_scope(ctx, &namespace, product_name).await?;
+    let product = scope.product.as_ref().map(Product::of);
+
+    let mut grants: Vec<PortGrant> = Vec::new();
+    for other in &scope.policies {
+        let live = other.metadata.deletion_timestamp.is_none();
+        if other.name_any() != policy.name_any() && live {
+            grants.extend(evaluate(other, product.as_ref(), &scope.domains, now).grants);
+        }
+    }
+    let own = (!leaving).then(|| evaluate(policy, product.as_ref(), &scope.domains, now));
+    if let Some(own) = &own {
+        grants.extend(own.grants.iter().cloned());
+    }
+
+    // The producer is the product's domain, or (the product gone) the domain of the namespace.
+    let producer = product.as_ref().map(|p| p.domain.clone()).or_else(|| {
+        scope
+            .domains
+            .iter()
+            .find(|d| d.namespace == namespace)
+            .map(|d| d.name.clone())
+    });
+    let Some(producer) = producer else {
+        // No product and no domain: nothing was ever granted that we could name.
+        delete_rbac(ctx, &namespace, product_name).await?;
+        return Ok(own);
+    };
+    // Ports the product has now, plus those any policy reported granting (a port removed
+    // from the product, or the product gone), so their grants are revoked too.
+    let statuses = scope
+        .policies
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .chain(policy.status.as_ref());
+    let mut targets = desired::targets_from_status(&producer, product_name, statuses);
+    if let Some(product) = &product {
+        targets.extend(product.ports.values().cloned());
+    }
+
+    let wanted = desired::desired(&grants);
+    sync_kafka(ctx.kafka.as_ref(), &producer, &targets, &wanted).await?;
+    sync_buckets(
+        ctx.storage.as_ref(),
+        &producer,
+        &targets,
+        &wanted,
+        &scope.domains,
+    )
+    .await?;
+    match &product {
+        Some(product) if !wanted.rbac_subjects.is_empty() => {
+            let roles = Api::<Role>::namespaced(ctx.client.clone(), &namespace);
+            let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
+            let name = consumers_role_name(&product.name);
+            apply(&roles, &consumers_role(&namespace, product))
+                .await
+                .map_err(kube_context(format!("applying Role {namespace}/{name}")))?;
+            apply(
+                &bindings,
+                &consumers_role_binding(&namespace, product, &wanted.rbac_subjects),
+            )
+            .await
+            .map_err(kube_context(format!(
+                "applying RoleBinding {namespace}/{name}"
+            )))?;
+        }
+        _ => delete_rbac(ctx, &namespace, product_name).await?,
+    }
+    let endpoints = Endpoints {
+        kafka_bootstrap_servers: ctx.settings.kafka.bootstrap_servers.clone(),
+        s3_endpoint: ctx.settings.s3.endpoint.clone(),
+    };
+    let maps = match &product {
+        Some(product) => {
+            desired::connection_config_maps(product, &grants, &scope.consumers, &endpoints)
+        }
+        None => vec![],
+    };
+    sync_config_maps(ctx, &producer, product_name, &maps).await?;
+    Ok(own)
+}
+
+/// Make the ACLs on the product's topics (`targets`) carry exactly the `wanted` grants;
+/// `producer`'s own ACLs are never touched. Topic ACLs to match the grants; the consumer-group ACL for every domain holding a Kafka
+/// grant, removed once the domain holds no topic ACL at all.
+pub async fn sync_kafka(
+    kafka: &dyn KafkaAdmin,
+    producer: &str,
+    targets: &BTreeSet<PortTarget>,
+    wanted: &desired::Desired,
+) -> Result<(), Error> {
+    let mut actual = Vec::new();
+    for target in targets {
+        if let PortTarget::Topic(topic) = target {
+            let filter = AclBindingFilter::for_resource(
+                AclResourceType::Topic,
+                AclPatternType::Literal,
+                topic.clone(),
+            );
+            actual.extend(kafka.describe_acls(&filter).await?);
+        }
+    }
+    let changes = acl_changes(&wanted.topic_acls, &actual, &kafka_principal(producer));
+    if !changes.create.is_empty() {
+        batch_ok(kafka.create_acls(&changes.create).await?, |_| false)?;
+        for binding in &changes.create {
+            tracing::info!(%binding, "granted");
+        }
+    }
+    if !changes.delete.is_empty() {
+        let filters: Vec<AclBindingFilter> =
+            changes.delete.iter().map(AclBindingFilter::exact).collect();
+        batch_ok(kafka.delete_acls(&filters).await?, |_| false)?;
+        for binding in &changes.delete {
+            tracing::info!(%binding, "revoked");
+        }
+    }
+
+    for identity in &wanted.kafka_identities {
+        let group = group_binding(identity);
+        let filter = AclBindingFilter::exact(&group);
+        if kafka.describe_acls(&filter).await?.is_empty() {
+            batch_ok(kafka.create_acls(&[group]).await?, |_| false)?;
+        }
+    }
+    let losing: BTreeSet<&str> = changes
+        .delete
+        .iter()
+        .filter_map(|binding| binding.principal.strip_prefix("User:"))
+        .filter(|identity| !wanted.kafka_identities.contains(*identity))
+        .collect();
+    for identity in losing {
+        let filter = AclBindingFilter {
+            resource_type: Some(AclResourceType::Topic),
+            principal: Some(kafka_principal(identity)),
+            ..AclBindingFilter::default()
+        };
+        // What a describe may still show right after the delete does not count.
+        let still_held = kafka
+            .describe_acls(&filter)
+            .await?
+            .iter()
+            .any(|binding| !changes.delete.contains(binding));
+        if !still_held {
+            let group = AclBindingFilter::exact(&group_binding(identity));
+            batch_ok(kafka.delete_acls(&[group]).await?, |_| false)?;
+        }
+    }
+    Ok(())
+}
+
+/// One inline grant policy per (consumer IAM user, bucket), matching the grants; grant
+/// policies on the product's buckets that no live policy declares are deleted.
+pub async fn sync_buckets(
+    storage: &dyn ObjectStore,
+    producer: &str,
+    targets: &BTreeSet<PortTarget>,
+    wanted: &desired::Desired,
+    domains: &[DomainInfo],
+) -> Result<(), Error> {
+    let buckets: Vec<&String> = targets
+        .iter()
+        .filter_map(|target| match target {
+            PortTarget::Bucket(bucket) => Some(bucket),
+            PortTarget::Topic(_) => None,
+        })
+        .collect();
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let mut actual = BTreeMap::new();
+    for domain in domains.iter().filter(|d| d.name != producer) {
+        let user = storage_user(&domain.name);
+        let names = storage.list_user_policies(&user).await?;
+        for bucket in &buckets {
+            let policy_name = grant_policy_name(bucket);
+            if !names.contains(&policy_name) {
+                continue;
+            }
+            let key = (user.clone(), (*bucket).clone());
+            // Only a grant we keep needs its document compared.
+            let document = if wanted.bucket_access.contains_key(&key) {
+                storage.get_user_policy(&user, &policy_name).await?
+            } else {
+                None
+            };
+            actual.insert(key, document);
+        }
+    }
+    let changes = bucket_changes(&wanted.bucket_access, &actual);
+    for (user, bucket, document) in &changes.put {
+        storage
+            .put_user_policy(user, &grant_policy_name(bucket), document)
+            .await?;
+        tracing::info!(user, bucket, "granted bucket access");
+    }
+    for (user, bucket) in &changes.delete {
+        storage
+            .delete_user_policy(user, &grant_policy_name(bucket))
+            .await?;
+        tracing::info!(user, bucket, "revoked bucket access");
+    }
+    Ok(())
+}
+
+/// Apply the wanted connection ConfigMaps and delete the ones this product's grants made
+/// that are no longer wanted.
+async fn sync_config_maps(
+    ctx: &Context,
+    producer: &str,
+    product: &str,
+    maps: &[ConfigMap],
+) -> Result<(), Error> {
+    let mut keep = BTreeSet::new();
+    for map in maps {
+        let namespace = map.namespace().unwrap_or_default();
+        let name = map.name_any();
+        apply(
+            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace),
+            map,
+        )
+        .await
+        .map_err(kube_context(format!(
+            "applying ConfigMap {namespace}/{name}"
+        )))?;
+        keep.insert((namespace, name));
+    }
+    let selector = format!("{SOURCE_DOMAIN_LABEL}={producer},{SOURCE_PRODUCT_LABEL}={product}");
+    let existing = Api::<ConfigMap>::all(ctx.client.clone())
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_context(format!("listing ConfigMaps with {selector}")))?;
+    for map in existing.items {
+        let namespace = map.namespace().unwrap_or_default();
+        let name = map.name_any();
+        if keep.contains(&(namespace.clone(), name.clone())) {
+            continue;
+        }
+        let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace);
+        delete_ignoring_absent(&api, &name).await?;
+    }
+    Ok(())
+}
+
+/// Remove the consumers' Role and RoleBinding of a product, if the operator made them.
+async fn delete_rbac(ctx: &Context, namespace: &str, product: &str) -> Result<(), Error> {
+    let name = consumers_role_name(product);
+    let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace);
+    if let Some(binding) = bindings.get_opt(&name).await.map_err(kube_context(format!(
+        "reading RoleBinding {namespace}/{name}"
+    )))? && is_managed(binding.labels())
+    {
+        delete_ignoring_absent(&bindings, &name).await?;
+    }
+    let roles = Api::<Role>::namespaced(ctx.client.clone(), namespace);
+    if let Some(role) = roles
+        .get_opt(&name)
+        .await
+        .map_err(kube_context(format!("reading Role {namespace}/{name}")))?
+        && is_managed(role.labels())
+    {
+        delete_ignoring_absent(&roles, &name).await?;
+    }
+    Ok(())
+}
+
+fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .get(MANAGED_BY_LABEL)
+        .is_some_and(|v| v == MANAGED_BY)
+}
+
+async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(kube_context(format!("deleting {} {name}", K::kind(&())))(
+            source,
+        )),
+    }
+}
+
+/// Write the status if it changed; publish Events for grants made and revoked, and when the
+/// policy stalls.
+async fn report(
+    policy: &AccessPolicy,
+    ctx: &Context,
+    evaluation: &desired::Evaluation,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let name = policy.name_any();
+    let namespace = policy.namespace().unwrap_or_default();
+    let current: AccessPolicyStatus = policy.status.clone().unwrap_or_default();
+    let status = desired::desired_status(policy, &current, evaluation, now);
+    if status == current {
+        return Ok(());
+    }
+    let api = Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "datamesh.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_context(format!(
+        "writing status of AccessPolicy {namespace}/{name}"
+    )))?;
+
+    let (granted, revoked) = desired::grant_transitions(&current.grants, &status.grants);
+    if !granted.is_empty() {
+        ctx.publish(
+            policy,
+            EventType::Normal,
+            "Granted",
+            format!("Granted {}.", granted.join(", ")),
+        )
+        .await;
+    }
+    if !revoked.is_empty() {
+        ctx.publish(
+            policy,
+            EventType::Normal,
+            "Revoked",
+            format!("Revoked {}.", revoked.join(", ")),
+        )
+        .await;
+    }
+    let outcome = &evaluation.outcome;
+    let was_stalled =
+        crate::api::conditions::is_true(&current.conditions, crate::api::conditions::STALLED);
+    if outcome.progress == Progress::Stalled && !was_stalled {
+        ctx.publish(
+            policy,
+            EventType::Warning,
+            &outcome.reason,
+            outcome.message.clone(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::desired::tests::{domains, policy, product};
+    use super::*;
+    use crate::api::data_product::{Classification, Lifecycle};
+    use crate::provision::kafka::{AclBinding, AclOperation, AuthorizationRequest, FakeKafka};
+    use crate::provision::storage::FakeObjectStore;
+
+    const TOPIC: &str = "payments.orders.events";
+    const BUCKET: &str = "payments-orders-lake";
+
+    fn grants(spec: serde_json::Value) -> Vec<PortGrant> {
+        let product = product(Lifecycle::Active, Classification::Internal);
+        evaluate(
+            &policy("p", spec),
+            Some(&product),
+            &domains(),
+            Timestamp::from_second(0).unwrap(),
+        )
+        .grants
+    }
+
+    fn targets() -> BTreeSet<PortTarget> {
+        BTreeSet::from([
+            PortTarget::Topic(TOPIC.into()),
+            PortTarget::Bucket(BUCKET.into()),
+        ])
+    }
+
+    fn may(
+        kafka: &FakeKafka,
+        who: &str,
+        resource_type: AclResourceType,
+        name: &str,
+        op: AclOperation,
+    ) -> bool {
+        kafka.is_authorized(&AuthorizationRequest {
+            principal: &format!("User:{who}"),
+            host: "10.0.0.1",
+            resource_type,
+            resource_name: name,
+            operation: op,
+        })
+    }
+
+    async fn world() -> (FakeKafka, FakeObjectStore) {
+        let kafka = FakeKafka::new();
+        // The producer's own ACL, made by the DataProduct reconciler: never ours to touch.
+        let own = AclBinding::allow(
+            AclResourceType::Topic,
+            AclPatternType::Literal,
+            TOPIC,
+            "User:payments",
+            AclOperation::Write,
+        );
+        kafka.create_acls(&[own]).await.unwrap();
+        let storage = FakeObjectStore::new();
+        for user in ["payments", "marketing", "bi"] {
+            storage.ensure_user(user).await.unwrap();
+        }
+        (kafka, storage)
+    }
+
+    async fn sync(kafka: &FakeKafka, storage: &FakeObjectStore, grants: &[PortGrant]) {
+        let wanted = desired::desired(grants);
+        sync_kafka(kafka, "payments", &targets(), &wanted)
+            .await
+            .unwrap();
+        sync_buckets(storage, "payments", &targets(), &wanted, &domains())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn read_grants_consume_and_list_get_but_not_produce_or_put() {
+        let (kafka, storage) = world().await;
+        let read = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        sync(&kafka, &storage, &read).await;
+
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Group,
+            "marketing.campaigns",
+            AclOperation::Read
+        ));
+        assert!(!may(
+            &kafka,
+            "marketing",
+            AclResourceType::Group,
+            "payments.app",
+            AclOperation::Read
+        ));
+        assert!(!may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Write
+        ));
+        assert!(!may(
+            &kafka,
+            "bi",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
+        assert!(storage.allows("marketing", "s3:ListBucket", BUCKET));
+        assert!(!storage.allows("marketing", "s3:PutObject", BUCKET));
+        assert!(!storage.allows("bi", "s3:GetObject", BUCKET));
+
+        // A resync that finds everything in place writes nothing.
+        kafka.clear_calls();
+        storage.clear_calls();
+        sync(&kafka, &storage, &read).await;
+        assert!(kafka.write_calls().is_empty(), "{:?}", kafka.write_calls());
+        assert!(storage.writes().is_empty(), "{:?}", storage.writes());
+    }
+
+    #[tokio::test]
+    async fn read_write_adds_produce_put_and_delete() {
+        let (kafka, storage) = world().await;
+        let rw = grants(
+            serde_json::json!({"dataProduct": "orders", "access": "readWrite", "consumers": [{"domain": "marketing"}]}),
+        );
+        sync(&kafka, &storage, &rw).await;
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Write
+        ));
+        assert!(storage.allows("marketing", "s3:PutObject", BUCKET));
+        assert!(storage.allows("marketing", "s3:DeleteObject", BUCKET));
+        // Narrowing back to read takes write away again.
+        let read = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        sync(&kafka, &storage, &read).await;
+        assert!(!may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Write
+        ));
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(!storage.allows("marketing", "s3:PutObject", BUCKET));
+        assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
+    }
+
+    #[tokio::test]
+    async fn revoking_one_of_two_overlapping_policies_keeps_what_the_other_gives() {
+        let (kafka, storage) = world().await;
+        let everything = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
+        );
+        let events_only = grants(
+            serde_json::json!({"dataProduct": "orders", "ports": ["events"], "consumers": [{"domain": "marketing"}]}),
+        );
+        let both: Vec<PortGrant> = everything.iter().chain(&events_only).cloned().collect();
+        sync(&kafka, &storage, &both).await;
+        assert!(may(
+            &kafka,
+            "bi",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+
+        // The broad policy goes: marketing keeps the topic through the other, loses the bucket;
+        // bi loses everything, including its consumer-group ACL.
+        sync(&kafka, &storage, &events_only).await;
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(may(
+            &kafka,
+            "marketing",
+            AclResourceType::Group,
+            "marketing.x",
+            AclOperation::Read
+        ));
+        assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
+        assert!(!may(
+            &kafka,
+            "bi",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(!may(
+            &kafka,
+            "bi",
+            AclResourceType::Group,
+            "bi.x",
+            AclOperation::Read
+        ));
+        assert!(!storage.allows("bi", "s3:GetObject", BUCKET));
+
+        // The last policy goes: only the producer's own ACL is left.
+        sync(&kafka, &storage, &[]).await;
+        let left: Vec<String> = kafka.acls().iter().map(|b| b.principal.clone()).collect();
+        assert_eq!(left, ["User:payments"]);
+        assert!(
+            storage
+                .list_user_policies("marketing")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(storage.list_user_policies("bi").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stray_grant_on_a_product_topic_is_revoked() {
+        let (kafka, storage) = world().await;
+        let stray = AclBinding::allow(
+            AclResourceType::Topic,
+            AclPatternType::Literal,
+            TOPIC,
+            "User:bi",
+            AclOperation::Read,
+        );
+        kafka.create_acls(&[stray]).await.unwrap();
+        storage
+            .put_user_policy(
+                "bi",
+                &grant_policy_name(BUCKET),
+                &crate::provision::storage::policy::consumer_policy(
+                    BUCKET,
+                    crate::provision::storage::policy::BucketAccess::Read,
+                ),
+            )
+            .await
+            .unwrap();
+        sync(&kafka, &storage, &[]).await;
+        assert!(!may(
+            &kafka,
+            "bi",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Read
+        ));
+        assert!(!storage.allows("bi", "s3:GetObject", BUCKET));
+        assert!(may(
+            &kafka,
+            "payments",
+            AclResourceType::Topic,
+            TOPIC,
+            AclOperation::Write
+        ));
+    }
+}

@@ -1,0 +1,1173 @@
+//! What a DataProduct should have, and what to do about what it has: topics, ACLs, buckets,
+//! Spark objects, claims, quotas and input grants, computed from specs and observations
+//! alone. Pure: the reconciler in [`super`] reads the world, asks these functions, and writes.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::access_policy::AccessPolicy;
+use crate::api::data_product::{
+    DataProduct, DataProductSpec, InputAccess, InputPort, InputPortStatus, Lifecycle, OutputPort,
+};
+use crate::api::domain::Domain;
+use crate::api::naming::kafka_principal;
+use crate::controller::apply::{DATA_PRODUCT_LABEL, DOMAIN_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::controller::domain::desired::credentials_secret_name;
+use crate::provision::kafka::{
+    AclBinding, AclOperation, AclPatternType, AclResourceType, CLUSTER_RESOURCE_NAME, NewTopic,
+    PartitionIncrease, TopicConfigAlteration, TopicDescription, config_drift,
+};
+use crate::provision::storage::{BucketTags, Versioning};
+
+/// Bucket tag naming the port a bucket serves.
+pub const PORT_TAG: &str = "datamesh.dev/port";
+/// Bucket tag carrying the product's classification.
+pub const CLASSIFICATION_TAG: &str = "datamesh.dev/classification";
+/// Bucket tag set to `true` on a bucket kept (`deletionPolicy: Retain`) after its
+/// DataProduct was deleted, so that orphans can be found and attributed.
+pub const ORPHANED_TAG: &str = "datamesh.dev/orphaned";
+/// Prefix of the inline IAM policy, on the owning domain's user, that opens one product's
+/// buckets to it. One policy per product, so deleting a product removes exactly its access.
+pub const PRODUCT_POLICY_PREFIX: &str = "datamesh-product-";
+/// Group and version of the kubeflow spark-operator's kinds.
+pub const SPARK_API_VERSION: &str = "sparkoperator.k8s.io/v1beta2";
+/// The spark-operator kind for a job run once.
+pub const SPARK_APPLICATION: &str = "SparkApplication";
+/// The spark-operator kind for a job run on a schedule.
+pub const SCHEDULED_SPARK_APPLICATION: &str = "ScheduledSparkApplication";
+
+/// The IAM policy that gives the owning domain read-write access to `product`'s buckets.
+pub fn product_policy_name(product: &str) -> String {
+    format!("{PRODUCT_POLICY_PREFIX}{product}")
+}
+
+/// The ServiceAccount (and RoleBinding) a product's Spark driver runs as: `<product>-spark`.
+pub fn spark_service_account_name(product: &str) -> String {
+    format!("{product}-spark")
+}
+
+/// Labels of every Kubernetes object made for a product.
+pub fn product_labels(domain: &str, product: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
+        (DOMAIN_LABEL.to_owned(), domain.to_owned()),
+        (DATA_PRODUCT_LABEL.to_owned(), product.to_owned()),
+    ])
+}
+
+// ------------------------------------------------------------------------ Kafka
+
+/// A Kafka output port's topic as the spec declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicPlan {
+    /// The output port's name.
+    pub port: String,
+    /// The topic's name.
+    pub topic: String,
+    /// The declared partition count.
+    pub partitions: i32,
+    /// The declared replica count; `None` takes the operator's default at creation and is
+    /// never compared afterwards (a changed default must not stall existing products).
+    pub replicas: Option<i32>,
+    /// The topic configs the spec names (`retention` as `retention.ms`, plus `config`).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The topics of a product's Kafka output ports.
+pub fn topic_plans(product: &str, spec: &DataProductSpec) -> Vec<TopicPlan> {
+    spec.output_ports
+        .iter()
+        .filter_map(|port| {
+            let kafka = port.kafka.as_ref()?;
+            let topic = spec.topic_name(product, port)?;
+            let mut configs = kafka.config.clone().unwrap_or_default();
+            if let Some(ms) = kafka.retention_ms() {
+                configs.insert("retention.ms".to_owned(), ms.to_string());
+            }
+            Some(TopicPlan {
+                port: port.name.clone(),
+                topic,
+                partitions: kafka.partitions,
+                replicas: kafka.replicas,
+                configs,
+            })
+        })
+        .collect()
+}
+
+/// What to do with one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicStep {
+    /// It does not exist: create it.
+    Create(NewTopic),
+    /// It exists (made by us, or adopted): grow it and set back drifted configs; both
+    /// `None` means it is as declared and nothing is written.
+    Update {
+        /// More partitions, when the spec grew.
+        increase: Option<PartitionIncrease>,
+        /// Configs the spec names whose value on the topic differs.
+        alter: Option<TopicConfigAlteration>,
+    },
+    /// The spec asks for what Kafka cannot do without losing data; the topic is left as it is.
+    Refuse {
+        /// A CamelCase reason for the Stalled condition.
+        reason: &'static str,
+        /// What happened and what to do, for a person.
+        message: String,
+    },
+}
+
+/// Decide what to do with a planned topic, given how Kafka has it (`None`: missing).
+pub fn decide_topic(
+    plan: &TopicPlan,
+    current: Option<&TopicDescription>,
+    default_replicas: i32,
+) -> TopicStep {
+    let Some(current) = current else {
+        let replicas = plan.replicas.unwrap_or(default_replicas);
+        return TopicStep::Create(NewTopic {
+            name: plan.topic.clone(),
+            partitions: plan.partitions,
+            replication_factor: i16::try_from(replicas).unwrap_or(i16::MAX),
+            configs: plan.configs.clone(),
+        });
+    };
+    if current.partitions > plan.partitions {
+        return TopicStep::Refuse {
+            reason: "PartitionDecrease",
+            message: format!(
+                "Topic {} has {} partitions and the spec asks for {}: Kafka cannot remove partitions, so the topic is left as it is. Set partitions back to at least {}.",
+                plan.topic, current.partitions, plan.partitions, current.partitions
+            ),
+        };
+    }
+    if let Some(replicas) = plan.replicas
+        && i32::from(current.replication_factor) != replicas
+    {
+        return TopicStep::Refuse {
+            reason: "ReplicasChanged",
+            message: format!(
+                "Topic {} has {} replicas and the spec asks for {replicas}: the operator does not reassign replicas, so the topic is left as it is. Set replicas back to {} (or remove it).",
+                plan.topic, current.replication_factor, current.replication_factor
+            ),
+        };
+    }
+    let increase = (plan.partitions > current.partitions).then(|| PartitionIncrease {
+        topic: plan.topic.clone(),
+        total_partitions: plan.partitions,
+    });
+    let drift = config_drift(&plan.configs, current);
+    TopicStep::Update {
+        increase,
+        alter: (!drift.is_empty()).then_some(drift),
+    }
+}
+
+/// The ACLs the owning domain's principal needs on a product's topics:
+/// - each topic (literal): `Write` and `Describe` to produce, `Read` to read its own data back;
+/// - transactional ids prefixed `<domain>.<product>.`: `Write` and `Describe`, for
+///   transactional (exactly-once) producers;
+/// - consumer groups prefixed `<domain>.<product>.`: `Read`, for the owner's own consumers;
+/// - the cluster: `IdempotentWrite`. Kafka has no `IdempotentWrite` on topics; since Kafka 3.0
+///   `Write` on a topic implies it, and the cluster binding keeps older clients working. It is
+///   shared by the domain's products, so deleting one product leaves it (the Domain removes it).
+pub fn owner_acls(domain: &str, product: &str, topics: &[String]) -> Vec<AclBinding> {
+    let principal = kafka_principal(domain);
+    let prefix = format!("{domain}.{product}.");
+    let mut acls: Vec<AclBinding> = topics
+        .iter()
+        .flat_map(|topic| {
+            AclBinding::allow_each(
+                AclResourceType::Topic,
+                AclPatternType::Literal,
+                topic,
+                &principal,
+                &[
+                    AclOperation::Write,
+                    AclOperation::Describe,
+                    AclOperation::Read,
+                ],
+            )
+        })
+        .collect();
+    if !topics.is_empty() {
+        acls.extend(AclBinding::allow_each(
+            AclResourceType::TransactionalId,
+            AclPatternType::Prefixed,
+            &prefix,
+            &principal,
+            &[AclOperation::Write, AclOperation::Describe],
+        ));
+        acls.push(AclBinding::allow(
+            AclResourceType::Group,
+            AclPatternType::Prefixed,
+            &prefix,
+            &principal,
+            AclOperation::Read,
+        ));
+        acls.push(shared_idempotent_write_acl(domain));
+    }
+    acls
+}
+
+/// The cluster-wide `IdempotentWrite` binding every producing domain shares (see [`owner_acls`]).
+pub fn shared_idempotent_write_acl(domain: &str) -> AclBinding {
+    AclBinding::allow(
+        AclResourceType::Cluster,
+        AclPatternType::Literal,
+        CLUSTER_RESOURCE_NAME,
+        kafka_principal(domain),
+        AclOperation::IdempotentWrite,
+    )
+}
+
+// ------------------------------------------------------------------------ buckets
+
+/// A bucket output port's bucket as the spec declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketPlan {
+    /// The output port's name.
+    pub port: String,
+    /// The bucket's name.
+    pub bucket: String,
+    /// Whether every version of an object is kept.
+    pub versioning: bool,
+    /// Days after which objects expire; `None` keeps them.
+    pub expire_after_days: Option<u32>,
+    /// The bucket's tags, exactly.
+    pub tags: BucketTags,
+}
+
+/// The buckets of a product's bucket output ports.
+pub fn bucket_plans(product: &DataProduct) -> Vec<BucketPlan> {
+    let name = product.name_any();
+    let spec = &product.spec;
+    spec.output_ports
+        .iter()
+        .filter_map(|port| {
+            let bucket_port = port.bucket.as_ref()?;
+            Some(BucketPlan {
+                port: port.name.clone(),
+                bucket: spec.bucket_name(&name, port)?,
+                versioning: bucket_port.versioning,
+                expire_after_days: bucket_port
+                    .expire_after_days
+                    .and_then(|days| u32::try_from(days).ok()),
+                tags: bucket_tags(product, port),
+            })
+        })
+        .collect()
+}
+
+/// The tags of a port's bucket: domain, product, port, classification and manager.
+pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
+    let classification = serde_json::to_value(product.spec.classification)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut tags = product_labels(&product.spec.domain, &product.name_any());
+    tags.insert(PORT_TAG.to_owned(), port.name.clone());
+    tags.insert(CLASSIFICATION_TAG.to_owned(), classification);
+    tags
+}
+
+/// The versioning call to make, if any: `Some(true)` enables, `Some(false)` suspends. A bucket
+/// that never had versioning and should not have it is left alone (S3 cannot turn it off).
+pub fn versioning_change(desired: bool, current: Versioning) -> Option<bool> {
+    match (desired, current) {
+        (true, Versioning::Enabled) | (false, Versioning::Suspended | Versioning::Unversioned) => {
+            None
+        }
+        (true, _) => Some(true),
+        (false, Versioning::Enabled) => Some(false),
+    }
+}
+
+// ------------------------------------------------------------------------ claims and quotas
+
+/// Orders products by age: the older first (creation time, then namespace and name, so ties
+/// have one answer everywhere).
+pub fn by_age(a: &DataProduct, b: &DataProduct) -> Ordering {
+    let created = |p: &DataProduct| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    created(a)
+        .cmp(&created(b))
+        .then_with(|| a.namespace().cmp(&b.namespace()))
+        .then_with(|| a.name_any().cmp(&b.name_any()))
+}
+
+fn same_object(a: &DataProduct, b: &DataProduct) -> bool {
+    match (&a.metadata.uid, &b.metadata.uid) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.namespace() == b.namespace() && a.name_any() == b.name_any(),
+    }
+}
+
+/// The topics and buckets a product claims.
+pub fn claimed_names(product: &DataProduct) -> BTreeSet<String> {
+    let name = product.name_any();
+    topic_plans(&name, &product.spec)
+        .into_iter()
+        .map(|plan| plan.topic)
+        .chain(bucket_plans(product).into_iter().map(|plan| plan.bucket))
+        .collect()
+}
+
+/// Whether a product's status already lists `resource` as one of its output ports' topic or
+/// bucket: it holds it now.
+fn holds(product: &DataProduct, resource: &str) -> bool {
+    product.status.as_ref().is_some_and(|status| {
+        status.output_ports.iter().any(|port| {
+            port.topic.as_deref() == Some(resource) || port.bucket.as_deref() == Some(resource)
+        })
+    })
+}
+
+/// Which of two products claiming `resource` keeps it: the one that already holds it (its
+/// status lists it), else the older one. Creation times have one-second resolution, so two
+/// products made in the same second would otherwise be ordered by name alone.
+fn precedence(a: &DataProduct, b: &DataProduct, resource: &str) -> Ordering {
+    holds(b, resource)
+        .cmp(&holds(a, resource))
+        .then_with(|| by_age(a, b))
+}
+
+/// The product (as `<namespace>/<name>`) that keeps the topic or bucket `resource` instead of
+/// `me`, if any: the one holding it, else the older one. `me` must not touch it.
+pub fn older_claimant(me: &DataProduct, all: &[&DataProduct], resource: &str) -> Option<String> {
+    all.iter()
+        .filter(|other| !same_object(me, other))
+        .filter(|other| claimed_names(other).contains(resource))
+        .filter(|other| precedence(other, me, resource) == Ordering::Less)
+        .min_by(|a, b| precedence(a, b, resource))
+        .map(|other| {
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
+        })
+}
+
+/// Why the domain's quotas stop this product, if they do. Products count in order of age:
+/// the `n`-th oldest product is over `maxDataProducts` when `n` exceeds it, and over
+/// `maxPartitions` when it and the older products together declare more partitions.
+/// So an older product is never stalled by a younger one.
+pub fn quota_violation(
+    me: &DataProduct,
+    domain: &Domain,
+    siblings: &[&DataProduct],
+) -> Option<String> {
+    let quotas = domain.spec.quotas.as_ref()?;
+    let mut ordered: Vec<&DataProduct> = siblings
+        .iter()
+        .copied()
+        .filter(|p| p.spec.domain == me.spec.domain && !same_object(p, me))
+        .filter(|p| by_age(p, me) == Ordering::Less)
+        .collect();
+    ordered.sort_by(|a, b| by_age(a, b));
+    let domain_name = domain.name_any();
+    if let Some(max) = quotas.max_data_products {
+        let position = ordered.len() + 1;
+        if i64::try_from(position).unwrap_or(i64::MAX) > i64::from(max) {
+            return Some(format!(
+                "Domain {domain_name} allows {max} data product(s) (spec.quotas.maxDataProducts); this is product number {position}. Raise the quota or delete a product."
+            ));
+        }
+    }
+    if let Some(max) = quotas.max_partitions {
+        let older: i64 = ordered.iter().map(|p| declared_partitions(p)).sum();
+        let mine = declared_partitions(me);
+        if older + mine > i64::from(max) {
+            return Some(format!(
+                "Domain {domain_name} allows {max} Kafka partitions (spec.quotas.maxPartitions); older products use {older} and this one declares {mine}. Raise the quota or use fewer partitions."
+            ));
+        }
+    }
+    None
+}
+
+/// How many partitions a product's Kafka ports declare.
+pub fn declared_partitions(product: &DataProduct) -> i64 {
+    product
+        .spec
+        .output_ports
+        .iter()
+        .filter_map(|p| p.kafka.as_ref())
+        .map(|k| i64::from(k.partitions))
+        .sum()
+}
+
+// ------------------------------------------------------------------------ input ports
+
+/// What an input port may read: the producing domain, product and the policies in the
+/// producer's namespace, as read by the reconciler (`None`: not found).
+pub struct InputObservation<'a> {
+    /// The producing Domain.
+    pub domain: Option<&'a Domain>,
+    /// The producing DataProduct.
+    pub product: Option<&'a DataProduct>,
+    /// The AccessPolicies in the producer's namespace.
+    pub policies: &'a [AccessPolicy],
+}
+
+/// Whether an input port of a product of `consumer_domain` is granted. A port of the
+/// consumer's own domain needs no grant (its principal owns it); any other needs a Ready,
+/// unexpired AccessPolicy of the producer that names the product, covers the port and lists
+/// the consumer's domain.
+pub fn resolve_input(
+    input: &InputPort,
+    consumer_domain: &str,
+    seen: &InputObservation<'_>,
+    now: Timestamp,
+) -> InputPortStatus {
+    let reference = &input.data_product;
+    let status = |access, message: String| InputPortStatus {
+        name: input.name.clone(),
+        access,
+        message: Some(message),
+    };
+    let what = format!(
+        "port {} of data product {}/{}",
+        reference.port, reference.domain, reference.name
+    );
+    if seen.domain.is_none() {
+        return status(
+            InputAccess::NotFound,
+            format!("Domain {} does not exist.", reference.domain),
+        );
+    }
+    let Some(producer) = seen
+        .product
+        .filter(|p| p.spec.domain == reference.domain && !is_deleting(p))
+    else {
+        return status(
+            InputAccess::NotFound,
+            format!(
+                "Domain {} has no data product {}.",
+                reference.domain, reference.name
+            ),
+        );
+    };
+    if !producer
+        .spec
+        .output_ports
+        .iter()
+        .any(|p| p.name == reference.port)
+    {
+        return status(
+            InputAccess::NotFound,
+            format!(
+                "Data product {}/{} has no output port {}.",
+                reference.domain, reference.name, reference.port
+            ),
+        );
+    }
+    if producer.spec.status == Lifecycle::Retired {
+        return status(
+            InputAccess::Denied,
+            format!("The {what} is retired and no longer served."),
+        );
+    }
+    if reference.domain == consumer_domain {
+        return status(
+            InputAccess::Granted,
+            format!("The {what} belongs to the same domain."),
+        );
+    }
+    let consumer_key = format!("domain:{consumer_domain}");
+    let granting = seen.policies.iter().find(|policy| {
+        policy.spec.data_product == reference.name
+            && policy.spec.covers_port(&reference.port)
+            && policy
+                .spec
+                .consumers
+                .iter()
+                .any(|c| c.domain.as_deref() == Some(consumer_domain))
+            && policy.spec.expires_at.as_ref().is_none_or(|at| at.0 > now)
+            && !is_deleting_policy(policy)
+            // What the AccessPolicy reconciler reports it made, not whether the policy is Ready:
+            // a policy of a deprecated product is Stalled for new consumers yet keeps serving
+            // the grants it already gave.
+            && policy.status.as_ref().is_some_and(|s| {
+                s.grants.iter().any(|grant| {
+                    grant.consumer == consumer_key && grant.port == reference.port
+                })
+            })
+    });
+    match granting {
+        Some(policy) => status(
+            InputAccess::Granted,
+            format!(
+                "Granted by AccessPolicy {}/{}.",
+                policy.namespace().unwrap_or_default(),
+                policy.name_any()
+            ),
+        ),
+        None if producer.spec.status == Lifecycle::Deprecated => status(
+            InputAccess::Denied,
+            format!("The {what} is deprecated: no new access is granted."),
+        ),
+        None => status(
+            InputAccess::Pending,
+            format!(
+                "Waiting for an AccessPolicy in domain {} that grants domain {consumer_domain} the {what}.",
+                reference.domain
+            ),
+        ),
+    }
+}
+
+fn is_deleting(product: &DataProduct) -> bool {
+    product.metadata.deletion_timestamp.is_some()
+}
+
+fn is_deleting_policy(policy: &AccessPolicy) -> bool {
+    policy.metadata.deletion_timestamp.is_some()
+}
+
+// ------------------------------------------------------------------------ Spark
+
+/// Where a Spark job finds the platform, for its environment.
+pub struct SparkEndpoints<'a> {
+    /// The S3 endpoint, for `spark.hadoop.fs.s3a.endpoint`.
+    pub s3_endpoint: &'a str,
+}
+
+/// The ServiceAccount a product's Spark driver runs as.
+pub fn spark_service_account(product: &DataProduct) -> ServiceAccount {
+    let name = product.name_any();
+    ServiceAccount {
+        metadata: child_meta(product, &spark_service_account_name(&name)),
+        ..ServiceAccount::default()
+    }
+}
+
+/// The RoleBinding of the driver's ServiceAccount to the Spark driver ClusterRole, in the
+/// product's namespace: the driver may create its executor pods there and nowhere else.
+pub fn spark_role_binding(product: &DataProduct, cluster_role: &str) -> RoleBinding {
+    let name = product.name_any();
+    RoleBinding {
+        metadata: child_meta(product, &spark_service_account_name(&name)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: spark_service_account_name(&name),
+            namespace: product.namespace(),
+            api_group: None,
+        }]),
+    }
+}
+
+fn child_meta(product: &DataProduct, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: product.namespace(),
+        labels: Some(product_labels(&product.spec.domain, &product.name_any())),
+        owner_references: product.controller_owner_ref(&()).map(|r| vec![r]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The environment variable carrying an output or input port's location:
+/// `DATAMESH_OUTPUT_<PORT>` / `DATAMESH_INPUT_<PORT>`, upper-cased with `-` as `_`.
+pub fn port_env_name(direction: &str, port: &str) -> String {
+    format!(
+        "DATAMESH_{direction}_{}",
+        port.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Where a port's data is: its topic name, or `s3a://<bucket>/` for a bucket.
+pub fn port_location(spec: &DataProductSpec, product: &str, port: &OutputPort) -> Option<String> {
+    spec.topic_name(product, port).or_else(|| {
+        spec.bucket_name(product, port)
+            .map(|bucket| format!("s3a://{bucket}/"))
+    })
+}
+
+/// The spark-operator object for a product's transformation: a `SparkApplication`, or a
+/// `ScheduledSparkApplication` when it has a schedule; `None` without a transformation.
+/// Returns the kind and the object. A `retired` product's job is suspended (`suspend: true`,
+/// which both kinds support), not deleted, so its history stays visible.
+///
+/// The job's environment (driver and executors) carries `DATAMESH_DOMAIN`,
+/// `DATAMESH_DATA_PRODUCT`, `DATAMESH_OUTPUT_<PORT>` (topic, or `s3a://<bucket>/`),
+/// `DATAMESH_INPUT_<PORT>` for each input whose producer is known, and every key of the
+/// domain's credentials Secret (`envFrom`): `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_USERNAME`,
+/// `KAFKA_PASSWORD`, `AWS_ACCESS_KEY_ID`, ... S3A is pointed at the endpoint, path-style.
+pub fn spark_object(
+    product: &DataProduct,
+    inputs: &BTreeMap<String, String>,
+    endpoints: &SparkEndpoints<'_>,
+) -> Option<(&'static str, Value)> {
+    let spark = &product.spec.transformation.as_ref()?.spark;
+    let name = product.name_any();
+    let domain = &product.spec.domain;
+    let mut env = vec![
+        json!({"name": "DATAMESH_DOMAIN", "value": domain}),
+        json!({"name": "DATAMESH_DATA_PRODUCT", "value": name}),
+    ];
+    for port in &product.spec.output_ports {
+        if let Some(location) = port_location(&product.spec, &name, port) {
+            env.push(json!({"name": port_env_name("OUTPUT", &port.name), "value": location}));
+        }
+    }
+    for (input, location) in inputs {
+        env.push(json!({"name": port_env_name("INPUT", input), "value": location}));
+    }
+    let env_from = json!([{"secretRef": {"name": credentials_secret_name(domain)}}]);
+    let labels = product_labels(domain, &name);
+    let mut driver = json!({
+        "serviceAccount": spark_service_account_name(&name),
+        "labels": labels,
+        "env": env,
+        "envFrom": env_from,
+    });
+    let mut executor = json!({"labels": labels, "env": env, "envFrom": env_from});
+    if let Some(resources) = &spark.driver {
+        if let Some(cores) = resources.cores {
+            driver["cores"] = json!(cores);
+        }
+        if let Some(memory) = &resources.memory {
+            driver["memory"] = json!(memory);
+        }
+    }
+    if let Some(resources) = &spark.executor {
+        if let Some(cores) = resources.cores {
+            executor["cores"] = json!(cores);
+        }
+        if let Some(memory) = &resources.memory {
+            executor["memory"] = json!(memory);
+        }
+        if let Some(instances) = resources.instances {
+            executor["instances"] = json!(instances);
+        }
+    }
+    let spark_type = serde_json::to_value(spark.type_).unwrap_or(json!("Python"));
+    let mut app = json!({
+        "type": spark_type,
+        "mode": "cluster",
+        "sparkVersion": spark.spark_version,
+        "image": spark.image,
+        "mainApplicationFile": spark.main_application_file,
+        "arguments": spark.arguments,
+        "restartPolicy": {"type": "Never"},
+        "sparkConf": {
+            "spark.hadoop.fs.s3a.endpoint": endpoints.s3_endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+        },
+        "driver": driver,
+        "executor": executor,
+    });
+    if let Some(main_class) = &spark.main_class {
+        app["mainClass"] = json!(main_class);
+    }
+    let suspend = product.spec.status == Lifecycle::Retired;
+    let meta = child_meta(product, &name);
+    let (kind, spec) = match &spark.schedule {
+        Some(schedule) => (
+            SCHEDULED_SPARK_APPLICATION,
+            json!({
+                "schedule": schedule,
+                "suspend": suspend,
+                "concurrencyPolicy": "Forbid",
+                "template": app,
+            }),
+        ),
+        None => {
+            app["suspend"] = json!(suspend);
+            (SPARK_APPLICATION, app)
+        }
+    };
+    Some((
+        kind,
+        json!({
+            "apiVersion": SPARK_API_VERSION,
+            "kind": kind,
+            "metadata": meta,
+            "spec": spec,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::access_policy::{AccessPolicySpec, AccessPolicyStatus, Grant};
+    use crate::api::conditions::{Outcome, set_progress};
+    use crate::api::data_product::DataProductSpec;
+    use crate::api::domain::DomainSpec;
+    use crate::provision::kafka::{ConfigSource, TopicConfigEntry};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    pub(crate) fn product(name: &str, created: i64, spec: serde_json::Value) -> DataProduct {
+        let mut base = json!({
+            "domain": "payments",
+            "description": {"purpose": "p", "usage": "u"},
+            "owner": {"name": "alice"},
+        });
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        let spec: DataProductSpec = serde_json::from_value(base).unwrap();
+        let mut p = DataProduct::new(name, spec);
+        p.metadata.namespace = Some("payments".into());
+        p.metadata.uid = Some(format!("uid-{name}"));
+        p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        p
+    }
+
+    fn described(plan: &TopicPlan, partitions: i32, replicas: i16) -> TopicDescription {
+        TopicDescription {
+            name: plan.topic.clone(),
+            partitions,
+            replication_factor: replicas,
+            configs: plan
+                .configs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        TopicConfigEntry {
+                            value: Some(v.clone()),
+                            source: ConfigSource::DynamicTopic,
+                            sensitive: false,
+                            read_only: false,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn kafka_ports_become_topics_with_retention_and_config() {
+        let p = product(
+            "orders",
+            1,
+            json!({"outputPorts": [
+                {"name": "events", "kafka": {"partitions": 6, "retention": "7d", "config": {"cleanup.policy": "delete"}}},
+                {"name": "audit", "kafka": {"topic": "payments.audit-v2", "replicas": 3}},
+                {"name": "lake", "bucket": {}}
+            ]}),
+        );
+        let plans = topic_plans("orders", &p.spec);
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].topic, "payments.orders.events");
+        assert_eq!(plans[0].partitions, 6);
+        assert_eq!(plans[0].configs["retention.ms"], "604800000");
+        assert_eq!(plans[0].configs["cleanup.policy"], "delete");
+        assert_eq!(plans[1].topic, "payments.audit-v2");
+        assert_eq!(plans[1].replicas, Some(3));
+        match decide_topic(&plans[0], None, 2) {
+            TopicStep::Create(topic) => {
+                assert_eq!(topic.replication_factor, 2, "the default applies");
+                assert_eq!(topic.partitions, 6);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_existing_topic_as_declared_needs_nothing_and_growth_is_applied() {
+        let p = product(
+            "orders",
+            1,
+            json!({"outputPorts": [{"name": "events", "kafka": {"partitions": 6, "retention": "1d"}}]}),
+        );
+        let plan = &topic_plans("orders", &p.spec)[0];
+        assert_eq!(
+            decide_topic(plan, Some(&described(plan, 6, 1)), 1),
+            TopicStep::Update {
+                increase: None,
+                alter: None
+            }
+        );
+        match decide_topic(plan, Some(&described(plan, 3, 1)), 1) {
+            TopicStep::Update {
+                increase: Some(increase),
+                alter: None,
+            } => assert_eq!(increase.total_partitions, 6),
+            other => panic!("{other:?}"),
+        }
+        let mut drifted = described(plan, 6, 1);
+        drifted.configs.get_mut("retention.ms").unwrap().value = Some("1000".into());
+        match decide_topic(plan, Some(&drifted), 1) {
+            TopicStep::Update {
+                increase: None,
+                alter: Some(alter),
+            } => assert_eq!(alter.set["retention.ms"], "86400000"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shrinking_or_changing_replicas_is_refused() {
+        let p = product(
+            "orders",
+            1,
+            json!({"outputPorts": [{"name": "events", "kafka": {"partitions": 2, "replicas": 1}}]}),
+        );
+        let plan = &topic_plans("orders", &p.spec)[0];
+        match decide_topic(plan, Some(&described(plan, 6, 1)), 1) {
+            TopicStep::Refuse { reason, message } => {
+                assert_eq!(reason, "PartitionDecrease");
+                assert!(message.contains("6 partitions"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match decide_topic(plan, Some(&described(plan, 2, 3)), 1) {
+            TopicStep::Refuse { reason, .. } => assert_eq!(reason, "ReplicasChanged"),
+            other => panic!("{other:?}"),
+        }
+        // Unset replicas are never compared: a changed operator default stalls nothing.
+        let unset = TopicPlan {
+            replicas: None,
+            ..plan.clone()
+        };
+        assert!(matches!(
+            decide_topic(&unset, Some(&described(plan, 2, 3)), 1),
+            TopicStep::Update { .. }
+        ));
+    }
+
+    #[test]
+    fn the_owner_may_produce_transactionally_and_read_back() {
+        let acls = owner_acls("payments", "orders", &["payments.orders.events".into()]);
+        let has = |rt, pt, name: &str, op| {
+            acls.iter().any(|a| {
+                a.resource_type == rt
+                    && a.pattern_type == pt
+                    && a.resource_name == name
+                    && a.operation == op
+                    && a.principal == "User:payments"
+            })
+        };
+        use AclOperation::*;
+        use AclPatternType::*;
+        use AclResourceType::*;
+        for op in [Write, Describe, Read] {
+            assert!(has(Topic, Literal, "payments.orders.events", op), "{op:?}");
+        }
+        assert!(has(TransactionalId, Prefixed, "payments.orders.", Write));
+        assert!(has(TransactionalId, Prefixed, "payments.orders.", Describe));
+        assert!(has(Group, Prefixed, "payments.orders.", Read));
+        assert!(has(
+            Cluster,
+            Literal,
+            CLUSTER_RESOURCE_NAME,
+            IdempotentWrite
+        ));
+        assert!(owner_acls("payments", "orders", &[]).is_empty());
+    }
+
+    #[test]
+    fn bucket_ports_become_tagged_buckets() {
+        let p = product(
+            "orders",
+            1,
+            json!({"classification": "confidential", "outputPorts": [
+                {"name": "lake", "bucket": {"expireAfterDays": 30}},
+                {"name": "raw", "bucket": {"versioning": false}}
+            ]}),
+        );
+        let plans = bucket_plans(&p);
+        assert_eq!(plans[0].bucket, "payments-orders-lake");
+        assert!(plans[0].versioning);
+        assert_eq!(plans[0].expire_after_days, Some(30));
+        assert_eq!(plans[0].tags["datamesh.dev/domain"], "payments");
+        assert_eq!(plans[0].tags["datamesh.dev/data-product"], "orders");
+        assert_eq!(plans[0].tags["datamesh.dev/port"], "lake");
+        assert_eq!(plans[0].tags["datamesh.dev/classification"], "confidential");
+        assert_eq!(
+            plans[0].tags["app.kubernetes.io/managed-by"],
+            "datamesh-operator"
+        );
+        assert!(!plans[1].versioning);
+        assert_eq!(plans[1].expire_after_days, None);
+    }
+
+    #[test]
+    fn versioning_is_only_changed_when_it_differs() {
+        assert_eq!(versioning_change(true, Versioning::Unversioned), Some(true));
+        assert_eq!(versioning_change(true, Versioning::Suspended), Some(true));
+        assert_eq!(versioning_change(true, Versioning::Enabled), None);
+        assert_eq!(versioning_change(false, Versioning::Enabled), Some(false));
+        assert_eq!(versioning_change(false, Versioning::Unversioned), None);
+        assert_eq!(versioning_change(false, Versioning::Suspended), None);
+    }
+
+    #[test]
+    fn the_older_product_keeps_a_contested_topic() {
+        let older = product(
+            "orders",
+            10,
+            json!({"outputPorts": [{"name": "events", "kafka": {}}]}),
+        );
+        let newer = product(
+            "copycat",
+            20,
+            json!({"outputPorts": [{"name": "x", "kafka": {"topic": "payments.orders.events"}}]}),
+        );
+        let all = [&older, &newer];
+        assert_eq!(
+            older_claimant(&newer, &all, "payments.orders.events").as_deref(),
+            Some("payments/orders")
+        );
+        assert_eq!(older_claimant(&older, &all, "payments.orders.events"), None);
+        assert_eq!(older_claimant(&newer, &all, "payments.copycat.x"), None);
+    }
+
+    #[test]
+    fn the_product_holding_a_topic_keeps_it_even_when_made_in_the_same_second() {
+        let mut holder = product(
+            "orders",
+            10,
+            json!({"outputPorts": [{"name": "events", "kafka": {}}]}),
+        );
+        holder.status = Some(crate::api::data_product::DataProductStatus {
+            output_ports: vec![crate::api::data_product::OutputPortStatus {
+                name: "events".into(),
+                topic: Some("payments.orders.events".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        // Same second, and a name that sorts first: without the hold it would win.
+        let rival = product(
+            "aaa",
+            10,
+            json!({"outputPorts": [{"name": "x", "kafka": {"topic": "payments.orders.events"}}]}),
+        );
+        let all = [&holder, &rival];
+        assert_eq!(
+            older_claimant(&rival, &all, "payments.orders.events").as_deref(),
+            Some("payments/orders")
+        );
+        assert_eq!(
+            older_claimant(&holder, &all, "payments.orders.events"),
+            None
+        );
+    }
+
+    fn domain_with(quotas: serde_json::Value) -> Domain {
+        let spec: DomainSpec = serde_json::from_value(json!({"quotas": quotas})).unwrap();
+        Domain::new("payments", spec)
+    }
+
+    #[test]
+    fn quotas_stall_the_youngest_products_only() {
+        let ports =
+            |n: i32| json!({"outputPorts": [{"name": "events", "kafka": {"partitions": n}}]});
+        let a = product("a", 1, ports(4));
+        let b = product("b", 2, ports(4));
+        let c = product("c", 3, ports(4));
+        let all = [&a, &b, &c];
+        let count = domain_with(json!({"maxDataProducts": 2}));
+        assert_eq!(quota_violation(&a, &count, &all), None);
+        assert_eq!(quota_violation(&b, &count, &all), None);
+        let message = quota_violation(&c, &count, &all).unwrap();
+        assert!(message.contains("maxDataProducts"), "{message}");
+        let partitions = domain_with(json!({"maxPartitions": 10}));
+        assert_eq!(quota_violation(&b, &partitions, &all), None);
+        let message = quota_violation(&c, &partitions, &all).unwrap();
+        assert!(message.contains("older products use 8"), "{message}");
+        assert_eq!(quota_violation(&c, &domain_with(json!({})), &all), None);
+    }
+
+    fn policy(product: &str, consumer: &str, ready: bool, expires: Option<i64>) -> AccessPolicy {
+        let spec: AccessPolicySpec = serde_json::from_value(json!({
+            "dataProduct": product, "ports": ["events"], "consumers": [{"domain": consumer}],
+        }))
+        .unwrap();
+        let mut p = AccessPolicy::new("grant", spec);
+        p.metadata.namespace = Some("payments".into());
+        p.spec.expires_at = expires.map(|s| Time(Timestamp::from_second(s).unwrap()));
+        let mut status = AccessPolicyStatus::default();
+        if ready {
+            // What the AccessPolicy reconciler records once it made the grant.
+            status.grants.push(Grant {
+                consumer: format!("domain:{consumer}"),
+                port: "events".into(),
+                kafka_acls: Some(2),
+                bucket: None,
+            });
+        }
+        let outcome = if ready {
+            Outcome::ready("Granted", "ok")
+        } else {
+            Outcome::reconciling("Working", "wait")
+        };
+        set_progress(
+            &mut status.conditions,
+            &outcome,
+            Some(1),
+            &Time(Timestamp::from_second(0).unwrap()),
+        );
+        p.status = Some(status);
+        p
+    }
+
+    #[test]
+    fn inputs_are_granted_pending_or_not_found() {
+        let producer = product(
+            "orders",
+            1,
+            json!({"outputPorts": [{"name": "events", "kafka": {}}, {"name": "lake", "bucket": {}}]}),
+        );
+        let producer_domain = domain_with(json!({}));
+        let input = |port: &str| -> InputPort {
+            serde_json::from_value(json!({"name": "in", "dataProduct": {"domain": "payments", "name": "orders", "port": port}})).unwrap()
+        };
+        let now = Timestamp::from_second(1000).unwrap();
+        let resolve = |port: &str,
+                       policies: &[AccessPolicy],
+                       domain: Option<&Domain>,
+                       product: Option<&DataProduct>| {
+            resolve_input(
+                &input(port),
+                "marketing",
+                &InputObservation {
+                    domain,
+                    product,
+                    policies,
+                },
+                now,
+            )
+            .access
+        };
+        let d = Some(&producer_domain);
+        let p = Some(&producer);
+        assert_eq!(resolve("events", &[], None, None), InputAccess::NotFound);
+        assert_eq!(resolve("events", &[], d, None), InputAccess::NotFound);
+        assert_eq!(resolve("nope", &[], d, p), InputAccess::NotFound);
+        assert_eq!(resolve("events", &[], d, p), InputAccess::Pending);
+        let good = policy("orders", "marketing", true, Some(2000));
+        assert_eq!(
+            resolve("events", std::slice::from_ref(&good), d, p),
+            InputAccess::Granted
+        );
+        assert_eq!(
+            resolve("lake", &[good], d, p),
+            InputAccess::Pending,
+            "the policy covers events only"
+        );
+        for bad in [
+            policy("orders", "marketing", false, None),
+            policy("orders", "marketing", true, Some(500)),
+            policy("orders", "finance", true, None),
+            policy("other", "marketing", true, None),
+        ] {
+            assert_eq!(resolve("events", &[bad], d, p), InputAccess::Pending);
+        }
+        // The same domain reads its own products without a grant.
+        let own = resolve_input(
+            &input("events"),
+            "payments",
+            &InputObservation {
+                domain: d,
+                product: p,
+                policies: &[],
+            },
+            now,
+        );
+        assert_eq!(own.access, InputAccess::Granted);
+    }
+
+    #[test]
+    fn a_scheduled_transformation_is_a_scheduled_spark_application_with_its_ports() {
+        let p = product(
+            "orders",
+            1,
+            json!({
+                "outputPorts": [{"name": "events", "kafka": {}}, {"name": "raw-lake", "bucket": {}}],
+                "transformation": {"spark": {"image": "spark:4", "mainApplicationFile": "local:///job.py",
+                                             "sparkVersion": "4.0.1", "schedule": "@hourly",
+                                             "executor": {"instances": 2}}},
+            }),
+        );
+        let inputs = BTreeMap::from([(
+            "customers".to_owned(),
+            "customers.profiles.changes".to_owned(),
+        )]);
+        let endpoints = SparkEndpoints {
+            s3_endpoint: "http://s3:8333",
+        };
+        let (kind, object) = spark_object(&p, &inputs, &endpoints).unwrap();
+        assert_eq!(kind, SCHEDULED_SPARK_APPLICATION);
+        assert_eq!(object["spec"]["schedule"], "@hourly");
+        assert_eq!(object["spec"]["suspend"], false);
+        let template = &object["spec"]["template"];
+        assert_eq!(template["type"], "Python");
+        assert_eq!(template["driver"]["serviceAccount"], "orders-spark");
+        assert_eq!(template["executor"]["instances"], 2);
+        assert_eq!(
+            template["driver"]["envFrom"][0]["secretRef"]["name"],
+            "payments-credentials"
+        );
+        let env: BTreeMap<&str, &str> = template["driver"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(env["DATAMESH_OUTPUT_EVENTS"], "payments.orders.events");
+        assert_eq!(
+            env["DATAMESH_OUTPUT_RAW_LAKE"],
+            "s3a://payments-orders-raw-lake/"
+        );
+        assert_eq!(
+            env["DATAMESH_INPUT_CUSTOMERS"],
+            "customers.profiles.changes"
+        );
+        assert_eq!(
+            object["metadata"]["labels"]["datamesh.dev/data-product"],
+            "orders"
+        );
+
+        let mut retired = p.clone();
+        retired.spec.status = Lifecycle::Retired;
+        if let Some(t) = retired.spec.transformation.as_mut() {
+            t.spark.schedule = None;
+        }
+        let (kind, object) = spark_object(&retired, &BTreeMap::new(), &endpoints).unwrap();
+        assert_eq!(kind, SPARK_APPLICATION);
+        assert_eq!(
+            object["spec"]["suspend"], true,
+            "a retired product's job is suspended"
+        );
+        assert!(spark_object(&product("x", 1, json!({})), &inputs, &endpoints).is_none());
+    }
+
+    #[test]
+    fn the_spark_driver_is_bound_to_the_driver_role_in_its_namespace() {
+        let p = product("orders", 1, json!({}));
+        let binding = spark_role_binding(&p, "datamesh-spark-driver");
+        assert_eq!(binding.metadata.name.as_deref(), Some("orders-spark"));
+        assert_eq!(binding.role_ref.name, "datamesh-spark-driver");
+        let subject = &binding.subjects.unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "orders-spark", Some("payments"))
+        );
+        assert_eq!(
+            spark_service_account(&p).metadata.owner_references.unwrap()[0].kind,
+            "DataProduct"
+        );
+    }
+}

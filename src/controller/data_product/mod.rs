@@ -1,0 +1,1016 @@
+//! The DataProduct reconciler: Kafka topics with the owning domain's ACLs, buckets with
+//! versioning, lifecycle, tags and the owner's IAM policy, and the Spark job that makes the
+//! product; input ports resolved against the producers' AccessPolicies.
+//!
+//! Each reconcile is a pipeline: dereference (the Domain, the other products, the policies)
+//! -> validate (namespace, lifecycle, quotas, claims; pure, in [`desired`]) -> apply Kafka,
+//! storage and Spark, each batched and writing only what differs -> compute kstatus
+//! conditions -> write status only when it changed.
+//!
+//! Ownership: Kafka topics carry no labels, so the DataProducts themselves say who owns what.
+//! When two products name the same topic or bucket, the older one (creation time, then
+//! namespace/name) keeps it and the newer one is `Stalled` ("managed by <namespace>/<name>");
+//! an existing topic or bucket no product claims is adopted.
+//!
+//! Deletion, behind the finalizer [`FINALIZER`], by `deletionPolicy`:
+//! - `Retain` (default): topics and buckets stay with their data. Buckets get the tag
+//!   `datamesh.dev/orphaned=true`. Kafka topics have no free-form metadata, so a retained topic
+//!   is marked by what it lacks: no DataProduct claims it and its producer ACLs are gone (and an
+//!   Event on the deleted product lists it).
+//! - `Delete`: topics are deleted and buckets emptied and deleted.
+//!
+//! Either way the product's ACLs, its IAM policy and its Spark objects are removed.
+
+pub mod desired;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use self::desired::{
+    BucketPlan, InputObservation, SCHEDULED_SPARK_APPLICATION, SPARK_APPLICATION, SparkEndpoints,
+    TopicPlan, TopicStep,
+};
+use super::apply::{DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, is_subset};
+use super::domain::desired::storage_user;
+use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use crate::api::DeletionPolicy;
+use crate::api::access_policy::AccessPolicy;
+use crate::api::conditions::{
+    Outcome, Progress, READY, condition, find_condition, is_true, set_condition, set_progress,
+};
+use crate::api::data_product::{
+    DataProduct, DataProductStatus, InputAccess, InputPortStatus, Lifecycle, OutputPortStatus,
+    ports_ready,
+};
+use crate::api::domain::Domain;
+use crate::api::naming::kafka_principal;
+use crate::provision::kafka::{
+    AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
+    TopicConfigAlteration,
+};
+use crate::provision::storage::policy::owner_policy;
+use crate::provision::storage::{ErrorCode, ObjectStore, StorageError};
+
+/// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
+/// (and, with `deletionPolicy: Delete`, its topics and buckets) before it goes.
+pub const FINALIZER: &str = "datamesh.dev/data-product";
+/// Condition type set `True` while the product's `spec.status` is `deprecated`.
+pub const DEPRECATED: &str = "Deprecated";
+const KIND: &str = "DataProduct";
+/// How many DataProducts are reconciled at once.
+const CONCURRENCY: u16 = 16;
+
+/// What each reconcile is handed: the shared context and the watch's view of every product
+/// (for claims, quotas and input ports, without listing on every reconcile).
+pub struct State {
+    /// Clients, settings, events and metrics.
+    pub ctx: Arc<Context>,
+    /// Every DataProduct in the cluster, as the controller's watch sees it.
+    pub products: Store<DataProduct>,
+}
+
+/// Run the DataProduct controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let products = Api::<DataProduct>::all(client.clone());
+    let config = || watcher::Config::default().any_semantic();
+    let controller = Controller::new(products.clone(), config())
+        .with_config(controller::Config::default().concurrency(CONCURRENCY));
+    let store = controller.store();
+    let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
+    controller
+        // A grant given, changed, expired or revoked changes its consumers' input ports.
+        .watches(
+            Api::<AccessPolicy>::all(client.clone()),
+            config(),
+            move |policy| consumers_of_policy(&by_policy.state(), &policy),
+        )
+        // A product appearing, changing or going changes its consumers' inputs, and may free a
+        // contested name or quota for its domain's products that wait.
+        .watches(products, config(), move |product| {
+            affected_by_product(&by_product.state(), &product)
+        })
+        // A Domain becoming Ready (or its quotas changing) unblocks its products.
+        .watches(Api::<Domain>::all(client), config(), move |domain| {
+            products_of_domain(&by_domain.state(), &domain.name_any())
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(State {
+                ctx,
+                products: store,
+            }),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn reference(product: &DataProduct) -> ObjectRef<DataProduct> {
+    ObjectRef::from_obj(product)
+}
+
+fn consumers_of_policy(
+    all: &[Arc<DataProduct>],
+    policy: &AccessPolicy,
+) -> Vec<ObjectRef<DataProduct>> {
+    let namespace = policy.namespace();
+    let Some(producer) = all
+        .iter()
+        .find(|p| p.namespace() == namespace && p.name_any() == policy.spec.data_product)
+    else {
+        return vec![];
+    };
+    readers_of(all, &producer.spec.domain, &producer.name_any())
+}
+
+fn readers_of(all: &[Arc<DataProduct>], domain: &str, name: &str) -> Vec<ObjectRef<DataProduct>> {
+    all.iter()
+        .filter(|p| {
+            p.spec
+                .input_ports
+                .iter()
+                .any(|i| i.data_product.domain == domain && i.data_product.name == name)
+        })
+        .map(|p| reference(p))
+        .collect()
+}
+
+fn affected_by_product(
+    all: &[Arc<DataProduct>],
+    changed: &DataProduct,
+) -> Vec<ObjectRef<DataProduct>> {
+    let mut affected = readers_of(all, &changed.spec.domain, &changed.name_any());
+    // Only products that are not Ready can be unblocked by a sibling (a freed name or quota);
+    // triggering Ready ones on every sibling's status write would cost O(n^2) reconciles.
+    affected.extend(
+        all.iter()
+            .filter(|p| {
+                p.spec.domain == changed.spec.domain && p.metadata.uid != changed.metadata.uid
+            })
+            .filter(|p| {
+                !p.status
+                    .as_ref()
+                    .is_some_and(|s| is_true(&s.conditions, READY))
+            })
+            .map(|p| reference(p)),
+    );
+    affected
+}
+
+fn products_of_domain(all: &[Arc<DataProduct>], domain: &str) -> Vec<ObjectRef<DataProduct>> {
+    all.iter()
+        .filter(|p| p.spec.domain == domain)
+        .map(|p| reference(p))
+        .collect()
+}
+
+fn error_policy(_: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, error, &state.ctx.metrics)
+}
+
+async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Action, Error> {
+    let _timer = state.ctx.metrics.reconcile_started(KIND);
+    let namespace = product.namespace().unwrap_or_default();
+    let api = Api::<DataProduct>::namespaced(state.ctx.client.clone(), &namespace);
+    // Claims and quotas compare with every product: wait until the watch has seen them all.
+    state
+        .products
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::Blocked("the DataProduct watch stopped".into()))?;
+    finalizer(&api, FINALIZER, product, |event| async {
+        match event {
+            Finalizer::Apply(product) => apply_product(&product, &state).await,
+            Finalizer::Cleanup(product) => cleanup_product(&product, &state).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// What a reconcile found and made, for the status.
+#[derive(Default)]
+struct Observed {
+    /// Problems that stop the product from being Ready, most serious first once sorted.
+    problems: Vec<Outcome>,
+    /// Topics that exist and belong to the product.
+    topics: BTreeSet<String>,
+    /// Topics that exist but differ from the spec in a way that was refused.
+    refused: BTreeSet<String>,
+    /// Buckets that exist as declared.
+    buckets: BTreeSet<String>,
+    /// The input ports' access.
+    inputs: Vec<InputPortStatus>,
+}
+
+/// Make everything the DataProduct declares exist, then report it.
+async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, Error> {
+    let ctx = &state.ctx;
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let spec = &product.spec;
+    let resync = Action::requeue(ctx.settings.resync);
+
+    let domain = Api::<Domain>::all(ctx.client.clone())
+        .get_opt(&spec.domain)
+        .await
+        .map_err(kube_context(format!("reading Domain {}", spec.domain)))?;
+    let gate = match &domain {
+        None => Some(Outcome::stalled(
+            "DomainNotFound",
+            format!("Domain {} does not exist; create it first.", spec.domain),
+        )),
+        Some(domain) if domain.namespace_name() != namespace => Some(Outcome::stalled(
+            "WrongNamespace",
+            format!(
+                "Domain {} keeps its data products in namespace {}, not {namespace}; move the DataProduct there.",
+                spec.domain,
+                domain.namespace_name()
+            ),
+        )),
+        Some(domain)
+            if !domain
+                .status
+                .as_ref()
+                .is_some_and(|s| is_true(&s.conditions, READY)) =>
+        {
+            Some(Outcome::reconciling(
+                "DomainNotReady",
+                format!("Waiting for Domain {} to be Ready.", spec.domain),
+            ))
+        }
+        Some(_) if spec.status == Lifecycle::Proposed => Some(Outcome::stalled(
+            "Proposed",
+            "spec.status is proposed: nothing is provisioned until it is draft or active.",
+        )),
+        Some(domain) => {
+            let all = state.products.state();
+            let siblings: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
+            desired::quota_violation(product, domain, &siblings)
+                .map(|message| Outcome::stalled("QuotaExceeded", message))
+        }
+    };
+    if let Some(outcome) = gate {
+        report(product, ctx, outcome, &Observed::default()).await?;
+        return Ok(resync);
+    }
+
+    let all = state.products.state();
+    let everyone: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
+    let mut observed = Observed::default();
+
+    // Claims: the older product keeps a contested name; this one does not touch it.
+    let mut topic_plans = Vec::new();
+    for plan in desired::topic_plans(&name, spec) {
+        match desired::older_claimant(product, &everyone, &plan.topic) {
+            Some(owner) => observed
+                .problems
+                .push(claimed("Topic", &plan.topic, &owner)),
+            None => topic_plans.push(plan),
+        }
+    }
+    let mut bucket_plans = Vec::new();
+    for plan in desired::bucket_plans(product) {
+        match desired::older_claimant(product, &everyone, &plan.bucket) {
+            Some(owner) => observed
+                .problems
+                .push(claimed("Bucket", &plan.bucket, &owner)),
+            None => bucket_plans.push(plan),
+        }
+    }
+
+    let default_replicas = ctx.settings.kafka.default_replicas;
+    apply_topics(
+        product,
+        ctx.kafka.as_ref(),
+        default_replicas,
+        &topic_plans,
+        &mut observed,
+    )
+    .await?;
+    apply_buckets(product, ctx.storage.as_ref(), &bucket_plans, &mut observed).await?;
+    let input_locations = resolve_inputs(product, state, &mut observed).await?;
+    apply_spark(product, ctx, &input_locations, &mut observed).await?;
+
+    let outcome = overall_outcome(product, &observed);
+    report(product, ctx, outcome, &observed).await?;
+    Ok(resync)
+}
+
+fn claimed(what: &str, resource: &str, owner: &str) -> Outcome {
+    Outcome::stalled(
+        "ClaimedByAnotherProduct",
+        format!(
+            "{what} {resource} is managed by {owner}, an older DataProduct; rename this port or delete the other product."
+        ),
+    )
+}
+
+/// Kafka errors that mean the spec asks for something Kafka refuses: a person must change it.
+fn is_rejection(error: &KafkaAdminError) -> bool {
+    matches!(error, KafkaAdminError::InvalidInput { .. })
+        || matches!(
+            error.code(),
+            Some(
+                RDKafkaErrorCode::InvalidConfig
+                    | RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::PolicyViolation
+                    | RDKafkaErrorCode::InvalidRequest
+                    | RDKafkaErrorCode::InvalidTopic
+            )
+        )
+}
+
+/// Settle one batch's results: refusals become Stalled problems, `ignore`d errors pass, any
+/// other failure fails the reconcile (to be retried). Returns the indices that succeeded.
+fn settle(
+    results: Vec<Result<(), KafkaAdminError>>,
+    ignore: impl Fn(&KafkaAdminError) -> bool,
+    observed: &mut Observed,
+) -> Result<BTreeSet<usize>, Error> {
+    let mut ok = BTreeSet::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => {
+                ok.insert(index);
+            }
+            Err(error) if ignore(&error) => {
+                ok.insert(index);
+            }
+            Err(error) if is_rejection(&error) => observed
+                .problems
+                .push(Outcome::stalled("KafkaRefused", error.to_string())),
+            Err(error) => return Err(Error::Kafka(error)),
+        }
+    }
+    Ok(ok)
+}
+
+/// Topics: one describe for all, then at most one create, one partition increase and one
+/// config alteration; then the owner's ACLs (one describe, at most one create).
+async fn apply_topics(
+    product: &DataProduct,
+    kafka: &dyn KafkaAdmin,
+    default_replicas: i32,
+    plans: &[TopicPlan],
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = plans.iter().map(|p| p.topic.clone()).collect();
+    let described = batch_ok(kafka.describe_topics(&names).await?, |_| false)?;
+    let mut creates: Vec<NewTopic> = Vec::new();
+    let mut increases: Vec<PartitionIncrease> = Vec::new();
+    let mut alterations: Vec<TopicConfigAlteration> = Vec::new();
+    for (plan, current) in plans.iter().zip(&described) {
+        match desired::decide_topic(plan, current.as_ref(), default_replicas) {
+            TopicStep::Create(topic) => creates.push(topic),
+            TopicStep::Update { increase, alter } => {
+                observed.topics.insert(plan.topic.clone());
+                increases.extend(increase);
+                alterations.extend(alter);
+            }
+            TopicStep::Refuse { reason, message } => {
+                observed.topics.insert(plan.topic.clone());
+                observed.refused.insert(plan.topic.clone());
+                observed.problems.push(Outcome::stalled(reason, message));
+            }
+        }
+    }
+    let product_name = product.name_any();
+    if !creates.is_empty() {
+        let results = kafka.create_topics(&creates).await?;
+        for index in settle(results, KafkaAdminError::is_topic_already_exists, observed)? {
+            observed.topics.insert(creates[index].name.clone());
+        }
+        tracing::info!(product = %product_name, topics = creates.len(), "created topics");
+    }
+    if !increases.is_empty() {
+        let results = kafka.create_partitions(&increases).await?;
+        settle(results, |_| false, observed)?;
+        tracing::info!(product = %product_name, topics = increases.len(), "added partitions");
+    }
+    if !alterations.is_empty() {
+        let results = kafka.alter_topic_configs(&alterations).await?;
+        settle(results, |_| false, observed)?;
+        tracing::info!(product = %product_name, topics = alterations.len(), "set topic configs back to the spec");
+    }
+
+    let owned: Vec<String> = observed.topics.iter().cloned().collect();
+    let wanted = desired::owner_acls(&product.spec.domain, &product_name, &owned);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let have = kafka
+        .describe_acls(&AclBindingFilter::for_principal(kafka_principal(
+            &product.spec.domain,
+        )))
+        .await?;
+    let missing: Vec<_> = wanted.into_iter().filter(|b| !have.contains(b)).collect();
+    if !missing.is_empty() {
+        batch_ok(kafka.create_acls(&missing).await?, |_| false)?;
+        tracing::info!(product = %product_name, acls = missing.len(), "created the owner's ACLs");
+    }
+    Ok(())
+}
+
+/// Buckets: exist, with versioning, expiry and tags as declared; then one inline policy on
+/// the owning domain's IAM user over all of the product's buckets.
+async fn apply_buckets(
+    product: &DataProduct,
+    storage: &dyn ObjectStore,
+    plans: &[BucketPlan],
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    for plan in plans {
+        let bucket = &plan.bucket;
+        if storage.ensure_bucket(bucket).await? {
+            tracing::info!(%bucket, "created bucket");
+        }
+        let versioning = storage.get_versioning(bucket).await?;
+        if let Some(enabled) = desired::versioning_change(plan.versioning, versioning) {
+            storage.put_versioning(bucket, enabled).await?;
+        }
+        if storage.get_expiration_days(bucket).await? != plan.expire_after_days {
+            storage
+                .put_expiration_days(bucket, plan.expire_after_days)
+                .await?;
+        }
+        if storage.get_tags(bucket).await? != plan.tags {
+            storage.put_tags(bucket, &plan.tags).await?;
+        }
+        observed.buckets.insert(bucket.clone());
+    }
+    let user = storage_user(&product.spec.domain);
+    let policy_name = desired::product_policy_name(&product.name_any());
+    let current = storage.get_user_policy(&user, &policy_name).await?;
+    if plans.is_empty() {
+        if current.is_some() {
+            storage.delete_user_policy(&user, &policy_name).await?;
+        }
+    } else {
+        let buckets: Vec<&str> = plans.iter().map(|p| p.bucket.as_str()).collect();
+        let document = owner_policy(&buckets);
+        if current.as_ref() != Some(&document) {
+            storage
+                .put_user_policy(&user, &policy_name, &document)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Each input port's access, and the locations of the inputs whose producer is known (for the
+/// Spark job's environment).
+async fn resolve_inputs(
+    product: &DataProduct,
+    state: &State,
+    observed: &mut Observed,
+) -> Result<BTreeMap<String, String>, Error> {
+    let ctx = &state.ctx;
+    let mut locations = BTreeMap::new();
+    if product.spec.input_ports.is_empty() {
+        return Ok(locations);
+    }
+    let all = state.products.state();
+    let mut domains: BTreeMap<String, Option<Domain>> = BTreeMap::new();
+    let mut policies: BTreeMap<String, Vec<AccessPolicy>> = BTreeMap::new();
+    let now = Timestamp::now();
+    for input in &product.spec.input_ports {
+        let reference = &input.data_product;
+        if !domains.contains_key(&reference.domain) {
+            let found = Api::<Domain>::all(ctx.client.clone())
+                .get_opt(&reference.domain)
+                .await
+                .map_err(kube_context(format!("reading Domain {}", reference.domain)))?;
+            domains.insert(reference.domain.clone(), found);
+        }
+        let producer_domain = domains.get(&reference.domain).and_then(Option::as_ref);
+        let producer_namespace = producer_domain.map(Domain::namespace_name);
+        let producer = all
+            .iter()
+            .find(|p| {
+                p.namespace() == producer_namespace
+                    && p.name_any() == reference.name
+                    && p.spec.domain == reference.domain
+            })
+            .map(AsRef::as_ref);
+        let granting: &[AccessPolicy] = match &producer_namespace {
+            Some(ns) if reference.domain != product.spec.domain => {
+                if !policies.contains_key(ns) {
+                    let listed = Api::<AccessPolicy>::namespaced(ctx.client.clone(), ns)
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(kube_context(format!("listing AccessPolicies in {ns}")))?;
+                    policies.insert(ns.clone(), listed.items);
+                }
+                policies.get(ns).map(Vec::as_slice).unwrap_or_default()
+            }
+            _ => &[],
+        };
+        let status = desired::resolve_input(
+            input,
+            &product.spec.domain,
+            &InputObservation {
+                domain: producer_domain,
+                product: producer,
+                policies: granting,
+            },
+            now,
+        );
+        if let Some(producer) = producer
+            && let Some(port) = producer
+                .spec
+                .output_ports
+                .iter()
+                .find(|p| p.name == reference.port)
+            && let Some(location) =
+                desired::port_location(&producer.spec, &producer.name_any(), port)
+        {
+            locations.insert(input.name.clone(), location);
+        }
+        observed.inputs.push(status);
+    }
+    Ok(locations)
+}
+
+fn spark_resource(kind: &str) -> ApiResource {
+    let plural = if kind == SPARK_APPLICATION {
+        "sparkapplications"
+    } else {
+        "scheduledsparkapplications"
+    };
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sparkoperator.k8s.io", "v1beta2", kind),
+        plural,
+    )
+}
+
+fn spark_api(ctx: &Context, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(ctx.client.clone(), namespace, &spark_resource(kind))
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// The transformation: ServiceAccount, RoleBinding and the spark-operator object, applied
+/// server-side; the other kind (after a schedule was added or removed) is deleted.
+async fn apply_spark(
+    product: &DataProduct,
+    ctx: &Context,
+    inputs: &BTreeMap<String, String>,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let endpoints = SparkEndpoints {
+        s3_endpoint: &ctx.settings.s3.endpoint,
+    };
+    let wanted = desired::spark_object(product, inputs, &endpoints);
+    for kind in [SPARK_APPLICATION, SCHEDULED_SPARK_APPLICATION] {
+        if wanted.as_ref().is_none_or(|(k, _)| *k != kind) {
+            delete_spark_object(ctx, &namespace, kind, &name).await?;
+        }
+    }
+    let Some((kind, object)) = wanted else {
+        return Ok(());
+    };
+    let sa_name = desired::spark_service_account_name(&name);
+    apply(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
+        &desired::spark_service_account(product),
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying ServiceAccount {namespace}/{sa_name}"
+    )))?;
+    apply(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
+        &desired::spark_role_binding(product, &ctx.settings.spark_driver_cluster_role),
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying RoleBinding {namespace}/{sa_name}"
+    )))?;
+
+    let api = spark_api(ctx, &namespace, kind);
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(kube_context(format!("reading {kind} {namespace}/{name}")))?;
+    let mut comparable = object.clone();
+    if let Some(fields) = comparable.as_object_mut() {
+        fields.remove("apiVersion");
+        fields.remove("kind");
+    }
+    let unchanged = live
+        .as_ref()
+        .and_then(|live| serde_json::to_value(live).ok())
+        .is_some_and(|live| is_subset(&comparable, &live));
+    if unchanged {
+        return Ok(());
+    }
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(product = %name, kind, "applied the Spark application");
+            Ok(())
+        }
+        Err(error) if is_not_found(&error) => {
+            observed.problems.push(Outcome::stalled(
+                "SparkOperatorMissing",
+                format!(
+                    "The {kind} kind (sparkoperator.k8s.io/v1beta2) is not installed; install the kubeflow spark-operator to run this product's transformation."
+                ),
+            ));
+            Ok(())
+        }
+        Err(error) if matches!(&error, kube::Error::Api(s) if s.code == 422) => {
+            observed.problems.push(Outcome::stalled(
+                "SparkApplicationInvalid",
+                error.to_string(),
+            ));
+            Ok(())
+        }
+        Err(error) => Err(kube_context(format!("applying {kind} {namespace}/{name}"))(
+            error,
+        )),
+    }
+}
+
+/// Delete a spark-operator object of this product, if it exists and is ours. A missing kind
+/// (no spark-operator installed) is nothing to delete.
+async fn delete_spark_object(
+    ctx: &Context,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let api = spark_api(ctx, namespace, kind);
+    let live = match api.get_opt(name).await {
+        Ok(live) => live,
+        Err(error) if is_not_found(&error) => None,
+        Err(error) => {
+            return Err(kube_context(format!("reading {kind} {namespace}/{name}"))(
+                error,
+            ));
+        }
+    };
+    let ours = live.is_some_and(|o| {
+        o.labels()
+            .get(DATA_PRODUCT_LABEL)
+            .is_some_and(|p| p == name)
+    });
+    if ours {
+        delete_ignoring_missing(&api, name, &format!("{kind} {namespace}/{name}")).await?;
+    }
+    Ok(())
+}
+
+async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(kube_context(format!("deleting {what}"))(error)),
+    }
+}
+
+/// The one outcome the conditions show: the first Stalled problem, else the first
+/// Reconciling one, else the inputs' state, else Ready.
+fn overall_outcome(product: &DataProduct, observed: &Observed) -> Outcome {
+    for progress in [Progress::Stalled, Progress::Reconciling] {
+        if let Some(problem) = observed.problems.iter().find(|p| p.progress == progress) {
+            return problem.clone();
+        }
+    }
+    let unavailable: Vec<String> = observed
+        .inputs
+        .iter()
+        .filter(|i| matches!(i.access, InputAccess::NotFound | InputAccess::Denied))
+        .map(|i| format!("{}: {}", i.name, i.message.clone().unwrap_or_default()))
+        .collect();
+    if !unavailable.is_empty() {
+        return Outcome::stalled("InputUnavailable", unavailable.join(" "));
+    }
+    let pending: Vec<String> = observed
+        .inputs
+        .iter()
+        .filter(|i| i.access == InputAccess::Pending)
+        .map(|i| format!("{}: {}", i.name, i.message.clone().unwrap_or_default()))
+        .collect();
+    if !pending.is_empty() {
+        return Outcome::reconciling("AccessPending", pending.join(" "));
+    }
+    let declared = product.spec.output_ports.len();
+    Outcome::ready(
+        "Provisioned",
+        format!(
+            "{declared} output port(s) provisioned and {} input port(s) granted.",
+            observed.inputs.len()
+        ),
+    )
+}
+
+/// Compute the status and write it only when it changed; publish Events on transitions.
+async fn report(
+    product: &DataProduct,
+    ctx: &Context,
+    outcome: Outcome,
+    observed: &Observed,
+) -> Result<(), Error> {
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let current = product.status.clone().unwrap_or_default();
+    let status = desired_status(
+        product,
+        &current,
+        &outcome,
+        observed,
+        &ctx.settings.kafka.bootstrap_servers,
+        &ctx.settings.s3.endpoint,
+    );
+    if status == current {
+        return Ok(());
+    }
+    let was_ready = is_true(&current.conditions, READY);
+    let was_deprecated = is_true(&current.conditions, DEPRECATED);
+    let patch = serde_json::json!({
+        "apiVersion": "datamesh.dev/v1alpha1",
+        "kind": KIND,
+        "status": status,
+    });
+    Api::<DataProduct>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(kube_context(format!(
+            "writing status of DataProduct {namespace}/{name}"
+        )))?;
+    if product.spec.status == Lifecycle::Deprecated && !was_deprecated {
+        ctx.publish(
+            product,
+            EventType::Warning,
+            "Deprecated",
+            format!("Data product {namespace}/{name} is deprecated: consumers should move away; no new access is granted."),
+        )
+        .await;
+    }
+    match outcome.progress {
+        Progress::Ready if !was_ready => {
+            ctx.publish(product, EventType::Normal, &outcome.reason, outcome.message)
+                .await;
+        }
+        Progress::Stalled => {
+            ctx.publish(
+                product,
+                EventType::Warning,
+                &outcome.reason,
+                outcome.message,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The status a DataProduct should show. Pure: unchanged conditions keep their transition
+/// time, so equal input gives an equal status and no write.
+fn desired_status(
+    product: &DataProduct,
+    current: &DataProductStatus,
+    outcome: &Outcome,
+    observed: &Observed,
+    bootstrap_servers: &str,
+    s3_endpoint: &str,
+) -> DataProductStatus {
+    let name = product.name_any();
+    let spec = &product.spec;
+    let generation = product.metadata.generation;
+    let now = Time(Timestamp::now());
+    let mut status = current.clone();
+    set_progress(&mut status.conditions, outcome, generation, &now);
+    let deprecated = spec.status == Lifecycle::Deprecated;
+    if deprecated || find_condition(&status.conditions, DEPRECATED).is_some() {
+        let (reason, message) = if deprecated {
+            (
+                "Deprecated",
+                "The product is deprecated: consumers should move to its successor; no new access is granted.",
+            )
+        } else {
+            ("NotDeprecated", "The product is not deprecated.")
+        };
+        set_condition(
+            &mut status.conditions,
+            condition(DEPRECATED, deprecated, reason, message, generation, now),
+        );
+    }
+    status.observed_generation = generation;
+    let mut ready = 0;
+    status.output_ports = spec
+        .output_ports
+        .iter()
+        .filter_map(|port| {
+            if let Some(topic) = spec.topic_name(&name, port) {
+                observed.topics.contains(&topic).then(|| {
+                    if !observed.refused.contains(&topic) {
+                        ready += 1;
+                    }
+                    OutputPortStatus {
+                        name: port.name.clone(),
+                        topic: Some(topic),
+                        bootstrap_servers: Some(bootstrap_servers.to_owned()),
+                        ..OutputPortStatus::default()
+                    }
+                })
+            } else {
+                let bucket = spec.bucket_name(&name, port)?;
+                observed.buckets.contains(&bucket).then(|| {
+                    ready += 1;
+                    OutputPortStatus {
+                        name: port.name.clone(),
+                        bucket: Some(bucket),
+                        endpoint: Some(s3_endpoint.to_owned()),
+                        ..OutputPortStatus::default()
+                    }
+                })
+            }
+        })
+        .collect();
+    status.ports_ready = Some(ports_ready(ready, spec.output_ports.len()));
+    status.input_ports = observed.inputs.clone();
+    status
+}
+
+/// The DataProduct is being deleted: remove its access and Spark objects, and keep or
+/// delete its topics and buckets by `deletionPolicy`.
+async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action, Error> {
+    let ctx = &state.ctx;
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let spec = &product.spec;
+    let all = state.products.state();
+    let everyone: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
+    // Only what this product owns: a name an older product claims is that product's.
+    let topics: Vec<String> = desired::topic_plans(&name, spec)
+        .into_iter()
+        .map(|p| p.topic)
+        .filter(|t| desired::older_claimant(product, &everyone, t).is_none())
+        .collect();
+    let buckets: Vec<BucketPlan> = desired::bucket_plans(product)
+        .into_iter()
+        .filter(|p| desired::older_claimant(product, &everyone, &p.bucket).is_none())
+        .collect();
+
+    let note = release_external(
+        product,
+        ctx.kafka.as_ref(),
+        ctx.storage.as_ref(),
+        &topics,
+        &buckets,
+    )
+    .await?;
+
+    for kind in [SPARK_APPLICATION, SCHEDULED_SPARK_APPLICATION] {
+        delete_spark_object(ctx, &namespace, kind, &name).await?;
+    }
+    let sa_name = desired::spark_service_account_name(&name);
+    delete_ignoring_missing(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
+        &sa_name,
+        &format!("RoleBinding {namespace}/{sa_name}"),
+    )
+    .await?;
+    delete_ignoring_missing(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
+        &sa_name,
+        &format!("ServiceAccount {namespace}/{sa_name}"),
+    )
+    .await?;
+
+    tracing::info!(product = %name, %namespace, "{note}");
+    ctx.publish(product, EventType::Normal, "Deleted", note)
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Remove a deleted product's ACLs and IAM policy, and keep (tagged as orphaned) or delete its
+/// topics and buckets by `deletionPolicy`. Returns what was done, for the Event.
+async fn release_external(
+    product: &DataProduct,
+    kafka: &dyn KafkaAdmin,
+    storage: &dyn ObjectStore,
+    topics: &[String],
+    buckets: &[BucketPlan],
+) -> Result<String, Error> {
+    let name = product.name_any();
+    let spec = &product.spec;
+    // The owner's ACLs on these topics; the cluster-wide IdempotentWrite is the domain's.
+    let shared = desired::shared_idempotent_write_acl(&spec.domain);
+    let filters: Vec<AclBindingFilter> = desired::owner_acls(&spec.domain, &name, topics)
+        .iter()
+        .filter(|b| **b != shared)
+        .map(AclBindingFilter::exact)
+        .collect();
+    if !filters.is_empty() {
+        batch_ok(kafka.delete_acls(&filters).await?, |_| false)?;
+    }
+
+    let note = match spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            if !topics.is_empty() {
+                batch_ok(
+                    kafka.delete_topics(topics).await?,
+                    KafkaAdminError::is_unknown_topic,
+                )?;
+            }
+            for plan in buckets {
+                let removed = storage.empty_bucket(&plan.bucket).await?;
+                storage.delete_bucket(&plan.bucket).await?;
+                tracing::info!(bucket = %plan.bucket, objects = removed, "deleted bucket");
+            }
+            format!(
+                "deletionPolicy Delete: deleted topics [{}] and buckets [{}] with their data.",
+                topics.join(", "),
+                bucket_list(buckets)
+            )
+        }
+        DeletionPolicy::Retain => {
+            for plan in buckets {
+                if storage.bucket_exists(&plan.bucket).await? {
+                    let mut tags = storage.get_tags(&plan.bucket).await?;
+                    tags.insert(desired::ORPHANED_TAG.to_owned(), "true".to_owned());
+                    storage.put_tags(&plan.bucket, &tags).await?;
+                }
+            }
+            format!(
+                "deletionPolicy Retain: kept topics [{}] (no DataProduct claims them and their producer ACLs are removed) and buckets [{}] (tagged {}=true) with their data.",
+                topics.join(", "),
+                bucket_list(buckets),
+                desired::ORPHANED_TAG
+            )
+        }
+    };
+
+    let user = storage_user(&spec.domain);
+    let policy_name = desired::product_policy_name(&name);
+    match storage.delete_user_policy(&user, &policy_name).await {
+        Ok(()) => {}
+        Err(error) if is_missing_user(&error) => {}
+        Err(error) => return Err(error.into()),
+    }
+
+    Ok(note)
+}
+
+fn bucket_list(buckets: &[BucketPlan]) -> String {
+    buckets
+        .iter()
+        .map(|b| b.bucket.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_missing_user(error: &StorageError) -> bool {
+    matches!(error.code(), Some(ErrorCode::NoSuchEntity))
+}
+
+#[cfg(test)]
+mod tests;
