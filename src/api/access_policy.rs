@@ -41,7 +41,8 @@ use super::naming::DNS_LABEL_PATTERN;
     ),
     printcolumn(
         name = "Expires",
-        type_ = "date",
+        // A string, not a date: kubectl shows a future date as "<invalid>".
+        type_ = "string",
         json_path = ".spec.expiresAt",
         description = "When the grants are revoked"
     ),

@@ -139,6 +139,23 @@ pub fn resource_quota(domain: &Domain) -> Option<ResourceQuota> {
     })
 }
 
+/// Whether the quota controller has counted `live` against the limits of `desired`: its
+/// `status.hard` equals the declared `spec.hard`, and `status.used` has a count for each (the
+/// controller counts a custom resource only once its discovery has found the CRD).
+pub fn quota_counted(desired: &ResourceQuota, live: Option<&ResourceQuota>) -> bool {
+    let Some(want) = desired.spec.as_ref().and_then(|spec| spec.hard.as_ref()) else {
+        return false;
+    };
+    let Some(status) = live.and_then(|quota| quota.status.as_ref()) else {
+        return false;
+    };
+    status.hard.as_ref() == Some(want)
+        && status
+            .used
+            .as_ref()
+            .is_some_and(|used| want.keys().all(|key| used.contains_key(key)))
+}
+
 /// What the credentials Secret holds.
 pub struct Credentials<'a> {
     pub kafka_bootstrap_servers: &'a str,
@@ -264,6 +281,40 @@ mod tests {
         assert_eq!(
             quota.spec.unwrap().hard.unwrap()[DATA_PRODUCT_COUNT],
             Quantity("5".into())
+        );
+    }
+
+    #[test]
+    fn a_quota_counts_once_its_status_shows_the_declared_limits() {
+        let mut d = domain("{}");
+        d.spec.quotas = Some(DomainQuotas {
+            max_data_products: Some(5),
+            max_partitions: None,
+        });
+        let desired = resource_quota(&d).unwrap();
+        assert!(!quota_counted(&desired, None));
+        let mut live = desired.clone();
+        assert!(!quota_counted(&desired, Some(&live)), "no status yet");
+        live.status = Some(k8s_openapi::api::core::v1::ResourceQuotaStatus {
+            hard: desired.spec.as_ref().unwrap().hard.clone(),
+            used: None,
+        });
+        assert!(
+            !quota_counted(&desired, Some(&live)),
+            "limits known, usage not yet counted"
+        );
+        live.status.as_mut().unwrap().used = Some(BTreeMap::from([(
+            DATA_PRODUCT_COUNT.to_owned(),
+            Quantity("0".into()),
+        )]));
+        assert!(quota_counted(&desired, Some(&live)));
+        d.spec.quotas = Some(DomainQuotas {
+            max_data_products: Some(6),
+            max_partitions: None,
+        });
+        assert!(
+            !quota_counted(&resource_quota(&d).unwrap(), Some(&live)),
+            "old limits counted"
         );
     }
 

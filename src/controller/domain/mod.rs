@@ -136,6 +136,28 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     ensure_credentials(domain, ctx).await?;
 
     let products = count_products(ctx, &namespace).await?;
+    // Until the quota controller has counted a new ResourceQuota, the API server refuses every
+    // DataProduct in the namespace ("status unknown for quota"): not Ready before then.
+    if let Some(quota) = desired::resource_quota(domain) {
+        let live = quotas
+            .get_opt(desired::RESOURCE_QUOTA)
+            .await
+            .map_err(kube_context(format!(
+                "reading ResourceQuota {namespace}/{}",
+                desired::RESOURCE_QUOTA
+            )))?;
+        if !desired::quota_counted(&quota, live.as_ref()) {
+            let outcome = Outcome::reconciling(
+                "QuotaPending",
+                format!(
+                    "Waiting for Kubernetes to count ResourceQuota {namespace}/{}.",
+                    desired::RESOURCE_QUOTA
+                ),
+            );
+            report(domain, ctx, outcome, Some(products)).await?;
+            return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+        }
+    }
     let outcome = Outcome::ready(
         "DomainReady",
         format!(

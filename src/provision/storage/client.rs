@@ -642,6 +642,17 @@ impl ObjectStore for HttpObjectStore {
         user: &str,
         policy_name: &str,
     ) -> Result<Option<PolicyDocument>, StorageError> {
+        // SeaweedFS 4.48 answers GetUserPolicy for a name the user does not have with another
+        // of the user's policies instead of NoSuchEntity; ListUserPolicies is exact. So a name
+        // that is not listed does not exist (one more call, only on reads).
+        if !self
+            .list_user_policies(user)
+            .await?
+            .iter()
+            .any(|name| name == policy_name)
+        {
+            return Ok(None);
+        }
         let subject = Subject::UserPolicy {
             user: user.to_owned(),
             policy: policy_name.to_owned(),
