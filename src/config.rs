@@ -7,13 +7,14 @@
 //! [`SecretString`] that refuses to print itself.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use serde::Deserialize;
+
+pub use crate::secret::SecretString;
 
 /// What can go wrong loading the configuration. Messages name the setting, never its value.
 #[derive(Debug, thiserror::Error)]
@@ -55,35 +56,6 @@ pub enum ConfigError {
         name: String,
         key: String,
     },
-}
-
-/// A credential. Its `Debug` and `Display` print `<redacted>`, so it cannot reach a log line
-/// by accident; [`SecretString::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wrap a credential.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The credential itself, for the one call that sends it to its server.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// Where a credential is read from: a file (a mounted Secret volume) or a key of a
@@ -504,13 +476,6 @@ resyncSeconds: 60
     fn a_malformed_secret_reference_is_refused() {
         let err = SecretSource::parse("X", "secret:only/two").unwrap_err();
         assert!(err.to_string().contains("secret:NAMESPACE/NAME/KEY"));
-    }
-
-    #[test]
-    fn secrets_never_print() {
-        let secret = SecretString::new("hunter2");
-        assert_eq!(format!("{secret:?} {secret}"), "<redacted> <redacted>");
-        assert_eq!(secret.expose(), "hunter2");
     }
 
     #[test]

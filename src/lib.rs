@@ -9,4 +9,5 @@ pub mod http;
 pub mod metrics;
 pub mod provision;
 pub mod runner;
+pub mod secret;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use crate::controller::leader::{LeaderElector, LeaderError, LeaseTimings};
 use crate::controller::{self, Context};
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdminConfig, KafkaAdminError, RdKafkaAdmin};
-use crate::provision::storage::{HttpObjectStore, SecretKey, StorageConfig, StorageError};
+use crate::provision::storage::{HttpObjectStore, StorageConfig, StorageError};
 
 /// Why the process stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let kafka = RdKafkaAdmin::new(&KafkaAdminConfig::new(
         settings.kafka.bootstrap_servers.clone(),
         settings.kafka.admin_user.clone(),
-        kafka_password.expose(),
+        kafka_password,
     ))?;
     let s3_secret = settings
         .s3
@@ -80,7 +80,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         settings.s3.endpoint.clone(),
         settings.s3.iam_endpoint.clone(),
         settings.s3.admin_access_key.clone(),
-        SecretKey::new(s3_secret.expose()),
+        s3_secret,
     ))?;
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,

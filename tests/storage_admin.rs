@@ -19,7 +19,7 @@ use datamesh_operator::provision::storage::policy::{
 };
 use datamesh_operator::provision::storage::{
     AccessKey, BucketTags, EXPIRATION_RULE_ID, ErrorCode, HttpObjectStore, ObjectStore, Operation,
-    SecretKey, StorageConfig, StorageError, Versioning,
+    SecretString, StorageConfig, StorageError, Versioning,
 };
 
 fn env(name: &str) -> String {
@@ -32,7 +32,7 @@ fn config(access_key_id: &str, secret: &str) -> StorageConfig {
         env("S3_ENDPOINT"),
         env("S3_IAM_ENDPOINT"),
         access_key_id,
-        SecretKey::new(secret),
+        SecretString::new(secret),
     );
     config.request_timeout = Duration::from_secs(20);
     config

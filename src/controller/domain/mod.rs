@@ -232,10 +232,7 @@ async fn ensure_credentials(domain: &Domain, ctx: &Context) -> Result<(), Error>
         None => {
             let key = ctx.storage.create_access_key(&storage_user).await?;
             tracing::info!(domain = %name, user = %storage_user, access_key_id = %key.access_key_id, "created the domain's access key");
-            (
-                key.access_key_id,
-                SecretString::new(key.secret_access_key.expose()),
-            )
+            (key.access_key_id, key.secret_access_key)
         }
     };
     // Keys a crashed earlier reconcile created but never stored are nobody's: remove them.

@@ -1,5 +1,6 @@
 //! The real [`KafkaAdmin`]: librdkafka through `rdkafka`, with SASL/SCRAM-SHA-512 admin credentials.
 
+use crate::secret::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
@@ -43,14 +44,14 @@ impl KafkaSecurityProtocol {
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to reach the Kafka cluster as its admin. `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaAdminConfig {
     /// `host:port[,host:port...]`.
     pub bootstrap_servers: String,
     /// The admin's SCRAM-SHA-512 user name (a super user, or one with ACLs to manage topics, ACLs and users).
     pub username: String,
     /// The admin's password.
-    pub password: String,
+    pub password: SecretString,
     /// Plain or TLS transport.
     pub security_protocol: KafkaSecurityProtocol,
     /// CA bundle to verify the brokers' certificates with `SaslSsl` (default: the system's).
@@ -64,7 +65,7 @@ impl KafkaAdminConfig {
     pub fn new(
         bootstrap_servers: impl Into<String>,
         username: impl Into<String>,
-        password: impl Into<String>,
+        password: impl Into<SecretString>,
     ) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
@@ -87,24 +88,11 @@ impl KafkaAdminConfig {
             )
             .set("sasl.mechanism", "SCRAM-SHA-512")
             .set("sasl.username", &self.username)
-            .set("sasl.password", &self.password);
+            .set("sasl.password", self.password.expose());
         if let Some(ca) = &self.ssl_ca_location {
             config.set("ssl.ca.location", ca.to_string_lossy());
         }
         config
-    }
-}
-
-impl fmt::Debug for KafkaAdminConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaAdminConfig")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .field("security_protocol", &self.security_protocol)
-            .field("ssl_ca_location", &self.ssl_ca_location)
-            .field("request_timeout", &self.request_timeout)
-            .finish()
     }
 }
 

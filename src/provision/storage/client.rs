@@ -18,7 +18,7 @@ use super::sigv4::{self, CanonicalInput, SigningParams};
 use super::xml::{self, VersionEntry};
 use super::{
     AccessKey, AccessKeyMetadata, BucketTags, EXPIRATION_RULE_ID, ErrorCode, ObjectStore,
-    Operation, PolicyDocument, SecretKey, StorageConfig, StorageError, Subject, Versioning,
+    Operation, PolicyDocument, SecretString, StorageConfig, StorageError, Subject, Versioning,
 };
 
 /// API version of the IAM query protocol.
@@ -145,7 +145,7 @@ pub struct HttpObjectStore {
     s3: Endpoint,
     iam: Endpoint,
     access_key_id: String,
-    secret_access_key: SecretKey,
+    secret_access_key: SecretString,
     region: String,
     timeout: Duration,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -588,7 +588,7 @@ impl ObjectStore for HttpObjectStore {
         tracing::info!(user, access_key_id = %key.access_key_id, "created access key");
         Ok(AccessKey {
             access_key_id: key.access_key_id,
-            secret_access_key: SecretKey::new(key.secret_access_key),
+            secret_access_key: SecretString::new(key.secret_access_key),
         })
     }
 
@@ -1152,7 +1152,7 @@ mod tests {
             "http://127.0.0.1:1",
             "http://127.0.0.1:1",
             "admin",
-            SecretKey::new("very-secret"),
+            SecretString::new("very-secret"),
         ))
         .unwrap();
         let shown = format!("{store:?}");
@@ -1169,7 +1169,7 @@ mod tests {
             "http://127.0.0.1:9",
             "http://127.0.0.1:9",
             "admin",
-            SecretKey::new("s"),
+            SecretString::new("s"),
         ))
         .unwrap();
         let error = store.bucket_exists("b").await.unwrap_err();

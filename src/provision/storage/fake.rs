@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use super::policy::{bucket_arn, objects_arn};
 use super::{
     AccessKey, AccessKeyMetadata, BucketTags, ErrorCode, ObjectStore, Operation, PolicyDocument,
-    SecretKey, StorageError, Subject, Versioning,
+    SecretString, StorageError, Subject, Versioning,
 };
 
 #[derive(Default)]
 struct FakeUser {
     /// Key id to (secret, active).
-    keys: BTreeMap<String, (SecretKey, bool)>,
+    keys: BTreeMap<String, (SecretString, bool)>,
     policies: BTreeMap<String, PolicyDocument>,
 }
 
@@ -282,7 +282,7 @@ impl ObjectStore for FakeObjectStore {
         )?;
         let key = AccessKey {
             access_key_id: format!("FAKEAK{number:014}"),
-            secret_access_key: SecretKey::new(format!("fake-secret-{number}")),
+            secret_access_key: SecretString::new(format!("fake-secret-{number}")),
         };
         found.keys.insert(
             key.access_key_id.clone(),

@@ -81,34 +81,7 @@ pub const EXPIRATION_RULE_ID: &str = "datamesh-expiration";
 /// The tags of a bucket, by key.
 pub type BucketTags = BTreeMap<String, String>;
 
-/// A secret access key. Its `Debug` output is redacted and it has no `Display`, so it cannot end up
-/// in a log line or an error message by accident; [`SecretKey::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretKey(String);
-
-impl SecretKey {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself, to sign with or to store in a Kubernetes Secret.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
-    }
-}
-
-impl From<String> for SecretKey {
-    fn from(secret: String) -> Self {
-        Self(secret)
-    }
-}
+pub use crate::secret::SecretString;
 
 /// How to reach the S3 service and its IAM API, and as whom.
 #[derive(Clone, Debug)]
@@ -121,7 +94,7 @@ pub struct StorageConfig {
     /// Access key id of the administrative identity.
     pub access_key_id: String,
     /// Secret key of the administrative identity.
-    pub secret_access_key: SecretKey,
+    pub secret_access_key: SecretString,
     /// Region in the signatures' credential scope.
     pub region: String,
     /// Upper bound on one HTTP round trip; a call that takes longer fails with
@@ -140,7 +113,7 @@ impl StorageConfig {
         endpoint: impl Into<String>,
         iam_endpoint: impl Into<String>,
         access_key_id: impl Into<String>,
-        secret_access_key: SecretKey,
+        secret_access_key: SecretString,
     ) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -159,7 +132,7 @@ pub struct AccessKey {
     /// The key id, not secret.
     pub access_key_id: String,
     /// The secret, to be stored in a Kubernetes Secret and nowhere else.
-    pub secret_access_key: SecretKey,
+    pub secret_access_key: SecretString,
 }
 
 /// What `ListAccessKeys` tells about a key (never its secret).
@@ -610,12 +583,13 @@ mod tests {
     fn secrets_do_not_print() {
         let key = AccessKey {
             access_key_id: "AKIA1".into(),
-            secret_access_key: SecretKey::new("hunter2"),
+            secret_access_key: SecretString::new("hunter2"),
         };
         let shown = format!("{key:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("AKIA1"));
-        let config = StorageConfig::new("http://a", "http://a", "admin", SecretKey::new("s3cr3t"));
+        let config =
+            StorageConfig::new("http://a", "http://a", "admin", SecretString::new("s3cr3t"));
         assert!(!format!("{config:?}").contains("s3cr3t"));
     }
 

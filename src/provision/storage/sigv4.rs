@@ -8,7 +8,7 @@
 
 use ring::{digest, hmac};
 
-use super::SecretKey;
+use super::SecretString;
 
 /// The algorithm name that prefixes the string to sign and the `Authorization` header.
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -59,7 +59,7 @@ pub(super) struct SigningParams<'a> {
     /// Access key id, sent in clear in the `Authorization` header.
     pub access_key_id: &'a str,
     /// Secret key; only ever an HMAC key, never sent or logged.
-    pub secret_access_key: &'a SecretKey,
+    pub secret_access_key: &'a SecretString,
     /// Region of the credential scope, e.g. `us-east-1`.
     pub region: &'a str,
     /// Service of the credential scope: `s3` or `iam`.
@@ -175,7 +175,7 @@ mod tests {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> String {
-        let secret = SecretKey::new(secret);
+        let secret = SecretString::new(secret);
         let query: Vec<(String, String)> = query
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
