@@ -128,6 +128,16 @@ pub fn batch_ok<T>(
     Ok(oks)
 }
 
+/// Unwrap what `kube::runtime::finalizer` reports: the reconciler's own error as it was, and
+/// a failure of the finalizer bookkeeping itself as [`Error::Finalizer`].
+pub fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Error {
+    match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    }
+}
+
 /// Attach context to a Kubernetes API error.
 pub fn kube_context(context: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let context = context.into();

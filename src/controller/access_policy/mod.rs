@@ -37,7 +37,7 @@ use self::desired::{
     consumers_role_name, evaluate, group_binding,
 };
 use super::apply::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, apply};
-use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::Progress;
 use crate::api::data_product::DataProduct;
@@ -135,11 +135,7 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
         }
     })
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(from_finalizer)
 }
 
 /// Grant what the policy declares (together with its product's other live policies), then

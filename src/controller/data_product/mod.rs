@@ -48,7 +48,7 @@ use self::desired::{
 };
 use super::apply::{DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, is_subset};
 use super::domain::desired::storage_user;
-use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
 use crate::api::access_policy::AccessPolicy;
 use crate::api::conditions::{
@@ -203,11 +203,7 @@ async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Actio
         }
     })
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(from_finalizer)
 }
 
 /// What a reconcile found and made, for the status.

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, keys};
 use super::apply::{DOMAIN_LABEL, FIELD_MANAGER, apply};
-use super::{Context, Error, batch_ok, kube_context, requeue_after_error};
+use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
 use crate::api::data_product::DataProduct;
@@ -69,11 +69,7 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
         }
     })
     .await
-    .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(from_finalizer)
 }
 
 /// Make everything the Domain declares exist, then report it.
