@@ -21,7 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -36,7 +36,7 @@ use self::desired::{
     SOURCE_PRODUCT_LABEL, acl_changes, bucket_changes, consumers_role, consumers_role_binding,
     consumers_role_name, evaluate, group_binding,
 };
-use super::apply::{FIELD_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, apply};
+use super::apply::{MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::Progress;
@@ -483,7 +483,11 @@ async fn sync_config_maps(
             continue;
         }
         let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace);
-        delete_ignoring_absent(&api, &name).await?;
+        delete_ignoring_missing(&api, &name)
+            .await
+            .map_err(kube_context(format!(
+                "deleting ConfigMap {namespace}/{name}"
+            )))?;
     }
     Ok(())
 }
@@ -496,7 +500,11 @@ async fn delete_rbac(ctx: &Context, namespace: &str, product: &str) -> Result<()
         "reading RoleBinding {namespace}/{name}"
     )))? && is_managed(binding.labels())
     {
-        delete_ignoring_absent(&bindings, &name).await?;
+        delete_ignoring_missing(&bindings, &name)
+            .await
+            .map_err(kube_context(format!(
+                "deleting RoleBinding {namespace}/{name}"
+            )))?;
     }
     let roles = Api::<Role>::namespaced(ctx.client.clone(), namespace);
     if let Some(role) = roles
@@ -505,7 +513,9 @@ async fn delete_rbac(ctx: &Context, namespace: &str, product: &str) -> Result<()
         .map_err(kube_context(format!("reading Role {namespace}/{name}")))?
         && is_managed(role.labels())
     {
-        delete_ignoring_absent(&roles, &name).await?;
+        delete_ignoring_missing(&roles, &name)
+            .await
+            .map_err(kube_context(format!("deleting Role {namespace}/{name}")))?;
     }
     Ok(())
 }
@@ -514,19 +524,6 @@ fn is_managed(labels: &BTreeMap<String, String>) -> bool {
     labels
         .get(MANAGED_BY_LABEL)
         .is_some_and(|v| v == MANAGED_BY)
-}
-
-async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(kube_context(format!("deleting {} {name}", K::kind(&())))(
-            source,
-        )),
-    }
 }
 
 /// Write the status if it changed; publish Events for grants made and revoked, and when the
@@ -545,20 +542,11 @@ async fn report(
         return Ok(());
     }
     let api = Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "datamesh.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_context(format!(
-        "writing status of AccessPolicy {namespace}/{name}"
-    )))?;
+    apply_status(&api, &name, &status)
+        .await
+        .map_err(kube_context(format!(
+            "writing status of AccessPolicy {namespace}/{name}"
+        )))?;
 
     let (granted, revoked) = desired::grant_transitions(&current.grants, &status.grants);
     if !granted.is_empty() {

@@ -31,9 +31,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -46,7 +44,10 @@ use self::desired::{
     BucketPlan, InputObservation, SCHEDULED_SPARK_APPLICATION, SPARK_APPLICATION, SparkEndpoints,
     TopicPlan, TopicStep,
 };
-use super::apply::{DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, is_subset};
+use super::apply::{
+    DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, apply_status, delete_ignoring_missing, is_not_found,
+    is_subset,
+};
 use super::domain::desired::storage_user;
 use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
@@ -570,10 +571,6 @@ fn spark_api(ctx: &Context, namespace: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(ctx.client.clone(), namespace, &spark_resource(kind))
 }
 
-fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
-}
-
 /// The transformation: ServiceAccount, RoleBinding and the spark-operator object, applied
 /// server-side; the other kind (after a schedule was added or removed) is deleted.
 async fn apply_spark(
@@ -689,20 +686,11 @@ async fn delete_spark_object(
             .is_some_and(|p| p == name)
     });
     if ours {
-        delete_ignoring_missing(&api, name, &format!("{kind} {namespace}/{name}")).await?;
+        delete_ignoring_missing(&api, name)
+            .await
+            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")))?;
     }
     Ok(())
-}
-
-async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Error>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(kube_context(format!("deleting {what}"))(error)),
-    }
 }
 
 /// The one outcome the conditions show: the first Stalled problem, else the first
@@ -764,21 +752,15 @@ async fn report(
     }
     let was_ready = is_true(&current.conditions, READY);
     let was_deprecated = is_true(&current.conditions, DEPRECATED);
-    let patch = serde_json::json!({
-        "apiVersion": "datamesh.dev/v1alpha1",
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<DataProduct>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(kube_context(format!(
-            "writing status of DataProduct {namespace}/{name}"
-        )))?;
+    apply_status(
+        &Api::<DataProduct>::namespaced(ctx.client.clone(), &namespace),
+        &name,
+        &status,
+    )
+    .await
+    .map_err(kube_context(format!(
+        "writing status of DataProduct {namespace}/{name}"
+    )))?;
     if product.spec.status == Lifecycle::Deprecated && !was_deprecated {
         ctx.publish(
             product,
@@ -911,15 +893,19 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
     delete_ignoring_missing(
         &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
         &sa_name,
-        &format!("RoleBinding {namespace}/{sa_name}"),
     )
-    .await?;
+    .await
+    .map_err(kube_context(format!(
+        "deleting RoleBinding {namespace}/{sa_name}"
+    )))?;
     delete_ignoring_missing(
         &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
         &sa_name,
-        &format!("ServiceAccount {namespace}/{sa_name}"),
     )
-    .await?;
+    .await
+    .map_err(kube_context(format!(
+        "deleting ServiceAccount {namespace}/{sa_name}"
+    )))?;
 
     tracing::info!(product = %name, %namespace, "{note}");
     ctx.publish(product, EventType::Normal, "Deleted", note)

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccoun
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -25,7 +25,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, keys};
-use super::apply::{DOMAIN_LABEL, FIELD_MANAGER, apply};
+use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
@@ -345,11 +345,9 @@ where
         .await
         .map_err(kube_context(format!("reading {object}")))?;
     if existing.is_some_and(|o| o.labels().get(DOMAIN_LABEL).is_some_and(|d| d == domain)) {
-        match api.delete(object, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => return Err(kube_context(format!("deleting {object}"))(source)),
-        }
+        delete_ignoring_missing(api, object)
+            .await
+            .map_err(kube_context(format!("deleting {object}")))?;
     }
     Ok(())
 }
@@ -381,19 +379,9 @@ async fn report(
         return Ok(());
     }
     let was_ready = is_true(&current.conditions, READY);
-    let api = Api::<Domain>::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "datamesh.dev/v1alpha1",
-        "kind": "Domain",
-        "status": status,
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_context(format!("writing status of Domain {name}")))?;
+    apply_status(&Api::<Domain>::all(ctx.client.clone()), &name, &status)
+        .await
+        .map_err(kube_context(format!("writing status of Domain {name}")))?;
     match outcome.progress {
         Progress::Ready if !was_ready => {
             ctx.publish(domain, EventType::Normal, &outcome.reason, outcome.message)
