@@ -702,7 +702,7 @@ pub fn spark_object(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::api::access_policy::{AccessPolicySpec, AccessPolicyStatus, Grant};
     use crate::api::conditions::{Outcome, set_progress};

@@ -3,33 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
 use crate::api::conditions::{RECONCILING, STALLED};
-use crate::api::data_product::DataProductSpec;
 use crate::provision::kafka::{
     AclOperation, AclResourceType, AuthorizationRequest, FakeKafka, NewTopic,
 };
 use crate::provision::storage::{FakeObjectStore, Versioning};
 
 fn product(spec: serde_json::Value) -> DataProduct {
-    let mut base = json!({
-        "domain": "payments",
-        "description": {"purpose": "p", "usage": "u"},
-        "owner": {"name": "alice"},
-    });
-    if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
-        base.extend(extra.clone());
-    }
-    let spec: DataProductSpec = serde_json::from_value(base).unwrap();
-    let mut p = DataProduct::new("orders", spec);
-    p.metadata.namespace = Some("payments".into());
-    p.metadata.uid = Some("uid-orders".into());
+    let mut p = desired::tests::product("orders", 1, spec);
     p.metadata.generation = Some(1);
-    p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
     p
 }
 
