@@ -25,9 +25,37 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of the request family: the system a request went to and its API operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `kafka`, `s3` or `iam`.
+    pub system: String,
+    /// The operation's name in that system's API, e.g. `CreateTopics` or `PutBucketTagging`.
+    pub operation: String,
+}
+
+/// Counts the requests the operator sends to Kafka and to S3/IAM. The clients count at the
+/// one place each request leaves the process, so the benchmark can tell reads from writes
+/// (and a resync that changed nothing from one that wrote).
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounter(Family<RequestLabels, Counter>);
+
+impl RequestCounter {
+    /// Count one request of `operation` to `system`.
+    pub fn count(&self, system: &str, operation: &str) {
+        self.0
+            .get_or_create(&RequestLabels {
+                system: system.into(),
+                operation: operation.into(),
+            })
+            .inc();
+    }
+}
+
 /// The operator's metrics, registered once and shared by every controller.
 pub struct Metrics {
     registry: Registry,
+    requests: RequestCounter,
     reconciles: Family<KindLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
@@ -45,6 +73,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
         let leader = Gauge::default();
+        let requests = RequestCounter::default();
         registry.register("reconciles", "Reconciles run, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -61,8 +90,14 @@ impl Default for Metrics {
             "1 while this process holds the leader lease and runs the controllers",
             leader.clone(),
         );
+        registry.register(
+            "external_requests",
+            "Requests sent to Kafka and to S3/IAM, by system and operation",
+            requests.0.clone(),
+        );
         Self {
             registry,
+            requests,
             reconciles,
             errors,
             duration,
@@ -92,6 +127,11 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// The counter the Kafka and S3 clients count their requests with.
+    pub fn request_counter(&self) -> RequestCounter {
+        self.requests.clone()
     }
 
     /// Record whether this process leads.
@@ -143,6 +183,7 @@ mod tests {
         drop(metrics.reconcile_started("Domain"));
         metrics.reconcile_failed("Domain", "kafka");
         metrics.set_leader(true);
+        metrics.request_counter().count("kafka", "CreateTopics");
         let text = metrics.encode().unwrap();
         assert!(text.contains("datamesh_operator_reconciles_total{kind=\"Domain\"} 1"));
         assert!(text.contains(
@@ -152,5 +193,8 @@ mod tests {
             text.contains("datamesh_operator_reconcile_duration_seconds_count{kind=\"Domain\"} 1")
         );
         assert!(text.contains("datamesh_operator_leader 1"));
+        assert!(text.contains(
+            "datamesh_operator_external_requests_total{system=\"kafka\",operation=\"CreateTopics\"} 1"
+        ));
     }
 }

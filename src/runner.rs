@@ -61,6 +61,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Kubernetes(Box::new(e)))?;
 
+    let metrics = Arc::new(Metrics::default());
     let kafka_password = settings
         .kafka
         .admin_password
@@ -70,7 +71,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         settings.kafka.bootstrap_servers.clone(),
         settings.kafka.admin_user.clone(),
         kafka_password,
-    ))?;
+    ))?
+    .with_request_counter(metrics.request_counter());
     let s3_secret = settings
         .s3
         .admin_secret_key
@@ -81,7 +83,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         settings.s3.iam_endpoint.clone(),
         settings.s3.admin_access_key.clone(),
         s3_secret,
-    ))?;
+    ))?
+    .with_request_counter(metrics.request_counter());
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,
         s3 = %settings.s3.endpoint,
@@ -89,7 +92,6 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         "configured"
     );
 
-    let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,

@@ -20,6 +20,7 @@ use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient}
 use super::scram::{ScramCredentialUpsert, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
 use super::{BatchResult, KafkaAdmin};
+use crate::metrics::RequestCounter;
 
 /// How the admin client reaches the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +102,7 @@ pub struct RdKafkaAdmin {
     client: SharedClient,
     timeout: Duration,
     bootstrap_servers: String,
+    requests: RequestCounter,
 }
 
 impl fmt::Debug for RdKafkaAdmin {
@@ -129,7 +131,19 @@ impl RdKafkaAdmin {
             client: Arc::new(client),
             timeout: config.request_timeout,
             bootstrap_servers: config.bootstrap_servers.clone(),
+            requests: RequestCounter::default(),
         })
+    }
+
+    /// Count every request sent to Kafka with `requests` (the operator's metrics).
+    pub fn with_request_counter(mut self, requests: RequestCounter) -> Self {
+        self.requests = requests;
+        self
+    }
+
+    /// Count one request of the Kafka API `operation`.
+    fn sending(&self, operation: &str) {
+        self.requests.count("kafka", operation);
     }
 
     #[instrument(skip_all, fields(count = topics.len()))]
@@ -138,6 +152,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| topics[i].clone()).collect();
+            self.sending("CreateTopics");
             let answers = ffi::create_topics(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -174,6 +189,8 @@ impl RdKafkaAdmin {
         if unique.is_empty() {
             return Ok(outcomes.finish(|i| topic_resource(&names[i])));
         }
+        self.sending("DescribeTopics");
+        self.sending("DescribeConfigs");
         let (topics, configs) = futures::future::try_join(
             ffi::describe_topics(&self.client, self.timeout, unique.clone()),
             ffi::describe_topic_configs(&self.client, self.timeout, unique),
@@ -238,6 +255,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| increases[i].clone()).collect();
+            self.sending("CreatePartitions");
             let answers = ffi::create_partitions(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -262,6 +280,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| alterations[i].clone()).collect();
+            self.sending("IncrementalAlterConfigs");
             let answers = ffi::alter_topic_configs(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -283,6 +302,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| names[i].clone()).collect();
+            self.sending("DeleteTopics");
             let answers = ffi::delete_topics(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -303,6 +323,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| bindings[i].clone()).collect();
+            self.sending("CreateAcls");
             let answers = ffi::create_acls(&self.client, self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 let result = match answer {
@@ -326,6 +347,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| filters[i].clone()).collect();
+            self.sending("DeleteAcls");
             let answers = ffi::delete_acls(&self.client, self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 outcomes.settle(
@@ -358,6 +380,7 @@ impl RdKafkaAdmin {
                     ))
                 });
         }
+        self.sending("DescribeAcls");
         ffi::describe_acls(&self.client, self.timeout, filter.clone()).await
     }
 
@@ -372,6 +395,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| alteration(i)).collect();
+            self.sending("AlterUserScramCredentials");
             let answers =
                 ffi::alter_scram_credentials(&self.client, operation, self.timeout, to_send)
                     .await?;
@@ -403,6 +427,7 @@ impl RdKafkaAdmin {
         let mut unique = users.to_vec();
         unique.sort();
         unique.dedup();
+        self.sending("DescribeUserScramCredentials");
         let described = ffi::describe_scram_credentials(&self.client, self.timeout, unique).await?;
         let mut found = Vec::with_capacity(described.len());
         for user in described {

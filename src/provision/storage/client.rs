@@ -14,6 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::metrics::RequestCounter;
+
 use super::sigv4::{self, CanonicalInput, SigningParams};
 use super::xml::{self, VersionEntry};
 use super::{
@@ -149,6 +151,7 @@ pub struct HttpObjectStore {
     region: String,
     timeout: Duration,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    requests: RequestCounter,
 }
 
 impl fmt::Debug for HttpObjectStore {
@@ -199,7 +202,14 @@ impl HttpObjectStore {
             region: config.region,
             timeout: config.request_timeout,
             http: Client::builder(TokioExecutor::new()).build(connector),
+            requests: RequestCounter::default(),
         })
+    }
+
+    /// Count every request sent to S3 and IAM with `requests` (the operator's metrics).
+    pub fn with_request_counter(mut self, requests: RequestCounter) -> Self {
+        self.requests = requests;
+        self
     }
 
     /// Writes an object. A data-plane call, for end-to-end checks of what an identity may do.
@@ -241,10 +251,11 @@ impl HttpObjectStore {
 
     /// Signs and sends one call; the body of a 2xx answer, or the error it describes.
     async fn execute(&self, call: Call) -> Result<Bytes, StorageError> {
-        let endpoint = match call.service {
-            Service::S3 => &self.s3,
-            Service::Iam => &self.iam,
+        let (endpoint, system) = match call.service {
+            Service::S3 => (&self.s3, "s3"),
+            Service::Iam => (&self.iam, "iam"),
         };
+        self.requests.count(system, call.operation.as_str());
         let path = format!("{}{}", endpoint.base_path, call.path);
         let query = sigv4::canonical_query(&call.query);
         let url = if query.is_empty() {
