@@ -11,15 +11,17 @@
 //! policies, and stores of the Domains and DataProducts fed by the very watches that trigger
 //! reconciles, so a store has seen an event before the reconcile it triggers reads it.
 //!
-//! Reconciles that converge a product are serialized in this process (one at a time), so two
-//! policies of the same product never undo each other's work from a stale read.
+//! Concurrency: the convergence of one product is serialized in this process (a lock per
+//! product), so two policies of the same product never undo each other's work from a stale
+//! read, while different products converge in parallel. The one thing products share, a consumer's consumer-group ACL, has its own
+//! small lock (see [`sync_kafka`]).
 //!
 //! Expiry: a policy with `expiresAt` ahead is requeued at that time, not at the resync.
 
 pub mod desired;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -33,7 +35,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{
@@ -60,11 +62,11 @@ const KIND: &str = "AccessPolicy";
 /// early does not find the policy still valid.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
 
-/// Serializes product convergence within this process (see the module docs).
-static CONVERGE: Mutex<()> = Mutex::const_new(());
+/// Serializes the consumer-group ACL section of [`sync_kafka`] across products (see there).
+static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
 
 /// What each reconcile is handed: the shared context, the watches' views of the Domains,
-/// DataProducts and AccessPolicies (so a reconcile lists nothing).
+/// DataProducts and AccessPolicies (so a reconcile lists nothing), and the per-product locks.
 pub struct State {
     /// Clients, settings, events and metrics.
     pub ctx: Arc<Context>,
@@ -74,6 +76,8 @@ pub struct State {
     pub products: Store<DataProduct>,
     /// Every AccessPolicy: the controller's own store.
     pub policies: Store<AccessPolicy>,
+    /// One lock per product being converged.
+    converging: ProductLocks,
 }
 
 impl State {
@@ -94,6 +98,70 @@ impl State {
             .await
             .map_err(|_| stopped("AccessPolicy"))?;
         Ok(())
+    }
+}
+
+/// A product, as its convergence lock knows it: (namespace, DataProduct name).
+type ProductKey = (String, String);
+
+/// A lock per product, so policies of different products converge in parallel while two
+/// policies of the same product never do. An entry lives only while someone holds or waits
+/// for its lock, so the map stays as small as the work under way.
+#[derive(Default)]
+struct ProductLocks {
+    /// Only held to look up, insert or remove an entry, never across an `.await`.
+    locks: std::sync::Mutex<HashMap<ProductKey, Arc<Mutex<()>>>>,
+}
+
+impl ProductLocks {
+    /// Wait for the product's lock; it is released (and its entry dropped if nobody else
+    /// wants it) when the returned guard goes.
+    async fn lock(&self, namespace: &str, product: &str) -> ProductGuard<'_> {
+        // The guard exists before the wait, so a wait given up (a cancelled reconcile) drops
+        // the entry just as a release does.
+        let mut held = ProductGuard {
+            locks: self,
+            key: (namespace.to_owned(), product.to_owned()),
+            guard: None,
+        };
+        let lock = self.entries().entry(held.key.clone()).or_default().clone();
+        held.guard = Some(lock.lock_owned().await);
+        held
+    }
+
+    /// The map, even if a thread panicked holding it: every update of it is a single
+    /// insert or remove, so it is never left half-changed.
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ProductKey, Arc<Mutex<()>>>> {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries().len()
+    }
+}
+
+/// A held product lock (see [`ProductLocks::lock`]).
+struct ProductGuard<'a> {
+    locks: &'a ProductLocks,
+    key: ProductKey,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for ProductGuard<'_> {
+    fn drop(&mut self) {
+        // Release first, so the count below no longer includes this guard's handle (a wait
+        // given up has already dropped its handle with its future).
+        self.guard.take();
+        let mut entries = self.locks.entries();
+        // Handles are only taken under the map's lock: when the map holds the last one,
+        // nobody holds or waits for the product's lock, and nobody can start to.
+        if entries
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            entries.remove(&self.key);
+        }
     }
 }
 
@@ -169,6 +237,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 domains,
                 products,
                 policies,
+                converging: ProductLocks::default(),
             }),
         )
         .for_each(|_| futures::future::ready(()))
@@ -288,7 +357,7 @@ fn read_scope(
     }
 }
 
-/// [`converge`], one product at a time (see the module docs).
+/// [`converge`] under the product's lock (see the module docs).
 async fn converge_product(
     policy: &AccessPolicy,
     state: &State,
@@ -296,7 +365,10 @@ async fn converge_product(
     now: Timestamp,
 ) -> Result<Option<desired::Evaluation>, Error> {
     let namespace = policy.namespace().unwrap_or_default();
-    let _one_at_a_time = CONVERGE.lock().await;
+    let _one_at_a_time = state
+        .converging
+        .lock(&namespace, &policy.spec.data_product)
+        .await;
     // Read only once the lock is ours: a view read while waiting could be older than the one
     // the previous holder converged on, and converging on it would undo that work.
     let scope = read_scope(
@@ -405,7 +477,7 @@ async fn converge(
 /// Make the ACLs on the product's topics (`targets`) carry exactly the `wanted` grants;
 /// `producer`'s own ACLs are never touched. Topic ACLs to match the grants; the consumer-group
 /// ACL for every domain holding a Kafka grant, removed once the domain holds no topic ACL at
-/// all.
+/// all (that part under a lock all products share: see the comment there).
 pub async fn sync_kafka(
     kafka: &dyn KafkaAdmin,
     producer: &str,
@@ -439,6 +511,15 @@ pub async fn sync_kafka(
         }
     }
 
+    // A consumer's consumer-group ACL is shared by every product it reads: made when it holds
+    // a grant on any of them, removed when it holds a topic ACL on none. Products converge in
+    // parallel, so without this lock product A could find that a consumer holds no topic ACL
+    // any more and remove its group ACL just after product B, granting that consumer a topic,
+    // found the group ACL present and left it be: the consumer could read B's topic but not
+    // join a group. Each product makes its topic ACLs (above) before taking the lock, so under
+    // it whichever of the two comes second sees the other's work. It is held only for this
+    // section, a few Kafka calls, so products still converge in parallel otherwise.
+    let _groups = GROUP_ACLS.lock().await;
     for identity in &wanted.kafka_identities {
         let group = group_binding(identity);
         let filter = AclBindingFilter::exact(&group);
@@ -1014,5 +1095,51 @@ mod tests {
         assert!(gone.product.is_none());
         assert!(gone.policies.is_empty());
         assert!(gone.consumers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_product_converges_at_a_time_and_others_in_parallel() {
+        let locks = ProductLocks::default();
+        let held = locks.lock("payments-ns", "orders").await;
+        // Another product's lock is free...
+        let other =
+            tokio::time::timeout(Duration::from_secs(1), locks.lock("payments-ns", "refunds"))
+                .await
+                .expect("another product's lock is free");
+        drop(other);
+        // ...and so is a product of the same name in another namespace.
+        let elsewhere = tokio::time::timeout(Duration::from_secs(1), locks.lock("bi-ns", "orders"))
+            .await
+            .expect("another namespace's product's lock is free");
+        drop(elsewhere);
+        // The same product's lock waits for the holder.
+        let mut waiting = Box::pin(locks.lock("payments-ns", "orders"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), waiting.as_mut())
+                .await
+                .is_err(),
+            "two policies of one product converged at once"
+        );
+        drop(held);
+        let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the lock passes on once released");
+        // The released lock's entry stays while the next one holds it, and goes with it.
+        assert_eq!(locks.len(), 1);
+        drop(next);
+        assert_eq!(locks.len(), 0, "unused locks are dropped");
+
+        // A wait given up leaves nothing behind either.
+        let held = locks.lock("payments-ns", "orders").await;
+        let mut waiting = Box::pin(locks.lock("payments-ns", "orders"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        drop(held);
+        assert_eq!(locks.len(), 1, "the waiter still wants it");
+        drop(waiting);
+        assert_eq!(locks.len(), 0);
     }
 }
