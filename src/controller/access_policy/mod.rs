@@ -11,9 +11,10 @@
 //! policies, and stores of the Domains and DataProducts fed by the very watches that trigger
 //! reconciles, so a store has seen an event before the reconcile it triggers reads it.
 //!
-//! Concurrency: the convergence of one product is serialized in this process (a lock per
-//! product), so two policies of the same product never undo each other's work from a stale
-//! read, while different products converge in parallel. The one thing products share, a consumer's consumer-group ACL, has its own
+//! Concurrency: policies are reconciled `CONCURRENCY` at a time, but the convergence of one
+//! product is serialized in this process (a lock per product), so two policies of the same
+//! product never undo each other's work from a stale read, while different products converge
+//! in parallel. The one thing products share, a consumer's consumer-group ACL, has its own
 //! small lock (see [`sync_kafka`]).
 //!
 //! Expiry: a policy with `expiresAt` ahead is requeued at that time, not at the resync.
@@ -29,7 +30,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -61,6 +62,10 @@ const KIND: &str = "AccessPolicy";
 /// Margin after `expiresAt` before the expiry reconcile, so a timer that fires a little
 /// early does not find the policy still valid.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
+
+/// How many AccessPolicies are reconciled at once (those of one product still converge one
+/// at a time, see [`ProductLocks`]).
+const CONCURRENCY: u16 = 16;
 
 /// Serializes the consumer-group ACL section of [`sync_kafka`] across products (see there).
 static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
@@ -169,7 +174,8 @@ impl Drop for ProductGuard<'_> {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let config = || watcher::Config::default().any_semantic();
-    let controller = Controller::new(Api::<AccessPolicy>::all(client.clone()), config());
+    let controller = Controller::new(Api::<AccessPolicy>::all(client.clone()), config())
+        .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let policies = controller.store();
     let (by_product, by_domain) = (policies.clone(), policies.clone());
     // The Domain and DataProduct watches both trigger reconciles and fill the stores those
