@@ -1149,7 +1149,7 @@ pub(crate) mod tests {
         assert_eq!(binding.role_ref.name, "datamesh-consumers-orders");
     }
 
-    fn consumer_product(namespace: &str, input: &str, port: &str) -> DataProduct {
+    pub fn consumer_product(namespace: &str, input: &str, port: &str) -> DataProduct {
         let spec = serde_json::from_value(serde_json::json!({
             "domain": namespace.trim_end_matches("-ns"),
             "description": {"purpose": "p", "usage": "u"},

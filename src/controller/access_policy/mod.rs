@@ -5,16 +5,24 @@
 //! every live policy of that product, the product, the domains and the consumers' products,
 //! derives the union of grants, and makes each system match it. So a grant another policy
 //! still gives survives the revocation of this one, and a reconcile interrupted anywhere is
-//! finished by the next one. Reconciles that converge a product are serialized in this process
-//! (one at a time), so two policies of the same product never undo each other's work from a
-//! stale read.
+//! finished by the next one.
+//!
+//! Reads come from watch caches, not from the API server: the controller's own store of
+//! policies, and stores of the Domains and DataProducts fed by the very watches that trigger
+//! reconciles, so a store has seen an event before the reconcile it triggers reads it.
+//!
+//! Concurrency: policies are reconciled `CONCURRENCY` at a time, but the convergence of one
+//! product is serialized in this process (a lock per product), so two policies of the same
+//! product never undo each other's work from a stale read, while different products converge
+//! in parallel. The one thing products share, a consumer's consumer-group ACL, has its own
+//! small lock (see [`sync_kafka`]).
 //!
 //! Expiry: a policy with `expiresAt` ahead is requeued at that time, not at the resync.
 
 pub mod desired;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,13 +30,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{
@@ -55,83 +63,207 @@ const KIND: &str = "AccessPolicy";
 /// early does not find the policy still valid.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
 
-/// Serializes product convergence within this process (see the module docs).
-static CONVERGE: Mutex<()> = Mutex::const_new(());
+/// How many AccessPolicies are reconciled at once (those of one product still converge one
+/// at a time, see [`ProductLocks`]).
+const CONCURRENCY: u16 = 16;
+
+/// Serializes the consumer-group ACL section of [`sync_kafka`] across products (see there).
+static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
+
+/// What each reconcile is handed: the shared context, the watches' views of the Domains,
+/// DataProducts and AccessPolicies (so a reconcile lists nothing), and the per-product locks.
+pub struct State {
+    /// Clients, settings, events and metrics.
+    pub ctx: Arc<Context>,
+    /// Every Domain, as the controller's Domain watch sees it.
+    pub domains: Store<Domain>,
+    /// Every DataProduct, as the controller's DataProduct watch sees it.
+    pub products: Store<DataProduct>,
+    /// Every AccessPolicy: the controller's own store.
+    pub policies: Store<AccessPolicy>,
+    /// One lock per product being converged.
+    converging: ProductLocks,
+}
+
+impl State {
+    /// Wait until every store has seen its first full list: before that a missing object
+    /// might only be not listed yet, and a grant computed from it would be wrongly revoked.
+    async fn ready(&self) -> Result<(), Error> {
+        let stopped = |kind: &str| Error::Blocked(format!("the {kind} watch stopped"));
+        self.domains
+            .wait_until_ready()
+            .await
+            .map_err(|_| stopped("Domain"))?;
+        self.products
+            .wait_until_ready()
+            .await
+            .map_err(|_| stopped("DataProduct"))?;
+        self.policies
+            .wait_until_ready()
+            .await
+            .map_err(|_| stopped("AccessPolicy"))?;
+        Ok(())
+    }
+}
+
+/// A product, as its convergence lock knows it: (namespace, DataProduct name).
+type ProductKey = (String, String);
+
+/// A lock per product, so policies of different products converge in parallel while two
+/// policies of the same product never do. An entry lives only while someone holds or waits
+/// for its lock, so the map stays as small as the work under way.
+#[derive(Default)]
+struct ProductLocks {
+    /// Only held to look up, insert or remove an entry, never across an `.await`.
+    locks: std::sync::Mutex<HashMap<ProductKey, Arc<Mutex<()>>>>,
+}
+
+impl ProductLocks {
+    /// Wait for the product's lock; it is released (and its entry dropped if nobody else
+    /// wants it) when the returned guard goes.
+    async fn lock(&self, namespace: &str, product: &str) -> ProductGuard<'_> {
+        // The guard exists before the wait, so a wait given up (a cancelled reconcile) drops
+        // the entry just as a release does.
+        let mut held = ProductGuard {
+            locks: self,
+            key: (namespace.to_owned(), product.to_owned()),
+            guard: None,
+        };
+        let lock = self.entries().entry(held.key.clone()).or_default().clone();
+        held.guard = Some(lock.lock_owned().await);
+        held
+    }
+
+    /// The map, even if a thread panicked holding it: every update of it is a single
+    /// insert or remove, so it is never left half-changed.
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ProductKey, Arc<Mutex<()>>>> {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries().len()
+    }
+}
+
+/// A held product lock (see [`ProductLocks::lock`]).
+struct ProductGuard<'a> {
+    locks: &'a ProductLocks,
+    key: ProductKey,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for ProductGuard<'_> {
+    fn drop(&mut self) {
+        // Release first, so the count below no longer includes this guard's handle (a wait
+        // given up has already dropped its handle with its future).
+        self.guard.take();
+        let mut entries = self.locks.entries();
+        // Handles are only taken under the map's lock: when the map holds the last one,
+        // nobody holds or waits for the product's lock, and nobody can start to.
+        if entries
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            entries.remove(&self.key);
+        }
+    }
+}
 
 /// Run the AccessPolicy controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let policies = Api::<AccessPolicy>::all(ctx.client.clone());
-    let controller = Controller::new(policies, watcher::Config::default().any_semantic());
-    let by_product = controller.store();
-    let by_domain = controller.store();
+    let client = ctx.client.clone();
+    let config = || watcher::Config::default().any_semantic();
+    let controller = Controller::new(Api::<AccessPolicy>::all(client.clone()), config())
+        .with_config(controller::Config::default().concurrency(CONCURRENCY));
+    let policies = controller.store();
+    let (by_product, by_domain) = (policies.clone(), policies.clone());
+    // The Domain and DataProduct watches both trigger reconciles and fill the stores those
+    // reconciles read: `reflector` writes each event to its store before passing it on to
+    // the trigger, so a reconcile never reads a store older than the event that caused it.
+    // (With `.watches` plus separate reflectors, the trigger could win that race, and the
+    // reconcile converge on the old state with nothing left to trigger it again.)
+    let (products, product_writer) = reflector::store();
+    let product_events = reflector(
+        product_writer,
+        watcher(Api::<DataProduct>::all(client.clone()), config()),
+    )
+    .touched_objects();
+    let (domains, domain_writer) = reflector::store();
+    let domain_events =
+        reflector(domain_writer, watcher(Api::<Domain>::all(client), config())).touched_objects();
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.
-        .watches(
-            Api::<DataProduct>::all(ctx.client.clone()),
-            watcher::Config::default().any_semantic(),
-            move |product| {
-                let namespace = product.namespace();
-                let name = product.name_any();
-                let read: BTreeSet<String> = product
-                    .spec
-                    .input_ports
-                    .iter()
-                    .map(|input| input.data_product.name.clone())
-                    .collect();
-                by_product
-                    .state()
-                    .into_iter()
-                    .filter(|policy| {
-                        (policy.namespace() == namespace && policy.spec.data_product == name)
-                            || read.contains(&policy.spec.data_product)
-                    })
-                    .map(|policy| ObjectRef::from_obj(&*policy))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(product_events, move |product: DataProduct| {
+            let namespace = product.namespace();
+            let name = product.name_any();
+            let read: BTreeSet<String> = product
+                .spec
+                .input_ports
+                .iter()
+                .map(|input| input.data_product.name.clone())
+                .collect();
+            by_product
+                .state()
+                .into_iter()
+                .filter(|policy| {
+                    (policy.namespace() == namespace && policy.spec.data_product == name)
+                        || read.contains(&policy.spec.data_product)
+                })
+                .map(|policy| ObjectRef::from_obj(&*policy))
+                .collect::<Vec<_>>()
+        })
         // A consumer domain appearing (or going) resolves (or breaks) the policies naming it.
-        .watches(
-            Api::<Domain>::all(ctx.client.clone()),
-            watcher::Config::default().any_semantic(),
-            move |domain| {
-                let name = domain.name_any();
-                let namespace = domain.namespace_name();
-                by_domain
-                    .state()
-                    .into_iter()
-                    .filter(|policy| {
-                        policy.namespace().as_deref() == Some(namespace.as_str())
-                            || policy.spec.consumers.iter().any(|consumer| {
-                                consumer.domain.as_deref() == Some(name.as_str())
-                                    || consumer
-                                        .service_account
-                                        .as_ref()
-                                        .is_some_and(|sa| sa.namespace == namespace)
-                            })
-                    })
-                    .map(|policy| ObjectRef::from_obj(&*policy))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(domain_events, move |domain: Domain| {
+            let name = domain.name_any();
+            let namespace = domain.namespace_name();
+            by_domain
+                .state()
+                .into_iter()
+                .filter(|policy| {
+                    policy.namespace().as_deref() == Some(namespace.as_str())
+                        || policy.spec.consumers.iter().any(|consumer| {
+                            consumer.domain.as_deref() == Some(name.as_str())
+                                || consumer
+                                    .service_account
+                                    .as_ref()
+                                    .is_some_and(|sa| sa.namespace == namespace)
+                        })
+                })
+                .map(|policy| ObjectRef::from_obj(&*policy))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(State {
+                ctx,
+                domains,
+                products,
+                policies,
+                converging: ProductLocks::default(),
+            }),
+        )
         .for_each(|_| futures::future::ready(()))
         .await;
 }
 
-fn error_policy(_: Arc<AccessPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
-    requeue_after_error(KIND, error, &ctx.metrics)
+fn error_policy(_: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, error, &state.ctx.metrics)
 }
 
-async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(KIND);
+async fn reconcile(policy: Arc<AccessPolicy>, state: Arc<State>) -> Result<Action, Error> {
+    let _timer = state.ctx.metrics.reconcile_started(KIND);
     let namespace = policy.namespace().unwrap_or_default();
-    let api = Api::<AccessPolicy>::namespaced(ctx.client.clone(), &namespace);
+    let api = Api::<AccessPolicy>::namespaced(state.ctx.client.clone(), &namespace);
+    // A product's grants are the union over what the stores hold: wait until they hold it all.
+    state.ready().await?;
     finalizer(&api, FINALIZER, policy, |event| async {
         match event {
-            Finalizer::Apply(policy) => apply_policy(&policy, &ctx).await,
-            Finalizer::Cleanup(policy) => cleanup_policy(&policy, &ctx).await,
+            Finalizer::Apply(policy) => apply_policy(&policy, &state).await,
+            Finalizer::Cleanup(policy) => cleanup_policy(&policy, &state).await,
         }
     })
     .await
@@ -140,12 +272,10 @@ async fn reconcile(policy: Arc<AccessPolicy>, ctx: Arc<Context>) -> Result<Actio
 
 /// Grant what the policy declares (together with its product's other live policies), then
 /// report it; come back at expiry.
-async fn apply_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
+async fn apply_policy(policy: &AccessPolicy, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
     let now = Timestamp::now();
-    let evaluation = {
-        let _one_at_a_time = CONVERGE.lock().await;
-        converge(policy, ctx, false, now).await?
-    };
+    let evaluation = converge_product(policy, state, false, now).await?;
     let Some(evaluation) = evaluation else {
         return Err(Error::Blocked(format!(
             "AccessPolicy {} was not evaluated",
@@ -161,11 +291,9 @@ async fn apply_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Er
 }
 
 /// The policy is being deleted: revoke what only it gave, then let it go.
-async fn cleanup_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, Error> {
-    {
-        let _one_at_a_time = CONVERGE.lock().await;
-        converge(policy, ctx, true, Timestamp::now()).await?;
-    }
+async fn cleanup_policy(policy: &AccessPolicy, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
+    converge_product(policy, state, true, Timestamp::now()).await?;
     let granted = policy
         .status
         .as_ref()
@@ -186,51 +314,77 @@ async fn cleanup_policy(policy: &AccessPolicy, ctx: &Context) -> Result<Action, 
 
 /// Everything a product's grants depend on, read in one go.
 struct Scope {
-    product: Option<DataProduct>,
+    product: Option<Arc<DataProduct>>,
     domains: Vec<DomainInfo>,
     /// The policies in the producer's namespace that name the same product.
-    policies: Vec<AccessPolicy>,
-    /// Every DataProduct, to find the consumers' input ports.
+    policies: Vec<Arc<AccessPolicy>>,
+    /// The DataProducts with an input port reading a product of this name: the candidates
+    /// for connection ConfigMaps (which also match the producer's domain and the port).
     consumers: Vec<DataProduct>,
 }
 
-async fn read_scope(ctx: &Context, namespace: &str, product: &str) -> Result<Scope, Error> {
-    let client = &ctx.client;
-    let found = Api::<DataProduct>::namespaced(client.clone(), namespace)
-        .get_opt(product)
-        .await
-        .map_err(kube_context(format!(
-            "reading DataProduct {namespace}/{product}"
-        )))?;
-    let domains = Api::<Domain>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_context("listing Domains"))?
-        .items
+/// Read the scope from the watch caches. Even the product itself comes from its store rather
+/// than a GET: the store has seen every product event that triggered a reconcile before that
+/// reconcile runs (see [`run`]), and any later change triggers the product's policies again,
+/// so a GET would only narrow a window the next reconcile closes anyway.
+fn read_scope(
+    domains: &Store<Domain>,
+    products: &Store<DataProduct>,
+    policies: &Store<AccessPolicy>,
+    namespace: &str,
+    product: &str,
+) -> Scope {
+    let found = products.get(&ObjectRef::new(product).within(namespace));
+    let domains = domains
+        .state()
         .iter()
-        .map(DomainInfo::of)
+        .map(|domain| DomainInfo::of(domain))
         .collect();
-    let policies = Api::<AccessPolicy>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_context(format!(
-            "listing AccessPolicies in {namespace}"
-        )))?
-        .items
-        .into_iter()
-        .filter(|policy| policy.spec.data_product == product)
+    let policies = policies.state_filter(|policy| {
+        policy.namespace().as_deref() == Some(namespace) && policy.spec.data_product == product
+    });
+    // Cloning only the few readers, not every product in the cluster.
+    let consumers = products
+        .state_filter(|consumer| {
+            consumer
+                .spec
+                .input_ports
+                .iter()
+                .any(|input| input.data_product.name == product)
+        })
+        .iter()
+        .map(|consumer| DataProduct::clone(consumer))
         .collect();
-    let consumers = Api::<DataProduct>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_context("listing DataProducts"))?
-        .items;
-    Ok(Scope {
+    Scope {
         product: found,
         domains,
         policies,
         consumers,
-    })
+    }
+}
+
+/// [`converge`] under the product's lock (see the module docs).
+async fn converge_product(
+    policy: &AccessPolicy,
+    state: &State,
+    leaving: bool,
+    now: Timestamp,
+) -> Result<Option<desired::Evaluation>, Error> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let _one_at_a_time = state
+        .converging
+        .lock(&namespace, &policy.spec.data_product)
+        .await;
+    // Read only once the lock is ours: a view read while waiting could be older than the one
+    // the previous holder converged on, and converging on it would undo that work.
+    let scope = read_scope(
+        &state.domains,
+        &state.products,
+        &state.policies,
+        &namespace,
+        &policy.spec.data_product,
+    );
+    converge(policy, &state.ctx, &scope, leaving, now).await
 }
 
 /// Make the product's grants match the union of its live policies. When `leaving`, `policy`
@@ -238,13 +392,13 @@ async fn read_scope(ctx: &Context, namespace: &str, product: &str) -> Result<Sco
 async fn converge(
     policy: &AccessPolicy,
     ctx: &Context,
+    scope: &Scope,
     leaving: bool,
     now: Timestamp,
 ) -> Result<Option<desired::Evaluation>, Error> {
     let namespace = policy.namespace().unwrap_or_default();
     let product_name = &policy.spec.data_product;
-    let scope = read_scope(ctx, &namespace, product_name).await?;
-    let product = scope.product.as_ref().map(Product::of);
+    let product = scope.product.as_deref().map(Product::of);
 
     let mut grants: Vec<PortGrant> = Vec::new();
     for other in &scope.policies {
@@ -327,8 +481,9 @@ async fn converge(
 }
 
 /// Make the ACLs on the product's topics (`targets`) carry exactly the `wanted` grants;
-/// `producer`'s own ACLs are never touched. Topic ACLs to match the grants; the consumer-group ACL for every domain holding a Kafka
-/// grant, removed once the domain holds no topic ACL at all.
+/// `producer`'s own ACLs are never touched. Topic ACLs to match the grants; the consumer-group
+/// ACL for every domain holding a Kafka grant, removed once the domain holds no topic ACL at
+/// all (that part under a lock all products share: see the comment there).
 pub async fn sync_kafka(
     kafka: &dyn KafkaAdmin,
     producer: &str,
@@ -362,6 +517,15 @@ pub async fn sync_kafka(
         }
     }
 
+    // A consumer's consumer-group ACL is shared by every product it reads: made when it holds
+    // a grant on any of them, removed when it holds a topic ACL on none. Products converge in
+    // parallel, so without this lock product A could find that a consumer holds no topic ACL
+    // any more and remove its group ACL just after product B, granting that consumer a topic,
+    // found the group ACL present and left it be: the consumer could read B's topic but not
+    // join a group. Each product makes its topic ACLs (above) before taking the lock, so under
+    // it whichever of the two comes second sees the other's work. It is held only for this
+    // section, a few Kafka calls, so products still converge in parallel otherwise.
+    let _groups = GROUP_ACLS.lock().await;
     for identity in &wanted.kafka_identities {
         let group = group_binding(identity);
         let filter = AclBindingFilter::exact(&group);
@@ -584,9 +748,10 @@ async fn report(
 
 #[cfg(test)]
 mod tests {
-    use super::desired::tests::{domains, policy, product};
+    use super::desired::tests::{consumer_product, domains, policy, product};
     use super::*;
     use crate::api::data_product::{Classification, Lifecycle};
+    use crate::api::domain::DomainSpec;
     use crate::provision::kafka::{AclBinding, AclOperation, AuthorizationRequest, FakeKafka};
     use crate::provision::storage::FakeObjectStore;
 
@@ -855,5 +1020,132 @@ mod tests {
             TOPIC,
             AclOperation::Write
         ));
+    }
+
+    /// A store that has seen a full list of `objects`.
+    fn store_of<K>(objects: impl IntoIterator<Item = K>) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        store
+    }
+
+    fn data_product(namespace: &str, name: &str) -> DataProduct {
+        let spec = serde_json::from_value(serde_json::json!({
+            "domain": namespace.trim_end_matches("-ns"),
+            "description": {"purpose": "p", "usage": "u"},
+            "owner": {"name": "bob"},
+            "outputPorts": [{"name": "events", "kafka": {"partitions": 1}}],
+        }))
+        .unwrap();
+        let mut product = DataProduct::new(name, spec);
+        product.metadata.namespace = Some(namespace.into());
+        product
+    }
+
+    #[test]
+    fn the_scope_is_read_from_the_stores() {
+        let domains = store_of(["payments", "marketing"].map(|name| {
+            let spec: DomainSpec =
+                serde_json::from_value(serde_json::json!({"namespace": format!("{name}-ns")}))
+                    .unwrap();
+            Domain::new(name, spec)
+        }));
+        let mut reader = consumer_product("marketing-ns", "orders-in", "events");
+        reader.metadata.name = Some("reader".into());
+        let mut bystander = data_product("marketing-ns", "bystander");
+        bystander.spec.input_ports.clear();
+        let products = store_of([
+            data_product("payments-ns", "orders"),
+            data_product("other-ns", "orders"),
+            reader,
+            bystander,
+        ]);
+        let orders =
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]});
+        let mut elsewhere = policy("elsewhere", orders.clone());
+        elsewhere.metadata.namespace = Some("other-ns".into());
+        let policies = store_of([
+            policy("a", orders.clone()),
+            policy("b", orders),
+            policy(
+                "c",
+                serde_json::json!({"dataProduct": "refunds", "consumers": [{"domain": "marketing"}]}),
+            ),
+            elsewhere,
+        ]);
+
+        let scope = read_scope(&domains, &products, &policies, "payments-ns", "orders");
+        let found = scope.product.as_deref().map(|p| p.namespace());
+        assert_eq!(found, Some(Some("payments-ns".to_owned())));
+        let mut domain_names: Vec<&str> = scope.domains.iter().map(|d| d.name.as_str()).collect();
+        domain_names.sort_unstable();
+        assert_eq!(domain_names, ["marketing", "payments"]);
+        let mut names: Vec<String> = scope.policies.iter().map(|p| p.name_any()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["a", "b"],
+            "only this namespace's policies of this product"
+        );
+        let consumers: Vec<String> = scope.consumers.iter().map(|p| p.name_any()).collect();
+        assert_eq!(consumers, ["reader"], "only the products reading it");
+
+        let gone = read_scope(&domains, &products, &policies, "payments-ns", "ghost");
+        assert!(gone.product.is_none());
+        assert!(gone.policies.is_empty());
+        assert!(gone.consumers.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_product_converges_at_a_time_and_others_in_parallel() {
+        let locks = ProductLocks::default();
+        let held = locks.lock("payments-ns", "orders").await;
+        // Another product's lock is free...
+        let other =
+            tokio::time::timeout(Duration::from_secs(1), locks.lock("payments-ns", "refunds"))
+                .await
+                .expect("another product's lock is free");
+        drop(other);
+        // ...and so is a product of the same name in another namespace.
+        let elsewhere = tokio::time::timeout(Duration::from_secs(1), locks.lock("bi-ns", "orders"))
+            .await
+            .expect("another namespace's product's lock is free");
+        drop(elsewhere);
+        // The same product's lock waits for the holder.
+        let mut waiting = Box::pin(locks.lock("payments-ns", "orders"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), waiting.as_mut())
+                .await
+                .is_err(),
+            "two policies of one product converged at once"
+        );
+        drop(held);
+        let next = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("the lock passes on once released");
+        // The released lock's entry stays while the next one holds it, and goes with it.
+        assert_eq!(locks.len(), 1);
+        drop(next);
+        assert_eq!(locks.len(), 0, "unused locks are dropped");
+
+        // A wait given up leaves nothing behind either.
+        let held = locks.lock("payments-ns", "orders").await;
+        let mut waiting = Box::pin(locks.lock("payments-ns", "orders"));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        drop(held);
+        assert_eq!(locks.len(), 1, "the waiter still wants it");
+        drop(waiting);
+        assert_eq!(locks.len(), 0);
     }
 }
