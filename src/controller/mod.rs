@@ -6,6 +6,7 @@ pub mod apply;
 pub mod data_product;
 pub mod domain;
 pub mod leader;
+pub mod user_policies;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 
+use self::user_policies::UserPolicies;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdmin, KafkaAdminError};
@@ -34,6 +36,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The domains' aggregated IAM policies, as last written or read.
+    pub user_policies: UserPolicies,
 }
 
 impl Context {
@@ -51,6 +55,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            user_policies: UserPolicies::new(settings.resync),
             client,
             settings,
             kafka,

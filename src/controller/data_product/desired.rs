@@ -24,6 +24,7 @@ use crate::provision::kafka::{
     AclBinding, AclOperation, AclPatternType, AclResourceType, CLUSTER_RESOURCE_NAME, NewTopic,
     PartitionIncrease, TopicConfigAlteration, TopicDescription, config_drift,
 };
+use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 use crate::provision::storage::{BucketTags, Versioning};
 
 /// Bucket tag naming the port a bucket serves.
@@ -33,20 +34,12 @@ pub const CLASSIFICATION_TAG: &str = "datamesh.dev/classification";
 /// Bucket tag set to `true` on a bucket kept (`deletionPolicy: Retain`) after its
 /// DataProduct was deleted, so that orphans can be found and attributed.
 pub const ORPHANED_TAG: &str = "datamesh.dev/orphaned";
-/// Prefix of the inline IAM policy, on the owning domain's user, that opens one product's
-/// buckets to it. One policy per product, so deleting a product removes exactly its access.
-pub const PRODUCT_POLICY_PREFIX: &str = "datamesh-product-";
 /// Group and version of the kubeflow spark-operator's kinds.
 pub const SPARK_API_VERSION: &str = "sparkoperator.k8s.io/v1beta2";
 /// The spark-operator kind for a job run once.
 pub const SPARK_APPLICATION: &str = "SparkApplication";
 /// The spark-operator kind for a job run on a schedule.
 pub const SCHEDULED_SPARK_APPLICATION: &str = "ScheduledSparkApplication";
-
-/// The IAM policy that gives the owning domain read-write access to `product`'s buckets.
-pub fn product_policy_name(product: &str) -> String {
-    format!("{PRODUCT_POLICY_PREFIX}{product}")
-}
 
 /// The ServiceAccount (and RoleBinding) a product's Spark driver runs as: `<product>-spark`.
 pub fn spark_service_account_name(product: &str) -> String {
@@ -319,6 +312,53 @@ pub fn claimed_names(product: &DataProduct) -> BTreeSet<String> {
         .collect()
 }
 
+/// Whether `product` declares the topic or bucket `resource`: `claimed_names(product)` holds it.
+/// Every reconcile asks this of every product, so the default names are compared piece by piece
+/// instead of being built.
+fn claims(product: &DataProduct, resource: &str) -> bool {
+    let name = product.metadata.name.as_deref().unwrap_or_default();
+    let spec = &product.spec;
+    spec.output_ports.iter().any(|port| {
+        let topic = port.kafka.as_ref().is_some_and(|kafka| match &kafka.topic {
+            Some(explicit) => explicit == resource,
+            None => is_joined(resource, [&spec.domain, name, &port.name], '.'),
+        });
+        let bucket =
+            port.bucket.is_some() && is_joined(resource, [&spec.domain, name, &port.name], '-');
+        topic || bucket
+    })
+}
+
+/// Whether `text` is the three `parts` joined by `separator`.
+fn is_joined(text: &str, parts: [&str; 3], separator: char) -> bool {
+    let [first, second, third] = parts;
+    text.strip_prefix(first)
+        .and_then(|rest| rest.strip_prefix(separator))
+        .and_then(|rest| rest.strip_prefix(second))
+        .and_then(|rest| rest.strip_prefix(separator))
+        .is_some_and(|rest| rest == third)
+}
+
+/// The grants of a domain's owner policy: every bucket its products in `namespace` own.
+/// Products going away or only proposed are left out, and so is a bucket an older product
+/// keeps (see [`older_claimant`]).
+pub fn domain_owner_grants(
+    domain: &str,
+    namespace: &str,
+    all: &[&DataProduct],
+) -> BTreeSet<BucketGrant> {
+    all.iter()
+        .filter(|p| p.spec.domain == domain && p.namespace().as_deref() == Some(namespace))
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && p.spec.status != Lifecycle::Proposed)
+        .flat_map(|p| {
+            bucket_plans(p)
+                .into_iter()
+                .filter(|plan| older_claimant(p, all, &plan.bucket).is_none())
+                .map(|plan| BucketGrant::new(plan.bucket, BucketAccess::Owner))
+        })
+        .collect()
+}
+
 /// Whether a product's status already lists `resource` as one of its output ports' topic or
 /// bucket: it holds it now.
 fn holds(product: &DataProduct, resource: &str) -> bool {
@@ -343,7 +383,7 @@ fn precedence(a: &DataProduct, b: &DataProduct, resource: &str) -> Ordering {
 pub fn older_claimant(me: &DataProduct, all: &[&DataProduct], resource: &str) -> Option<String> {
     all.iter()
         .filter(|other| !same_object(me, other))
-        .filter(|other| claimed_names(other).contains(resource))
+        .filter(|other| claims(other, resource))
         .filter(|other| precedence(other, me, resource) == Ordering::Less)
         .min_by(|a, b| precedence(a, b, resource))
         .map(|other| {

@@ -19,7 +19,8 @@
 //!   Event on the deleted product lists it).
 //! - `Delete`: topics are deleted and buckets emptied and deleted.
 //!
-//! Either way the product's ACLs, its IAM policy and its Spark objects are removed.
+//! Either way the product's ACLs, its buckets in the domain's owner policy and its Spark objects
+//! are removed.
 
 pub mod desired;
 
@@ -49,6 +50,7 @@ use super::apply::{
     is_subset,
 };
 use super::domain::desired::storage_user;
+use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
 use crate::api::access_policy::AccessPolicy;
@@ -65,7 +67,7 @@ use crate::provision::kafka::{
     AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
     TopicConfigAlteration,
 };
-use crate::provision::storage::policy::owner_policy;
+use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
 use crate::provision::storage::{ErrorCode, ObjectStore, StorageError};
 
 /// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
@@ -307,7 +309,13 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
         &mut observed,
     )
     .await?;
-    apply_buckets(product, ctx.storage.as_ref(), &bucket_plans, &mut observed).await?;
+    let owner = OwnerAccess {
+        storage: ctx.storage.as_ref(),
+        policies: &ctx.user_policies,
+        everyone: &everyone,
+        namespace: &namespace,
+    };
+    apply_buckets(product, &owner, &bucket_plans, &mut observed).await?;
     let input_locations = resolve_inputs(product, state, &mut observed).await?;
     apply_spark(product, ctx, &input_locations, &mut observed).await?;
 
@@ -435,14 +443,52 @@ async fn apply_topics(
     Ok(())
 }
 
-/// Buckets: exist, with versioning, expiry and tags as declared; then one inline policy on
-/// the owning domain's IAM user over all of the product's buckets.
+/// Where a product's owner access is decided: the domain's one owner policy covers the
+/// buckets of all its products (see [`crate::controller::user_policies`] for why).
+struct OwnerAccess<'a> {
+    storage: &'a dyn ObjectStore,
+    policies: &'a UserPolicies,
+    everyone: &'a [&'a DataProduct],
+    namespace: &'a str,
+}
+
+impl OwnerAccess<'_> {
+    /// Make the domain's owner policy hold `needed` and none of `gone`.
+    async fn converge(
+        &self,
+        domain: &str,
+        needed: &BTreeSet<BucketGrant>,
+        gone: &BTreeSet<String>,
+    ) -> Result<(), Error> {
+        let user = storage_user(domain);
+        let request = PolicyRequest {
+            user: &user,
+            policy: OWNER_POLICY_NAME,
+            needed,
+            gone,
+        };
+        let write = self
+            .policies
+            .converge(self.storage, &request, || {
+                desired::domain_owner_grants(domain, self.namespace, self.everyone)
+            })
+            .await?;
+        if write != PolicyWrite::Unchanged {
+            tracing::info!(%domain, ?write, "wrote the domain's owner policy");
+        }
+        Ok(())
+    }
+}
+
+/// Buckets: exist, with versioning, expiry and tags as declared; then the owning domain's
+/// owner policy covers them (and no longer a bucket the product stopped declaring).
 async fn apply_buckets(
     product: &DataProduct,
-    storage: &dyn ObjectStore,
+    owner: &OwnerAccess<'_>,
     plans: &[BucketPlan],
     observed: &mut Observed,
 ) -> Result<(), Error> {
+    let storage = owner.storage;
     for plan in plans {
         let bucket = &plan.bucket;
         if storage.ensure_bucket(bucket).await? {
@@ -462,23 +508,19 @@ async fn apply_buckets(
         }
         observed.buckets.insert(bucket.clone());
     }
-    let user = storage_user(&product.spec.domain);
-    let policy_name = desired::product_policy_name(&product.name_any());
-    let current = storage.get_user_policy(&user, &policy_name).await?;
-    if plans.is_empty() {
-        if current.is_some() {
-            storage.delete_user_policy(&user, &policy_name).await?;
-        }
-    } else {
-        let buckets: Vec<&str> = plans.iter().map(|p| p.bucket.as_str()).collect();
-        let document = owner_policy(&buckets);
-        if current.as_ref() != Some(&document) {
-            storage
-                .put_user_policy(&user, &policy_name, &document)
-                .await?;
-        }
-    }
-    Ok(())
+    let needed: BTreeSet<BucketGrant> = plans
+        .iter()
+        .map(|plan| BucketGrant::new(plan.bucket.clone(), BucketAccess::Owner))
+        .collect();
+    // Buckets the status shows as this product's that it no longer declares (or keeps).
+    let gone: BTreeSet<String> = product
+        .status
+        .iter()
+        .flat_map(|status| &status.output_ports)
+        .filter_map(|port| port.bucket.clone())
+        .filter(|bucket| !plans.iter().any(|plan| &plan.bucket == bucket))
+        .collect();
+    owner.converge(&product.spec.domain, &needed, &gone).await
 }
 
 /// Each input port's access, and the locations of the inputs whose producer is known (for the
@@ -885,6 +927,13 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
         &buckets,
     )
     .await?;
+    let owner = OwnerAccess {
+        storage: ctx.storage.as_ref(),
+        policies: &ctx.user_policies,
+        everyone: &everyone,
+        namespace: &namespace,
+    };
+    revoke_owner_access(&owner, &spec.domain, &buckets).await?;
 
     for kind in [SPARK_APPLICATION, SCHEDULED_SPARK_APPLICATION] {
         delete_spark_object(ctx, &namespace, kind, &name).await?;
@@ -913,7 +962,7 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
     Ok(Action::await_change())
 }
 
-/// Remove a deleted product's ACLs and IAM policy, and keep (tagged as orphaned) or delete its
+/// Remove a deleted product's ACLs, and keep (tagged as orphaned) or delete its
 /// topics and buckets by `deletionPolicy`. Returns what was done, for the Event.
 async fn release_external(
     product: &DataProduct,
@@ -971,15 +1020,21 @@ async fn release_external(
         }
     };
 
-    let user = storage_user(&spec.domain);
-    let policy_name = desired::product_policy_name(&name);
-    match storage.delete_user_policy(&user, &policy_name).await {
-        Ok(()) => {}
-        Err(error) if is_missing_user(&error) => {}
-        Err(error) => return Err(error.into()),
-    }
-
     Ok(note)
+}
+
+/// The domain's owner policy stops covering a deleted product's buckets. A domain whose IAM
+/// user is already gone has no policy left to change.
+async fn revoke_owner_access(
+    owner: &OwnerAccess<'_>,
+    domain: &str,
+    buckets: &[BucketPlan],
+) -> Result<(), Error> {
+    let gone: BTreeSet<String> = buckets.iter().map(|plan| plan.bucket.clone()).collect();
+    match owner.converge(domain, &BTreeSet::new(), &gone).await {
+        Err(Error::Storage(error)) if is_missing_user(&error) => Ok(()),
+        other => other,
+    }
 }
 
 fn bucket_list(buckets: &[BucketPlan]) -> String {

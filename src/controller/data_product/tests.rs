@@ -32,6 +32,24 @@ async fn storage_with_user() -> FakeObjectStore {
     storage
 }
 
+/// Run `act` with the owner access of a mesh that has only `product`.
+async fn with_owner<T>(
+    product: &DataProduct,
+    storage: &FakeObjectStore,
+    act: impl AsyncFnOnce(&OwnerAccess<'_>) -> T,
+) -> T {
+    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let everyone = [product];
+    let namespace = product.namespace().unwrap_or_default();
+    let owner = OwnerAccess {
+        storage,
+        policies: &policies,
+        everyone: &everyone,
+        namespace: &namespace,
+    };
+    act(&owner).await
+}
+
 async fn provision(
     product: &DataProduct,
     kafka: &FakeKafka,
@@ -42,14 +60,17 @@ async fn provision(
     apply_topics(product, kafka, 1, &topics, &mut observed)
         .await
         .unwrap();
-    apply_buckets(
-        product,
-        storage,
-        &desired::bucket_plans(product),
-        &mut observed,
-    )
-    .await
-    .unwrap();
+    with_owner(product, storage, async |owner| {
+        apply_buckets(
+            product,
+            owner,
+            &desired::bucket_plans(product),
+            &mut observed,
+        )
+        .await
+        .unwrap()
+    })
+    .await;
     observed
 }
 
@@ -101,7 +122,7 @@ async fn a_first_reconcile_makes_topics_acls_buckets_and_the_owner_policy() {
     assert!(!storage.allows("marketing", "s3:GetObject", bucket));
     assert_eq!(
         storage.list_user_policies("payments").await.unwrap(),
-        ["datamesh-product-orders"]
+        [OWNER_POLICY_NAME]
     );
 
     let status = desired_status(
@@ -329,6 +350,12 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
         let note = release_external(&p, &kafka, &storage, &topics, &buckets)
             .await
             .unwrap();
+        with_owner(&p, &storage, async |owner| {
+            revoke_owner_access(owner, "payments", &buckets)
+                .await
+                .unwrap()
+        })
+        .await;
         let user_acls: Vec<_> = kafka
             .acls()
             .into_iter()

@@ -19,7 +19,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
@@ -44,9 +44,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let products = Api::<DataProduct>::all(ctx.client.clone());
     Controller::new(domains, watcher::Config::default().any_semantic())
         // A product appearing or going changes its domain's count and may unblock deletion.
-        .watches(
-            products,
-            watcher::Config::default().any_semantic(),
+        // Its status writes change neither, and at thousands of products they would keep
+        // every domain reconciling: only a new generation (creation, a spec change, the
+        // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
+        .watches_stream(
+            watcher(products, watcher::Config::default().any_semantic())
+                .touched_objects()
+                .predicate_filter(
+                    predicates::generation.combine(predicates::finalizers),
+                    PredicateConfig::default(),
+                ),
             |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
         )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
