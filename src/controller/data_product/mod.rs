@@ -76,6 +76,12 @@ pub const FINALIZER: &str = "datamesh.dev/data-product";
 /// Condition type set `True` while the product's `spec.status` is `deprecated`.
 pub const DEPRECATED: &str = "Deprecated";
 const KIND: &str = "DataProduct";
+/// Reasons of a product that another product of its domain can unblock by changing or going.
+const WAITS_ON_SIBLINGS: &[&str] = &[QUOTA_EXCEEDED, CLAIMED];
+/// The Ready reason of a product over its domain's quotas.
+const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+/// The Ready reason of a product that names a topic or bucket an older product keeps.
+const CLAIMED: &str = "ClaimedByAnotherProduct";
 /// How many DataProducts are reconciled at once.
 const CONCURRENCY: u16 = 16;
 
@@ -161,17 +167,20 @@ fn affected_by_product(
     changed: &DataProduct,
 ) -> Vec<ObjectRef<DataProduct>> {
     let mut affected = readers_of(all, &changed.spec.domain, &changed.name_any());
-    // Only products that are not Ready can be unblocked by a sibling (a freed name or quota);
-    // triggering Ready ones on every sibling's status write would cost O(n^2) reconciles.
+    // Only a sibling stalled on a name or a quota can be unblocked by another product (the name
+    // freed, the quota no longer used). Triggering every sibling that is not Ready yet would,
+    // while a domain's products are created together, reconcile each of them once per
+    // sibling's status write: O(n^2) reconciles.
     affected.extend(
         all.iter()
             .filter(|p| {
                 p.spec.domain == changed.spec.domain && p.metadata.uid != changed.metadata.uid
             })
             .filter(|p| {
-                !p.status
+                p.status
                     .as_ref()
-                    .is_some_and(|s| is_true(&s.conditions, READY))
+                    .and_then(|s| find_condition(&s.conditions, READY))
+                    .is_some_and(|ready| WAITS_ON_SIBLINGS.contains(&ready.reason.as_str()))
             })
             .map(|p| reference(p)),
     );
@@ -268,7 +277,7 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
             let all = state.products.state();
             let siblings: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
             desired::quota_violation(product, domain, &siblings)
-                .map(|message| Outcome::stalled("QuotaExceeded", message))
+                .map(|message| Outcome::stalled(QUOTA_EXCEEDED, message))
         }
     };
     if let Some(outcome) = gate {
@@ -326,7 +335,7 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
 
 fn claimed(what: &str, resource: &str, owner: &str) -> Outcome {
     Outcome::stalled(
-        "ClaimedByAnotherProduct",
+        CLAIMED,
         format!(
             "{what} {resource} is managed by {owner}, an older DataProduct; rename this port or delete the other product."
         ),
