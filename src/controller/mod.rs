@@ -101,6 +101,10 @@ pub enum Error {
     Blocked(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The object changed between the watch's copy and our write (the finalizer's patch tests
+    /// the list it replaces): nothing is wrong, the next reconcile reads the newer copy.
+    #[error("{0}: the object changed meanwhile")]
+    Conflict(String),
 }
 
 impl Error {
@@ -112,6 +116,7 @@ impl Error {
             Self::Storage(_) => "storage",
             Self::Blocked(_) => "blocked",
             Self::Finalizer(_) => "finalizer",
+            Self::Conflict(_) => "conflict",
         }
     }
 }
@@ -139,6 +144,12 @@ pub fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Error {
     match error {
         kube::runtime::finalizer::Error::ApplyFailed(error)
         | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        kube::runtime::finalizer::Error::AddFinalizer(kube::Error::Api(status))
+        | kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+            if status.code == 409 || status.code == 422 =>
+        {
+            Error::Conflict("updating the finalizers".into())
+        }
         other => Error::Finalizer(other.to_string()),
     }
 }
@@ -158,6 +169,11 @@ pub fn requeue_after_error(kind: &str, error: &Error, metrics: &Metrics) -> Acti
     match error {
         // Waiting on a person (e.g. a Domain that still has products): retry calmly.
         Error::Blocked(_) => Action::requeue(Duration::from_secs(30)),
+        // A stale copy: by now the watch has the newer one.
+        Error::Conflict(_) => {
+            tracing::debug!(kind, %error, "retrying on a newer copy");
+            Action::requeue(Duration::from_millis(200))
+        }
         _ => {
             tracing::warn!(kind, category = error.category(), %error, "reconcile failed");
             Action::requeue(Duration::from_secs(5))
