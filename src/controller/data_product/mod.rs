@@ -36,8 +36,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch,
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -92,6 +92,28 @@ pub struct State {
     pub ctx: Arc<Context>,
     /// Every DataProduct in the cluster, as the controller's watch sees it.
     pub products: Store<DataProduct>,
+    /// Every Domain, as the Domain watch sees it.
+    pub domains: Store<Domain>,
+}
+
+impl State {
+    /// Wait until both watches have listed everything once: claims, quotas and inputs compare
+    /// with every product and domain.
+    async fn ready(&self) -> Result<(), Error> {
+        self.products
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::Blocked("the DataProduct watch stopped".into()))?;
+        self.domains
+            .wait_until_ready()
+            .await
+            .map_err(|_| Error::Blocked("the Domain watch stopped".into()))
+    }
+
+    /// The Domain called `name`, as the watch last saw it.
+    fn domain(&self, name: &str) -> Option<Arc<Domain>> {
+        self.domains.get(&ObjectRef::new(name))
+    }
 }
 
 /// Run the DataProduct controller until `shutdown` is cancelled.
@@ -102,6 +124,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let controller = Controller::new(products.clone(), config())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let store = controller.store();
+    let (domains, domain_writer) = reflector::store();
+    let domain_events = reflector(
+        domain_writer,
+        watcher(Api::<Domain>::all(client.clone()), config()),
+    )
+    .touched_objects();
     let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
     controller
         // A grant given, changed, expired or revoked changes its consumers' input ports.
@@ -115,8 +143,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .watches(products, config(), move |product| {
             affected_by_product(&by_product.state(), &product)
         })
-        // A Domain becoming Ready (or its quotas changing) unblocks its products.
-        .watches(Api::<Domain>::all(client), config(), move |domain| {
+        // A Domain becoming Ready (or its quotas changing) unblocks its products. The reflector
+        // stores each event before it triggers, so the reconcile reads that Domain or newer.
+        .watches_stream(domain_events, move |domain: Domain| {
             products_of_domain(&by_domain.state(), &domain.name_any())
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
@@ -126,6 +155,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             Arc::new(State {
                 ctx,
                 products: store,
+                domains,
             }),
         )
         .for_each(|_| futures::future::ready(()))
@@ -202,12 +232,7 @@ async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Actio
     let _timer = state.ctx.metrics.reconcile_started(KIND);
     let namespace = product.namespace().unwrap_or_default();
     let api = Api::<DataProduct>::namespaced(state.ctx.client.clone(), &namespace);
-    // Claims and quotas compare with every product: wait until the watch has seen them all.
-    state
-        .products
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::Blocked("the DataProduct watch stopped".into()))?;
+    state.ready().await?;
     finalizer(&api, FINALIZER, product, |event| async {
         match event {
             Finalizer::Apply(product) => apply_product(&product, &state).await,
@@ -241,10 +266,7 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     let spec = &product.spec;
     let resync = Action::requeue(ctx.settings.resync);
 
-    let domain = Api::<Domain>::all(ctx.client.clone())
-        .get_opt(&spec.domain)
-        .await
-        .map_err(kube_context(format!("reading Domain {}", spec.domain)))?;
+    let domain = state.domain(&spec.domain);
     let gate = match &domain {
         None => Some(Outcome::stalled(
             "DomainNotFound",
@@ -545,19 +567,12 @@ async fn resolve_inputs(
         return Ok(locations);
     }
     let all = state.products.state();
-    let mut domains: BTreeMap<String, Option<Domain>> = BTreeMap::new();
     let mut policies: BTreeMap<String, Vec<AccessPolicy>> = BTreeMap::new();
     let now = Timestamp::now();
     for input in &product.spec.input_ports {
         let reference = &input.data_product;
-        if !domains.contains_key(&reference.domain) {
-            let found = Api::<Domain>::all(ctx.client.clone())
-                .get_opt(&reference.domain)
-                .await
-                .map_err(kube_context(format!("reading Domain {}", reference.domain)))?;
-            domains.insert(reference.domain.clone(), found);
-        }
-        let producer_domain = domains.get(&reference.domain).and_then(Option::as_ref);
+        let producer_domain = state.domain(&reference.domain);
+        let producer_domain = producer_domain.as_deref();
         let producer_namespace = producer_domain.map(Domain::namespace_name);
         let producer = all
             .iter()
