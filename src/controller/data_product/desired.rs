@@ -970,6 +970,59 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn claims_match_default_and_explicit_names_exactly() {
+        let p = product(
+            "orders",
+            10,
+            json!({"outputPorts": [
+                {"name": "events", "kafka": {}},
+                {"name": "audit", "kafka": {"topic": "legacy.audit"}},
+                {"name": "lake", "bucket": {}},
+            ]}),
+        );
+        for name in claimed_names(&p) {
+            assert!(claims(&p, &name), "{name}");
+        }
+        for other in [
+            "payments.orders.event",
+            "payments.orders.events.x",
+            "payments-orders-events",
+            "payments.orders.audit",
+            "payments.orders.lake",
+            "payments-orders-lakes",
+        ] {
+            assert!(!claims(&p, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_domain_owner_policy_covers_its_live_products_buckets_only() {
+        let bucket = |name: &str| {
+            product(
+                name,
+                10,
+                json!({"outputPorts": [{"name": "lake", "bucket": {}}]}),
+            )
+        };
+        let orders = bucket("orders");
+        let mut going = bucket("going");
+        going.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(99).unwrap()));
+        let mut proposed = bucket("proposed");
+        proposed.spec.status = Lifecycle::Proposed;
+        let mut elsewhere = bucket("elsewhere");
+        elsewhere.metadata.namespace = Some("other".into());
+        let all = [&orders, &going, &proposed, &elsewhere];
+        let grants = domain_owner_grants("payments", "payments", &all);
+        assert_eq!(
+            grants,
+            BTreeSet::from([BucketGrant::new(
+                "payments-orders-lake",
+                BucketAccess::Owner
+            )])
+        );
+    }
+
+    #[test]
     fn the_product_holding_a_topic_keeps_it_even_when_made_in_the_same_second() {
         let mut holder = product(
             "orders",
