@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datamesh_operator::provision::storage::policy::{
-    self, BucketAccess, Effect, PolicyDocument, Statement, consumer_policy, grant_policy_name,
+    self, BucketAccess, Effect, GRANTS_POLICY_NAME, PolicyDocument, Statement, consumer_policy,
     owner_policy,
 };
 use datamesh_operator::provision::storage::{
@@ -320,7 +320,7 @@ async fn inline_policies_are_enforced_per_bucket_and_per_action() {
     .await;
 
     // Read grant.
-    let grant = grant_policy_name(&bucket);
+    let grant = GRANTS_POLICY_NAME.to_owned();
     let read = consumer_policy(&bucket, BucketAccess::Read);
     store.put_user_policy(&user, &grant, &read).await.unwrap();
     assert_eq!(

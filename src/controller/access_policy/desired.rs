@@ -7,6 +7,11 @@
 //! union. That is what makes grants count across policies: revoking one policy removes only
 //! what no other live policy still gives.
 //!
+//! Bucket grants are the exception to "per product": a consumer's access to every producer's
+//! buckets is one aggregated inline IAM policy (see `crate::controller::user_policies` for
+//! why), so its document is computed across all live policies ([`consumer_bucket_grants`]),
+//! while a product's reconcile only says what it needs in it ([`user_bucket_grants`]).
+//!
 //! Identities: a `domain` consumer is granted as that domain (`User:<domain>` in Kafka, IAM user
 //! `<domain>`, its `datamesh-workload` ServiceAccount and its owners in RBAC). A
 //! `serviceAccount` consumer has no Kafka or S3 identity of its own: workloads authenticate
@@ -29,8 +34,7 @@ use crate::api::naming::{bucket_name, kafka_principal, topic_name};
 use crate::controller::apply::{DATA_PRODUCT_LABEL, domain_labels};
 use crate::controller::domain::desired::{WORKLOAD_SERVICE_ACCOUNT, storage_user};
 use crate::provision::kafka::{AclBinding, AclOperation, AclPatternType, AclResourceType};
-use crate::provision::storage::PolicyDocument;
-use crate::provision::storage::policy::{BucketAccess, consumer_policy};
+use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
 /// Label on a connection ConfigMap naming the producing domain it describes.
 pub const SOURCE_DOMAIN_LABEL: &str = "datamesh.dev/source-domain";
@@ -542,35 +546,67 @@ pub fn acl_changes(
     AclChanges { create, delete }
 }
 
-/// The bucket-policy changes that make the product's buckets carry exactly the desired grants.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BucketChanges {
-    /// (IAM user, bucket, document) to put.
-    pub put: Vec<(String, String, PolicyDocument)>,
-    /// (IAM user, bucket) whose grant policy to delete.
-    pub delete: Vec<(String, String)>,
+/// The grants a product's policies give `user` on its buckets, from [`Desired::bucket_access`]:
+/// what that user's aggregated grants policy needs for this product.
+pub fn user_bucket_grants(
+    bucket_access: &BTreeMap<(String, String), BucketAccess>,
+    user: &str,
+) -> BTreeSet<BucketGrant> {
+    bucket_access
+        .iter()
+        .filter(|((holder, _), _)| holder == user)
+        .map(|((_, bucket), access)| BucketGrant::new(bucket.clone(), *access))
+        .collect()
 }
 
-/// Diff desired bucket access against the grant policies found (per user and bucket, with the
-/// document each holds).
-pub fn bucket_changes(
-    desired: &BTreeMap<(String, String), BucketAccess>,
-    actual: &BTreeMap<(String, String), Option<PolicyDocument>>,
-) -> BucketChanges {
-    let mut changes = BucketChanges::default();
-    for ((user, bucket), access) in desired {
-        let document = consumer_policy(bucket, *access);
-        let key = (user.clone(), bucket.clone());
-        if actual.get(&key).and_then(Option::as_ref) != Some(&document) {
-            changes.put.push((user.clone(), bucket.clone(), document));
+/// Whether `policy` names `consumer` at all: as a domain, or a ServiceAccount in its namespace
+/// (how [`evaluate`] resolves identities). Cheap, so that collecting one consumer's grants
+/// across every policy in the cluster evaluates only the few that could give it anything.
+fn names_consumer(policy: &AccessPolicy, consumer: &DomainInfo) -> bool {
+    policy
+        .spec
+        .consumers
+        .iter()
+        .any(|named| match (&named.domain, &named.service_account) {
+            (Some(domain), _) => *domain == consumer.name,
+            (None, Some(sa)) => sa.namespace == consumer.namespace,
+            (None, None) => false,
+        })
+}
+
+/// Every bucket grant that the live `policies` (of any producer) give `consumer` now, at the
+/// highest level any of them grants per bucket: the document of the consumer's aggregated
+/// grants policy. `product_of` finds the DataProduct a policy names (`None` when missing); a
+/// policy being deleted gives nothing, and an expired one gives nothing by [`evaluate`].
+pub fn consumer_bucket_grants<'a>(
+    consumer: &DomainInfo,
+    policies: impl IntoIterator<Item = &'a AccessPolicy>,
+    product_of: impl Fn(&AccessPolicy) -> Option<Product>,
+    domains: &[DomainInfo],
+    now: Timestamp,
+) -> BTreeSet<BucketGrant> {
+    let mut levels: BTreeMap<String, BucketAccess> = BTreeMap::new();
+    for policy in policies {
+        if policy.metadata.deletion_timestamp.is_some() || !names_consumer(policy, consumer) {
+            continue;
+        }
+        let product = product_of(policy);
+        for grant in evaluate(policy, product.as_ref(), domains, now).grants {
+            let PortTarget::Bucket(bucket) = grant.target else {
+                continue;
+            };
+            if grant.identity != consumer.name {
+                continue;
+            }
+            let access = bucket_access(grant.access);
+            let level = levels.entry(bucket).or_insert(access);
+            *level = (*level).max(access);
         }
     }
-    for key in actual.keys() {
-        if !desired.contains_key(key) {
-            changes.delete.push(key.clone());
-        }
-    }
-    changes
+    levels
+        .into_iter()
+        .map(|(bucket, access)| BucketGrant::new(bucket, access))
+        .collect()
 }
 
 /// The Role and RoleBinding that let consumers read a product: named after the product.
@@ -1054,6 +1090,162 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_products_grants_for_one_user_are_its_buckets_at_their_level() {
+        let read = grants_of(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
+        );
+        let write = grants_of(
+            serde_json::json!({"dataProduct": "orders", "ports": ["lake"], "access": "readWrite", "consumers": [{"domain": "marketing"}]}),
+        );
+        let wanted = desired(read.iter().chain(&write));
+        assert_eq!(
+            user_bucket_grants(&wanted.bucket_access, "marketing"),
+            BTreeSet::from([BucketGrant::new(
+                "payments-orders-lake",
+                BucketAccess::ReadWrite
+            )])
+        );
+        assert_eq!(
+            user_bucket_grants(&wanted.bucket_access, "bi"),
+            BTreeSet::from([BucketGrant::new("payments-orders-lake", BucketAccess::Read)])
+        );
+        assert!(user_bucket_grants(&wanted.bucket_access, "payments").is_empty());
+    }
+
+    /// `orders` of payments (bucket `payments-orders-lake`) and `reports` of bi (bucket
+    /// `bi-reports-lake`), looked up as the stores would.
+    fn two_producers(reports_lifecycle: Lifecycle) -> impl Fn(&AccessPolicy) -> Option<Product> {
+        let orders = active();
+        let reports = Product {
+            domain: "bi".into(),
+            name: "reports".into(),
+            lifecycle: reports_lifecycle,
+            classification: Classification::Internal,
+            ports: BTreeMap::from([(
+                "lake".to_owned(),
+                PortTarget::Bucket("bi-reports-lake".into()),
+            )]),
+        };
+        move |policy: &AccessPolicy| match (
+            policy.namespace().as_deref(),
+            policy.spec.data_product.as_str(),
+        ) {
+            (Some("payments-ns"), "orders") => Some(orders.clone()),
+            (Some("bi-ns"), "reports") => Some(reports.clone()),
+            _ => None,
+        }
+    }
+
+    fn domain(name: &str) -> DomainInfo {
+        domains().into_iter().find(|d| d.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_consumers_bucket_grants_gather_every_producers_live_policies() {
+        let read = policy(
+            "read",
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        // A ServiceAccount consumer's grant is its namespace's domain's.
+        let write = policy(
+            "write",
+            serde_json::json!({"dataProduct": "orders", "ports": ["lake"], "access": "readWrite",
+                "consumers": [{"serviceAccount": {"namespace": "marketing-ns", "name": "etl"}}]}),
+        );
+        let mut from_bi = policy(
+            "from-bi",
+            serde_json::json!({"dataProduct": "reports", "consumers": [{"domain": "marketing"}]}),
+        );
+        from_bi.metadata.namespace = Some("bi-ns".into());
+        let for_bi = policy(
+            "for-bi",
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "bi"}]}),
+        );
+        let ghost = policy(
+            "ghost",
+            serde_json::json!({"dataProduct": "nowhere", "consumers": [{"domain": "marketing"}]}),
+        );
+        let all = [&read, &write, &from_bi, &for_bi, &ghost];
+        let marketing = |policies: &[&AccessPolicy], lifecycle, now| {
+            consumer_bucket_grants(
+                &domain("marketing"),
+                policies.iter().copied(),
+                two_producers(lifecycle),
+                &domains(),
+                now,
+            )
+        };
+        assert_eq!(
+            marketing(&all, Lifecycle::Active, at(0)),
+            BTreeSet::from([
+                BucketGrant::new("payments-orders-lake", BucketAccess::ReadWrite),
+                BucketGrant::new("bi-reports-lake", BucketAccess::Read),
+            ]),
+            "both producers' buckets, each at the highest level granted"
+        );
+        assert_eq!(
+            consumer_bucket_grants(
+                &domain("bi"),
+                all,
+                two_producers(Lifecycle::Active),
+                &domains(),
+                at(0)
+            ),
+            BTreeSet::from([BucketGrant::new("payments-orders-lake", BucketAccess::Read)]),
+            "only what names bi"
+        );
+
+        // The read-write policy being deleted, or expired, leaves what the others give.
+        let mut deleting = write.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(at(0)));
+        let expected = BTreeSet::from([
+            BucketGrant::new("payments-orders-lake", BucketAccess::Read),
+            BucketGrant::new("bi-reports-lake", BucketAccess::Read),
+        ]);
+        assert_eq!(
+            marketing(
+                &[&read, &deleting, &from_bi, &for_bi],
+                Lifecycle::Active,
+                at(0)
+            ),
+            expected
+        );
+        let mut expiring = write.clone();
+        expiring.spec.expires_at = Some(Time(at(100)));
+        assert!(
+            marketing(
+                &[&read, &expiring, &from_bi, &for_bi],
+                Lifecycle::Active,
+                at(99)
+            )
+            .contains(&BucketGrant::new(
+                "payments-orders-lake",
+                BucketAccess::ReadWrite
+            )),
+            "not expired yet"
+        );
+        assert_eq!(
+            marketing(
+                &[&read, &expiring, &from_bi, &for_bi],
+                Lifecycle::Active,
+                at(100)
+            ),
+            expected,
+            "expired: back to read"
+        );
+
+        // A retired product's grants go; no policy, no grants.
+        assert_eq!(
+            marketing(&all, Lifecycle::Retired, at(0)),
+            BTreeSet::from([BucketGrant::new(
+                "payments-orders-lake",
+                BucketAccess::ReadWrite
+            )])
+        );
+        assert!(marketing(&[], Lifecycle::Active, at(0)).is_empty());
+    }
+
+    #[test]
     fn acl_diff_revokes_only_undeclared_grants_and_never_the_producers_own() {
         let wanted: BTreeSet<AclBinding> =
             topic_bindings("payments.orders.events", "marketing", Access::Read)
@@ -1085,35 +1277,6 @@ pub(crate) mod tests {
         let fresh = acl_changes(&wanted, &[], "User:payments");
         assert_eq!(fresh.create.len(), 2);
         assert!(fresh.delete.is_empty());
-    }
-
-    #[test]
-    fn bucket_diff_puts_changed_and_deletes_undeclared() {
-        let key = |u: &str| (u.to_owned(), "payments-orders-lake".to_owned());
-        let desired = BTreeMap::from([
-            (key("marketing"), BucketAccess::Read),
-            (key("bi"), BucketAccess::ReadWrite),
-        ]);
-        let actual = BTreeMap::from([
-            (
-                key("marketing"),
-                Some(consumer_policy("payments-orders-lake", BucketAccess::Read)),
-            ),
-            (
-                key("bi"),
-                Some(consumer_policy("payments-orders-lake", BucketAccess::Read)),
-            ),
-            (key("gone"), None),
-        ]);
-        let changes = bucket_changes(&desired, &actual);
-        assert_eq!(changes.put.len(), 1, "only bi's access changed");
-        assert_eq!(changes.put[0].0, "bi");
-        assert_eq!(changes.delete, [key("gone")]);
-        assert_eq!(
-            bucket_changes(&desired, &BTreeMap::new()).put.len(),
-            2,
-            "missing policies are put"
-        );
     }
 
     #[test]

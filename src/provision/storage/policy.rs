@@ -9,7 +9,8 @@
 //! a domain's access could leak to another domain that merely shares a name prefix.
 //!
 //! Only `Allow` statements are produced: SeaweedFS 4.x refuses `Deny` in inline user policies
-//! ("not a valid effect: 'Deny'"), and access is revoked by deleting the grant's policy instead.
+//! ("not a valid effect: 'Deny'"), so access is revoked by writing the user's policy again
+//! without the bucket (or deleting the policy once it would be empty).
 
 use std::collections::BTreeSet;
 
@@ -21,8 +22,10 @@ pub const POLICY_VERSION: &str = "2012-10-17";
 /// Name of the inline policy that gives a domain read-write access to its own buckets.
 pub const OWNER_POLICY_NAME: &str = "datamesh-owner";
 
-/// Prefix of the inline policies that grant a consumer domain access to another domain's bucket.
-pub const GRANT_POLICY_PREFIX: &str = "datamesh-grant-";
+/// Name of the inline policy that gives a consumer domain the access AccessPolicies grant it to
+/// other domains' buckets: one document for all of them (see
+/// `crate::controller::user_policies` for why not one per bucket).
+pub const GRANTS_POLICY_NAME: &str = "datamesh-grants";
 
 /// Bucket-level actions a reader needs: listing keys.
 const READ_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
@@ -183,20 +186,6 @@ pub fn owner_policy<S: AsRef<str>>(buckets: &[S]) -> PolicyDocument {
 /// The document that gives a consumer `access` (read or read-write) to one bucket.
 pub fn consumer_policy(bucket: &str, access: BucketAccess) -> PolicyDocument {
     bucket_policy(&[BucketGrant::new(bucket, access)])
-}
-
-/// Name of the inline policy that carries a consumer's grant on `bucket`. One policy per granted
-/// bucket means a revocation deletes exactly one policy and touches no other grant. Bucket names
-/// (at most 63 characters of `[a-z0-9.-]`) are valid in IAM policy names.
-pub fn grant_policy_name(bucket: &str) -> String {
-    format!("{GRANT_POLICY_PREFIX}{bucket}")
-}
-
-/// The bucket a grant policy name refers to, or `None` for a policy this operator did not name.
-pub fn bucket_of_grant_policy(policy_name: &str) -> Option<&str> {
-    policy_name
-        .strip_prefix(GRANT_POLICY_PREFIX)
-        .filter(|bucket| !bucket.is_empty())
 }
 
 /// The document for any set of grants. Buckets granted at several levels get the highest one;
@@ -489,20 +478,6 @@ mod tests {
         });
         assert!(!policy.allows("s3:PutObject", "arn:aws:s3:::b/k"));
         assert!(policy.allows("s3:GetObject", "arn:aws:s3:::b/k"));
-    }
-
-    #[test]
-    fn grant_policy_names_round_trip() {
-        assert_eq!(
-            grant_policy_name("payments-orders-lake"),
-            "datamesh-grant-payments-orders-lake"
-        );
-        assert_eq!(
-            bucket_of_grant_policy("datamesh-grant-payments-orders-lake"),
-            Some("payments-orders-lake")
-        );
-        assert_eq!(bucket_of_grant_policy(OWNER_POLICY_NAME), None);
-        assert_eq!(bucket_of_grant_policy("datamesh-grant-"), None);
     }
 
     #[test]
