@@ -8,6 +8,7 @@ pub mod domain;
 pub mod leader;
 pub mod user_policies;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 
 use self::user_policies::UserPolicies;
+use crate::api::conditions::{READY, is_true};
+use crate::api::domain::Domain;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdmin, KafkaAdminError};
@@ -152,6 +155,22 @@ pub fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Error {
         }
         other => Error::Finalizer(other.to_string()),
     }
+}
+
+/// The hash of what products and policies depend on in a Domain, for `predicate_filter`:
+/// its spec (by generation), its finalizers (its deletion) and whether it is Ready. Not its
+/// status counts: every product created changes those, and each change would otherwise
+/// reconcile all of the domain's products and policies again.
+pub fn domain_trigger(domain: &Domain) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    domain.metadata.generation.hash(&mut hasher);
+    domain.metadata.finalizers.hash(&mut hasher);
+    domain
+        .status
+        .as_ref()
+        .is_some_and(|status| is_true(&status.conditions, READY))
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Attach context to a Kubernetes API error.

@@ -43,7 +43,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,9 @@ use self::desired::{
 };
 use super::apply::{MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
-use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
+use super::{
+    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+};
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::Progress;
 use crate::api::data_product::DataProduct;
@@ -198,10 +200,17 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         product_writer,
         watcher(Api::<DataProduct>::all(client.clone()), config()),
     )
-    .touched_objects();
+    .touched_objects()
+    // Grants depend on a product's spec and existence, never on its status, which changes
+    // several times while the product is provisioned.
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        PredicateConfig::default(),
+    );
     let (domains, domain_writer) = reflector::store();
-    let domain_events =
-        reflector(domain_writer, watcher(Api::<Domain>::all(client), config())).touched_objects();
+    let domain_events = reflector(domain_writer, watcher(Api::<Domain>::all(client), config()))
+        .touched_objects()
+        .predicate_filter(domain_trigger, PredicateConfig::default());
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.

@@ -37,7 +37,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,9 @@ use super::apply::{
 };
 use super::domain::desired::storage_user;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
-use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
+use super::{
+    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+};
 use crate::api::DeletionPolicy;
 use crate::api::access_policy::AccessPolicy;
 use crate::api::conditions::{
@@ -129,7 +131,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         domain_writer,
         watcher(Api::<Domain>::all(client.clone()), config()),
     )
-    .touched_objects();
+    .touched_objects()
+    .predicate_filter(domain_trigger, PredicateConfig::default());
     let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
     controller
         // A grant given, changed, expired or revoked changes its consumers' input ports.
