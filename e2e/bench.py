@@ -394,6 +394,8 @@ def report(args, results):
         f"| Resync writes: API server (leases aside) / Kafka / S3+IAM | "
         f"{resync['phase'].api_writes_excluding_leases()} / {resync['phase'].system_total('kafka', True)} / "
         f"{resync['phase'].system_total('s3', True) + resync['phase'].system_total('iam', True)} | 0 / 0 / 0 |",
+        f"| Shutdown on SIGTERM, after the single phase / after the resync | "
+        f"{' / '.join('over 30 s (killed)' if s is None else f'{s:.1f} s' for s in results['shutdown'])} | |",
         f"| Checked independently after the bulk phase | {results['topics']:,} topics (kafka-topics.sh), "
         f"{results['buckets']:,} buckets (boto3), Kafka open files {results['kafka_files']:,} | |",
         "",
@@ -445,6 +447,18 @@ def write_report(path, section, n):
 
 
 # ---------------------------------------------------------------------------- main
+
+
+def stop(operator, log):
+    """SIGTERM, as Kubernetes stops a pod; report (and end) a shutdown that overruns 30 s."""
+    began = time.monotonic()
+    try:
+        operator.terminate(timeout=30)
+    except subprocess.TimeoutExpired:
+        log("the operator did not stop within 30 s of SIGTERM; killed")
+        operator.kill()
+        return None
+    return time.monotonic() - began
 
 
 def wait_quiet(operator, expected, timeout):
@@ -524,7 +538,7 @@ def main():
     topics, buckets, kafka_files = len(kafka_topics()), len(s3_buckets()), kafka_open_files()
     log(f"checked: {topics} topics, {buckets} buckets, Kafka has {kafka_files} files open")
 
-    operator.terminate()
+    shutdown_seconds = stop(operator, log)
     total = Counter(k[0] for k in keys) + Counter({"DataProduct": args.singles})
     # Counted from before the process starts: its CPU includes starting up.
     resync_start = Snapshot(None, audit_length())
@@ -537,12 +551,12 @@ def main():
     log(f"resync: {phase.seconds:.1f} s; writes: API server {phase.api_writes_excluding_leases()} "
         f"(+{phase.lease_writes()} lease), Kafka {phase.system_total('kafka', True)}, "
         f"S3 {phase.system_total('s3', True)}, IAM {phase.system_total('iam', True)}")
-    operator.terminate()
+    resync_shutdown_seconds = stop(operator, log)
 
     results = {"machine": machine(), "products": args.domains * per_domain, "policies": policies,
                "objects": len(objects), "bulk": bulk, "single": single, "resync": resync,
                "peak_rss_mib": peak, "topics": topics, "buckets": buckets, "kafka_files": kafka_files,
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": args.command}
+               "shutdown": (shutdown_seconds, resync_shutdown_seconds), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": args.command}
     section = report(args, results)
     print(section)
     write_report(Path(args.output), section, results["products"])

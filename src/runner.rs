@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use tokio::signal::unix::{SignalKind, signal};
@@ -163,13 +164,35 @@ async fn lead(
     Ok(())
 }
 
-/// Every controller, until `stop` is cancelled; each finishes its in-flight reconciles.
+/// How long the controllers get, once asked to stop, to finish their in-flight reconciles:
+/// within a pod's default 30 s termination grace, leaving time to release the lease.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Every controller, until `stop` is cancelled; each finishes its in-flight reconciles, for at
+/// most [`SHUTDOWN_GRACE`]. Reconciles are idempotent, so one cut short is finished by the
+/// next leader; a shutdown that never ends would instead keep the lease from being released.
 async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
-    tokio::join!(
-        controller::domain::run(ctx.clone(), stop.clone()),
-        controller::data_product::run(ctx.clone(), stop.clone()),
-        controller::access_policy::run(ctx, stop),
-    );
+    let controllers = async {
+        tokio::join!(
+            controller::domain::run(ctx.clone(), stop.clone()),
+            controller::data_product::run(ctx.clone(), stop.clone()),
+            controller::access_policy::run(ctx.clone(), stop.clone()),
+        );
+    };
+    tokio::pin!(controllers);
+    tokio::select! {
+        () = &mut controllers => return,
+        () = stop.cancelled() => {}
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, controllers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "reconciles still running at shutdown were abandoned"
+        );
+    }
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {
