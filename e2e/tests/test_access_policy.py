@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import time
+import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 import botocore.exceptions
@@ -166,9 +167,9 @@ def access_policy(name, namespace, consumers, **spec):
             "spec": {"dataProduct": "orders", "consumers": [{"domain": c} for c in consumers], **spec}}
 
 
-def wait_policy_ready(mesh, name, generation=1):
+def wait_policy_ready(mesh, name, generation=1, namespace=None):
     def ready():
-        status = get_json("accesspolicy", name, "-n", mesh.a.name).get("status", {})
+        status = get_json("accesspolicy", name, "-n", namespace or mesh.a.name).get("status", {})
         conditions = {c["type"]: c for c in status.get("conditions", [])}
         ready = conditions.get("Ready", {})
         return (ready.get("status") == "True" and ready.get("observedGeneration") == generation) and status
@@ -192,8 +193,30 @@ def consumer_acls(mesh):
     return found
 
 
-def grant_policies(mesh, domain):
-    return [p for p in mesh.iam.list_user_policies(UserName=domain.name)["PolicyNames"] if p.startswith("datamesh-grant-")]
+GRANTS_POLICY = "datamesh-grants"
+
+
+def granted_buckets(mesh, domain):
+    """{bucket: actions} as the domain's one aggregated grants policy names them, read back from
+    IAM ({} when it has no such policy). Any inline policy besides that one and the domain's
+    owner policy (its own buckets) would be a grant kept elsewhere, and fails the test."""
+    names = mesh.iam.list_user_policies(UserName=domain.name)["PolicyNames"]
+    assert set(names) <= {GRANTS_POLICY, "datamesh-owner"}, f"unexpected inline policies of {domain.name}: {names}"
+    if GRANTS_POLICY not in names:
+        return {}
+    document = mesh.iam.get_user_policy(UserName=domain.name, PolicyName=GRANTS_POLICY)["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    statements = document["Statement"]
+    buckets = {}
+    for statement in statements if isinstance(statements, list) else [statements]:
+        assert statement["Effect"] == "Allow", statement
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for resource in resources:
+            bucket = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+            buckets.setdefault(bucket, set()).update(actions)
+    return buckets
 
 
 def input_ports(domain):
@@ -258,7 +281,7 @@ def test_a_read_policy_grants_reading_only_and_deleting_it_revokes_within_second
     elapsed = time.monotonic() - started
     assert elapsed < 10, f"revocation took {elapsed:.1f}s"
     assert consumer_acls(mesh) == set(), "no grant ACL may be left, not even the consumer-group one"
-    assert grant_policies(mesh, b) == []
+    assert granted_buckets(mesh, b) == {}
     assert kubectl("get", "configmap", "orders-events", "-n", b.name, check=False).returncode != 0
     assert can_i("get", "dataproducts.datamesh.dev/orders", mesh.a.name, "--as", workload) == "no"
     wait_for(lambda: input_ports(b) == {"orders-events": "Pending", "orders-lake": "Pending"},
@@ -274,6 +297,14 @@ def test_read_write_allows_producing_and_writing(mesh):
     assert b.produce("from-b") == "ok"
     assert b.put_object("from-b") == "ok"
     assert mesh.c.produce("from-c") == "refused"
+    assert set(granted_buckets(mesh, b)) == {mesh.bucket}
+
+    # Narrowed to read: the same grants policy loses write on the bucket, keeps read.
+    apply(access_policy("b-writes", mesh.a.name, [b.name], access="read"))
+    wait_policy_ready(mesh, "b-writes", generation=2)
+    assert b.put_object("from-b-read") == "AccessDenied"
+    assert b.get_object() == OBJECT_BODY
+    assert "s3:PutObject" not in granted_buckets(mesh, b)[mesh.bucket]
     delete_policy(mesh, "b-writes")
     assert b.produce("from-b-after") == "refused"
     assert b.put_object("from-b-after") == "AccessDenied"
@@ -297,6 +328,46 @@ def test_overlapping_policies_count_so_deleting_one_keeps_access(mesh):
     delete_policy(mesh, "b-events")
     assert b.consume() == "TopicAuthorizationException"
     assert consumer_acls(mesh) == set()
+
+
+def test_one_consumer_policy_carries_the_grants_of_two_producers(mesh):
+    """Grants from different producers share the consumer's one aggregated IAM policy: each
+    comes and goes without touching the other."""
+    b, c = mesh.b, mesh.c
+    refunds = f"{c.name}-refunds-lake"
+    s3_admin = s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY"))
+    s3_admin.create_bucket(Bucket=refunds)
+    s3_admin.put_object(Bucket=refunds, Key=OBJECT_KEY, Body=b"refund")
+    apply({"apiVersion": API, "kind": "DataProduct", "metadata": {"name": "refunds", "namespace": c.name},
+           "spec": {"domain": c.name, "owner": {"name": "carol"},
+                    "description": {"purpose": "Refunds", "usage": "One object per refund"},
+                    "outputPorts": [{"name": "lake", "bucket": {}}]}})
+
+    def read_refunds():
+        try:
+            return b.s3.get_object(Bucket=refunds, Key=OBJECT_KEY)["Body"].read()
+        except botocore.exceptions.ClientError as error:
+            return error.response["Error"]["Code"]
+
+    assert read_refunds() == "AccessDenied"
+    apply(access_policy("b-orders", mesh.a.name, [b.name], ports=["lake"]))
+    refunds_policy = access_policy("b-refunds", c.name, [b.name])
+    refunds_policy["spec"]["dataProduct"] = "refunds"
+    apply(refunds_policy)
+    wait_policy_ready(mesh, "b-orders")
+    wait_policy_ready(mesh, "b-refunds", namespace=c.name)
+    assert b.get_object() == OBJECT_BODY
+    assert read_refunds() == b"refund"
+    assert set(granted_buckets(mesh, b)) == {mesh.bucket, refunds}
+
+    delete_policy(mesh, "b-orders")
+    assert b.get_object() == "AccessDenied"
+    assert read_refunds() == b"refund", "another producer's grant went with this one"
+    assert set(granted_buckets(mesh, b)) == {refunds}
+
+    kubectl("delete", "accesspolicy", "b-refunds", "-n", c.name, "--timeout", "30s")
+    assert read_refunds() == "AccessDenied"
+    assert granted_buckets(mesh, b) == {}
 
 
 def test_expires_at_revokes_at_expiry(mesh):
@@ -326,7 +397,8 @@ def test_a_policy_naming_missing_things_is_stalled_and_grants_nothing(mesh):
     assert stalled["reason"] == "ConsumerNotFound"
     assert "no-such-domain" in stalled["message"]
     assert consumer_acls(mesh) == set()
-    assert grant_policies(mesh, mesh.b) == []
+    assert granted_buckets(mesh, mesh.b) == {}
+    assert mesh.b.get_object() == "AccessDenied"
     delete_policy(mesh, "ghosts")
 
 
@@ -346,10 +418,12 @@ def test_the_operator_killed_mid_grant_ends_exactly_as_declared(mesh, operator):
         (f"User:{b.name}", mesh.topic, "DESCRIBE"),
         (f"User:{b.name}", f"{b.name}.", "READ"),
     }
-    assert grant_policies(mesh, b) == []
-    assert grant_policies(mesh, c) == []
+    assert granted_buckets(mesh, b) == {}
+    assert granted_buckets(mesh, c) == {}
     assert b.consume() == RECORDS
     assert b.get_object() == "AccessDenied"
+    assert c.get_object() == "AccessDenied"
+    assert c.put_object("from-c") == "AccessDenied"
     assert c.consume() == "TopicAuthorizationException"
     assert kubectl("get", "configmap", "orders-lake", "-n", b.name, check=False).returncode != 0
     delete_policy(mesh, "crash")
