@@ -1,7 +1,9 @@
 //! Prometheus metrics: a few well-named families, served on `/metrics` by [`crate::http`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,6 +63,20 @@ pub struct Metrics {
     duration: Family<KindLabels, Histogram>,
     leader: Gauge,
     ready: AtomicBool,
+    in_flight: InFlight,
+}
+
+/// The reconciles running now, so a shutdown that overruns can say which ones it waits for.
+#[derive(Default)]
+struct InFlight {
+    next: AtomicU64,
+    running: Mutex<HashMap<u64, (String, String, Instant)>>,
+}
+
+impl InFlight {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, String, Instant)>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Default for Metrics {
@@ -103,20 +119,40 @@ impl Default for Metrics {
             duration,
             leader,
             ready: AtomicBool::new(false),
+            in_flight: InFlight::default(),
         }
     }
 }
 
 impl Metrics {
-    /// Start timing one reconcile of `kind`; the returned guard records it when dropped.
-    pub fn reconcile_started(&self, kind: &str) -> ReconcileTimer<'_> {
+    /// Start timing one reconcile of `kind` on `object`; the returned guard records it (and
+    /// stops listing it as running) when dropped.
+    pub fn reconcile_started(&self, kind: &str, object: String) -> ReconcileTimer<'_> {
         let labels = KindLabels { kind: kind.into() };
         self.reconciles.get_or_create(&labels).inc();
+        let id = self.in_flight.next.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        self.in_flight
+            .running()
+            .insert(id, (kind.to_owned(), object, started));
         ReconcileTimer {
             metrics: self,
             labels,
-            started: Instant::now(),
+            started,
+            id,
         }
+    }
+
+    /// The reconciles running now: kind, object, and for how long, longest first.
+    pub fn running_reconciles(&self) -> Vec<(String, String, Duration)> {
+        let mut running: Vec<_> = self
+            .in_flight
+            .running()
+            .values()
+            .map(|(kind, object, started)| (kind.clone(), object.clone(), started.elapsed()))
+            .collect();
+        running.sort_by(|a, b| b.2.cmp(&a.2));
+        running
     }
 
     /// Count one failed reconcile.
@@ -162,10 +198,12 @@ pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
     labels: KindLabels,
     started: Instant,
+    id: u64,
 }
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
+        self.metrics.in_flight.running().remove(&self.id);
         self.metrics
             .duration
             .get_or_create(&self.labels)
@@ -180,7 +218,10 @@ mod tests {
     #[test]
     fn reconciles_errors_and_durations_are_exposed_by_kind() {
         let metrics = Metrics::default();
-        drop(metrics.reconcile_started("Domain"));
+        let timer = metrics.reconcile_started("Domain", "payments".into());
+        assert_eq!(metrics.running_reconciles()[0].1, "payments");
+        drop(timer);
+        assert!(metrics.running_reconciles().is_empty());
         metrics.reconcile_failed("Domain", "kafka");
         metrics.set_leader(true);
         metrics.request_counter().count("kafka", "CreateTopics");

@@ -188,10 +188,15 @@ async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
         .await
         .is_err()
     {
-        tracing::warn!(
-            grace_seconds = SHUTDOWN_GRACE.as_secs(),
-            "reconciles still running at shutdown were abandoned"
-        );
+        for (kind, object, running) in ctx.metrics.running_reconciles() {
+            tracing::warn!(
+                kind,
+                object,
+                running_seconds = running.as_secs(),
+                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                "reconcile still running at shutdown: abandoned"
+            );
+        }
     }
 }
 
