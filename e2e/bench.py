@@ -235,6 +235,7 @@ class Snapshot:
         self.at = time.monotonic()
         self.audit = audit_lines
         self.external = Counter()
+        self.external_seconds = Counter()
         self.reconciles = Counter()
         self.cpu = self.peak_rss_mib = self.rss_mib = 0.0
         if operator is None:
@@ -249,6 +250,10 @@ class Snapshot:
             found = re.match(r'datamesh_operator_external_requests_total\{system="(\w+)",operation="(\w+)"\} (\S+)', line)
             if found:
                 self.external[(found[1], found[2])] = float(found[3])
+            found = re.match(r'datamesh_operator_external_request_duration_seconds_sum'
+                             r'\{system="(\w+)",operation="(\w+)"\} (\S+)', line)
+            if found:
+                self.external_seconds[(found[1], found[2])] = float(found[3])
             found = re.match(r'datamesh_operator_reconciles_total\{kind="(\w+)"\} (\S+)', line)
             if found:
                 self.reconciles[found[1]] = float(found[2])
@@ -287,6 +292,7 @@ class Phase:
         self.seconds = after.at - before.at
         self.cpu = after.cpu - before.cpu
         self.external = delta(before.external, after.external)
+        self.external_seconds = delta(before.external_seconds, after.external_seconds)
         self.api = audit_counts(before.audit, after.audit)
         self.peak_rss_mib = after.peak_rss_mib
 
@@ -396,7 +402,7 @@ def report(args, results):
         f"{resync['phase'].system_total('s3', True) + resync['phase'].system_total('iam', True)} | 0 / 0 / 0 |",
         f"| Shutdown on SIGTERM, after the single phase / after the resync | "
         f"{' / '.join('over 30 s (killed)' if s is None else f'{s:.1f} s' for s in results['shutdown'])} | |",
-        f"| Checked independently after the bulk phase | {results['topics']:,} topics (kafka-topics.sh), "
+        f"| Checked independently after the single phase | {results['topics']:,} topics (kafka-topics.sh), "
         f"{results['buckets']:,} buckets (boto3), Kafka open files {results['kafka_files']:,} | |",
         "",
         "Requests the operator made, by phase (API server: its audit log; Kafka, S3 and IAM: the "
@@ -412,6 +418,15 @@ def report(args, results):
             f"{phase.system_total('kafka', False):,} | {phase.system_total('kafka', True):,} | "
             f"{phase.system_total('s3', False):,} | {phase.system_total('s3', True):,} | "
             f"{phase.system_total('iam', False):,} | {phase.system_total('iam', True):,} |")
+    waited = sorted(bulk["phase"].external_seconds.items(), key=lambda item: -item[1])[:8]
+    lines += ["", "Where the bulk phase waited: the Kafka, S3 and IAM requests that took longest in all "
+              "(requests overlap: up to 16 reconciles of each kind run at once), from the operator's "
+              "`datamesh_operator_external_request_duration_seconds`:", "",
+              "| System | Operation | Requests | Total | Mean |", "|---|---|---|---|---|"]
+    for (system, operation), seconds in waited:
+        count = bulk["phase"].external.get((system, operation), 0)
+        mean = seconds / count * 1000 if count else 0
+        lines.append(f"| {system} | {operation} | {int(count):,} | {seconds:.1f} s | {mean:.0f} ms |")
     lines += ["", "<details><summary>Every request, by phase</summary>", ""]
     for phase in (bulk["phase"], single["phase"], resync["phase"]):
         api = ", ".join(f"{verb} {resource} {n:,}" for (verb, resource), n in sorted(phase.api.items()))

@@ -36,21 +36,53 @@ pub struct RequestLabels {
     pub operation: String,
 }
 
-/// Counts the requests the operator sends to Kafka and to S3/IAM. The clients count at the
-/// one place each request leaves the process, so the benchmark can tell reads from writes
-/// (and a resync that changed nothing from one that wrote).
-#[derive(Clone, Debug, Default)]
-pub struct RequestCounter(Family<RequestLabels, Counter>);
+/// Counts and times the requests the operator sends to Kafka and to S3/IAM. The clients count
+/// at the one place each request leaves the process, so the benchmark can tell reads from
+/// writes (and a resync that changed nothing from one that wrote), and where the time goes.
+#[derive(Clone, Debug)]
+pub struct RequestCounter {
+    count: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+}
+
+impl Default for RequestCounter {
+    fn default() -> Self {
+        Self {
+            count: Family::default(),
+            // 1 ms to ~33 s.
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+        }
+    }
+}
 
 impl RequestCounter {
-    /// Count one request of `operation` to `system`.
-    pub fn count(&self, system: &str, operation: &str) {
-        self.0
-            .get_or_create(&RequestLabels {
-                system: system.into(),
-                operation: operation.into(),
-            })
-            .inc();
+    /// Count one request of `operation` to `system`; the returned guard records how long it
+    /// took when dropped, so keep it until the answer is in.
+    pub fn count(&self, system: &str, operation: &str) -> RequestTimer {
+        let labels = RequestLabels {
+            system: system.into(),
+            operation: operation.into(),
+        };
+        self.count.get_or_create(&labels).inc();
+        RequestTimer {
+            histogram: self.duration.get_or_create(&labels).clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Records a request's duration when dropped.
+#[must_use = "the request is timed until this is dropped"]
+pub struct RequestTimer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -109,7 +141,12 @@ impl Default for Metrics {
         registry.register(
             "external_requests",
             "Requests sent to Kafka and to S3/IAM, by system and operation",
-            requests.0.clone(),
+            requests.count.clone(),
+        );
+        registry.register(
+            "external_request_duration_seconds",
+            "How long requests to Kafka and to S3/IAM took, by system and operation",
+            requests.duration.clone(),
         );
         Self {
             registry,
@@ -151,7 +188,7 @@ impl Metrics {
             .values()
             .map(|(kind, object, started)| (kind.clone(), object.clone(), started.elapsed()))
             .collect();
-        running.sort_by(|a, b| b.2.cmp(&a.2));
+        running.sort_by_key(|(_, _, running)| std::cmp::Reverse(*running));
         running
     }
 
@@ -224,7 +261,7 @@ mod tests {
         assert!(metrics.running_reconciles().is_empty());
         metrics.reconcile_failed("Domain", "kafka");
         metrics.set_leader(true);
-        metrics.request_counter().count("kafka", "CreateTopics");
+        drop(metrics.request_counter().count("kafka", "CreateTopics"));
         let text = metrics.encode().unwrap();
         assert!(text.contains("datamesh_operator_reconciles_total{kind=\"Domain\"} 1"));
         assert!(text.contains(

@@ -20,7 +20,7 @@ use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient}
 use super::scram::{ScramCredentialUpsert, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
 use super::{BatchResult, KafkaAdmin};
-use crate::metrics::RequestCounter;
+use crate::metrics::{RequestCounter, RequestTimer};
 
 /// How the admin client reaches the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,9 +141,9 @@ impl RdKafkaAdmin {
         self
     }
 
-    /// Count one request of the Kafka API `operation`.
-    fn sending(&self, operation: &str) {
-        self.requests.count("kafka", operation);
+    /// Count one request of the Kafka API `operation`, timed until the guard is dropped.
+    fn sending(&self, operation: &str) -> RequestTimer {
+        self.requests.count("kafka", operation)
     }
 
     #[instrument(skip_all, fields(count = topics.len()))]
@@ -152,7 +152,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| topics[i].clone()).collect();
-            self.sending("CreateTopics");
+            let _timer = self.sending("CreateTopics");
             let answers = ffi::create_topics(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -189,8 +189,10 @@ impl RdKafkaAdmin {
         if unique.is_empty() {
             return Ok(outcomes.finish(|i| topic_resource(&names[i])));
         }
-        self.sending("DescribeTopics");
-        self.sending("DescribeConfigs");
+        let _timers = (
+            self.sending("DescribeTopics"),
+            self.sending("DescribeConfigs"),
+        );
         let (topics, configs) = futures::future::try_join(
             ffi::describe_topics(&self.client, self.timeout, unique.clone()),
             ffi::describe_topic_configs(&self.client, self.timeout, unique),
@@ -255,7 +257,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| increases[i].clone()).collect();
-            self.sending("CreatePartitions");
+            let _timer = self.sending("CreatePartitions");
             let answers = ffi::create_partitions(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -280,7 +282,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| alterations[i].clone()).collect();
-            self.sending("IncrementalAlterConfigs");
+            let _timer = self.sending("IncrementalAlterConfigs");
             let answers = ffi::alter_topic_configs(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -302,7 +304,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| names[i].clone()).collect();
-            self.sending("DeleteTopics");
+            let _timer = self.sending("DeleteTopics");
             let answers = ffi::delete_topics(&self.client, self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
@@ -323,7 +325,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| bindings[i].clone()).collect();
-            self.sending("CreateAcls");
+            let _timer = self.sending("CreateAcls");
             let answers = ffi::create_acls(&self.client, self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 let result = match answer {
@@ -347,7 +349,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| filters[i].clone()).collect();
-            self.sending("DeleteAcls");
+            let _timer = self.sending("DeleteAcls");
             let answers = ffi::delete_acls(&self.client, self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 outcomes.settle(
@@ -380,7 +382,7 @@ impl RdKafkaAdmin {
                     ))
                 });
         }
-        self.sending("DescribeAcls");
+        let _timer = self.sending("DescribeAcls");
         ffi::describe_acls(&self.client, self.timeout, filter.clone()).await
     }
 
@@ -395,7 +397,7 @@ impl RdKafkaAdmin {
         let pending = outcomes.pending();
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| alteration(i)).collect();
-            self.sending("AlterUserScramCredentials");
+            let _timer = self.sending("AlterUserScramCredentials");
             let answers =
                 ffi::alter_scram_credentials(&self.client, operation, self.timeout, to_send)
                     .await?;
@@ -427,7 +429,7 @@ impl RdKafkaAdmin {
         let mut unique = users.to_vec();
         unique.sort();
         unique.dedup();
-        self.sending("DescribeUserScramCredentials");
+        let _timer = self.sending("DescribeUserScramCredentials");
         let described = ffi::describe_scram_credentials(&self.client, self.timeout, unique).await?;
         let mut found = Vec::with_capacity(described.len());
         for user in described {

@@ -255,7 +255,7 @@ impl HttpObjectStore {
             Service::S3 => (&self.s3, "s3"),
             Service::Iam => (&self.iam, "iam"),
         };
-        self.requests.count(system, call.operation.as_str());
+        let _timer = self.requests.count(system, call.operation.as_str());
         let path = format!("{}{}", endpoint.base_path, call.path);
         let query = sigv4::canonical_query(&call.query);
         let url = if query.is_empty() {
