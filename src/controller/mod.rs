@@ -41,6 +41,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The domains' aggregated IAM policies, as last written or read.
     pub user_policies: UserPolicies,
+    /// The domains whose Kafka and IAM identities were checked recently.
+    pub checked_identities: domain::CheckedIdentities,
 }
 
 impl Context {
@@ -59,6 +61,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             user_policies: UserPolicies::new(settings.resync),
+            checked_identities: domain::CheckedIdentities::new(settings.resync),
             client,
             settings,
             kafka,

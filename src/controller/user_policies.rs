@@ -74,6 +74,13 @@ impl UserPolicies {
             .clone()
     }
 
+    /// Forget everything remembered of `user`'s policies (the user is being deleted): a user
+    /// of the same name made later starts from what the service holds.
+    pub fn forget_user(&self, user: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|(owner, _), _| owner != user);
+    }
+
     /// Make the policy contain `request.needed` and nothing of `request.gone`. When the
     /// remembered copy already does, nothing is sent. Otherwise `wanted` (everything the user
     /// should hold now, `needed` included) is compared with the service and written if it
@@ -251,6 +258,23 @@ mod tests {
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_user_is_read_again() {
+        let storage = world().await;
+        let policies = UserPolicies::new(Duration::from_secs(300));
+        converge(&policies, &storage, &["a"], &[], &["a"]).await;
+        // The user is deleted with its policies, and made again.
+        storage
+            .delete_user_policy("payments", "datamesh-owner")
+            .await
+            .unwrap();
+        policies.forget_user("payments");
+        assert_eq!(
+            converge(&policies, &storage, &["a"], &[], &["a"]).await,
+            PolicyWrite::Put
         );
     }
 

@@ -7,7 +7,9 @@
 
 pub mod desired;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccount};
@@ -194,6 +196,58 @@ async fn ensure_credentials(domain: &Domain, ctx: &Context) -> Result<(), Error>
             .and_then(|secret| secret_value(secret, key))
     };
 
+    // Checking both identities costs a Kafka and two IAM requests, and SeaweedFS answers IAM
+    // one request at a time: with thousands of products (each one's creation reconciles its
+    // Domain) those checks queued for tens of seconds. What was checked is trusted for one
+    // resync period, as long as the Secret still holds what was checked.
+    let checked = match (
+        stored(keys::KAFKA_PASSWORD),
+        stored(keys::S3_ACCESS_KEY_ID),
+        stored(keys::S3_SECRET_ACCESS_KEY),
+    ) {
+        (Some(password), Some(id), Some(secret))
+            if ctx.checked_identities.is_fresh(&name, id.expose()) =>
+        {
+            Some((password, id.expose().to_owned(), secret))
+        }
+        _ => None,
+    };
+    let (kafka_password, access_key_id, secret_access_key) = match checked {
+        Some(checked) => checked,
+        None => {
+            let verified = verify_identities(&name, ctx, &stored).await?;
+            ctx.checked_identities.record(&name, &verified.1);
+            verified
+        }
+    };
+
+    let secret = desired::credentials_secret(
+        domain,
+        &Credentials {
+            kafka_bootstrap_servers: &ctx.settings.kafka.bootstrap_servers,
+            kafka_password: kafka_password.expose(),
+            s3_endpoint: &ctx.settings.s3.endpoint,
+            s3_region: &ctx.settings.s3.region,
+            s3_access_key_id: &access_key_id,
+            s3_secret_access_key: secret_access_key.expose(),
+        },
+    );
+    apply(&secrets, &secret)
+        .await
+        .map_err(kube_context(format!(
+            "applying Secret {namespace}/{secret_name}"
+        )))?;
+    Ok(())
+}
+
+/// Make the domain's Kafka SCRAM credential and IAM access key exist and match what the
+/// Secret stores (`stored`), creating what is missing. Returns the Kafka password and the
+/// access key.
+async fn verify_identities(
+    name: &str,
+    ctx: &Context,
+    stored: &impl Fn(&str) -> Option<SecretString>,
+) -> Result<(SecretString, String, SecretString), Error> {
     // Kafka: a SCRAM-SHA-512 credential for User:<domain> with the stored password.
     let kafka_user = desired::kafka_user(&name);
     let stored_password = stored(keys::KAFKA_PASSWORD);
@@ -248,23 +302,46 @@ async fn ensure_credentials(domain: &Domain, ctx: &Context) -> Result<(), Error>
             .await?;
     }
 
-    let secret = desired::credentials_secret(
-        domain,
-        &Credentials {
-            kafka_bootstrap_servers: &ctx.settings.kafka.bootstrap_servers,
-            kafka_password: kafka_password.expose(),
-            s3_endpoint: &ctx.settings.s3.endpoint,
-            s3_region: &ctx.settings.s3.region,
-            s3_access_key_id: &access_key_id,
-            s3_secret_access_key: secret_access_key.expose(),
-        },
-    );
-    apply(&secrets, &secret)
-        .await
-        .map_err(kube_context(format!(
-            "applying Secret {namespace}/{secret_name}"
-        )))?;
-    Ok(())
+    Ok((kafka_password, access_key_id, secret_access_key))
+}
+
+/// Domains whose Kafka and IAM identities were checked recently, with the access key the
+/// check found (see `ensure_credentials`).
+pub struct CheckedIdentities {
+    trust_for: Duration,
+    checked: std::sync::Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl CheckedIdentities {
+    /// Trust a check for `trust_for` (the resync period).
+    pub fn new(trust_for: Duration) -> Self {
+        Self {
+            trust_for,
+            checked: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        self.checked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `domain`'s identities were checked within the trust period, with this key.
+    fn is_fresh(&self, domain: &str, access_key_id: &str) -> bool {
+        self.entries()
+            .get(domain)
+            .is_some_and(|(key, at)| key == access_key_id && at.elapsed() < self.trust_for)
+    }
+
+    fn record(&self, domain: &str, access_key_id: &str) {
+        self.entries().insert(
+            domain.to_owned(),
+            (access_key_id.to_owned(), Instant::now()),
+        );
+    }
+
+    fn forget(&self, domain: &str) {
+        self.entries().remove(domain);
+    }
 }
 
 /// The Domain is being deleted: refuse while it has products, else remove its identities.
@@ -290,6 +367,9 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
         return Err(Error::Blocked(message));
     }
 
+    // A Domain of the same name made again later must be checked from scratch.
+    ctx.checked_identities.forget(&name);
+    ctx.user_policies.forget_user(&desired::storage_user(&name));
     let kafka_user = desired::kafka_user(&name);
     let deleted = ctx
         .kafka
@@ -457,6 +537,24 @@ mod tests {
         );
         d.metadata.generation = Some(3);
         d
+    }
+
+    #[test]
+    fn a_checked_identity_is_trusted_for_its_key_until_forgotten_or_stale() {
+        let checked = CheckedIdentities::new(Duration::from_secs(300));
+        assert!(!checked.is_fresh("payments", "AK1"));
+        checked.record("payments", "AK1");
+        assert!(checked.is_fresh("payments", "AK1"));
+        assert!(
+            !checked.is_fresh("payments", "AK2"),
+            "another key is checked again"
+        );
+        assert!(!checked.is_fresh("customers", "AK1"));
+        checked.forget("payments");
+        assert!(!checked.is_fresh("payments", "AK1"));
+        let stale = CheckedIdentities::new(Duration::ZERO);
+        stale.record("payments", "AK1");
+        assert!(!stale.is_fresh("payments", "AK1"));
     }
 
     #[test]
