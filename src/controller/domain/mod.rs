@@ -249,7 +249,7 @@ async fn verify_identities(
     stored: &impl Fn(&str) -> Option<SecretString>,
 ) -> Result<(SecretString, String, SecretString), Error> {
     // Kafka: a SCRAM-SHA-512 credential for User:<domain> with the stored password.
-    let kafka_user = desired::kafka_user(&name);
+    let kafka_user = desired::kafka_user(name);
     let stored_password = stored(keys::KAFKA_PASSWORD);
     let kafka_known = ctx
         .kafka
@@ -278,7 +278,7 @@ async fn verify_identities(
     };
 
     // Object storage: an IAM user with exactly one access key, the one in the Secret.
-    let storage_user = desired::storage_user(&name);
+    let storage_user = desired::storage_user(name);
     ctx.storage.ensure_user(&storage_user).await?;
     let live_keys = ctx.storage.list_access_keys(&storage_user).await?;
     let stored_key = stored(keys::S3_ACCESS_KEY_ID)
