@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -21,6 +22,9 @@ use super::scram::{ScramCredentialUpsert, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
 use super::{BatchResult, KafkaAdmin};
 use crate::metrics::{RequestCounter, RequestTimer};
+
+/// How many admin clients (broker connections) requests are spread over.
+const CONNECTIONS: usize = 4;
 
 /// How the admin client reaches the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,7 +103,12 @@ impl KafkaAdminConfig {
 
 /// The Kafka admin client the operator runs with. Cheap to share: hold it in an `Arc<dyn KafkaAdmin>`.
 pub struct RdKafkaAdmin {
-    client: SharedClient,
+    /// Several clients, each with its own broker connection, used in turn: a broker answers
+    /// the requests of one connection one at a time, so with a single client every reconcile
+    /// waited behind every other's Kafka requests (measured: 110 to 170 ms per request at
+    /// 1,000 products, for a few milliseconds of broker work each).
+    clients: Vec<SharedClient>,
+    next: AtomicUsize,
     timeout: Duration,
     bootstrap_servers: String,
     requests: RequestCounter,
@@ -118,21 +127,32 @@ impl RdKafkaAdmin {
     /// Creates the client. librdkafka connects lazily, so an unreachable cluster shows up
     /// in the first call, not here; this fails only on an invalid configuration.
     pub fn new(config: &KafkaAdminConfig) -> Result<Self, KafkaAdminError> {
-        let client: AdminClient<DefaultClientContext> =
-            config
-                .client_config()
-                .create()
-                .map_err(|err| KafkaAdminError::Client {
-                    bootstrap_servers: config.bootstrap_servers.clone(),
-                    reason: err.to_string(),
-                })?;
-        debug!(bootstrap_servers = %config.bootstrap_servers, user = %config.username, "created the Kafka admin client");
+        let clients = (0..CONNECTIONS)
+            .map(|_| {
+                config
+                    .client_config()
+                    .create::<AdminClient<DefaultClientContext>>()
+                    .map(Arc::new)
+                    .map_err(|err| KafkaAdminError::Client {
+                        bootstrap_servers: config.bootstrap_servers.clone(),
+                        reason: err.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        debug!(bootstrap_servers = %config.bootstrap_servers, user = %config.username, connections = CONNECTIONS, "created the Kafka admin clients");
         Ok(Self {
-            client: Arc::new(client),
+            clients,
+            next: AtomicUsize::new(0),
             timeout: config.request_timeout,
             bootstrap_servers: config.bootstrap_servers.clone(),
             requests: RequestCounter::default(),
         })
+    }
+
+    /// The client for the next request, in turn.
+    fn client(&self) -> &SharedClient {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        &self.clients[index]
     }
 
     /// Count every request sent to Kafka with `requests` (the operator's metrics).
@@ -153,7 +173,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| topics[i].clone()).collect();
             let _timer = self.sending("CreateTopics");
-            let answers = ffi::create_topics(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::create_topics(self.client(), self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
                 AdminOperation::CreateTopics,
@@ -194,8 +214,8 @@ impl RdKafkaAdmin {
             self.sending("DescribeConfigs"),
         );
         let (topics, configs) = futures::future::try_join(
-            ffi::describe_topics(&self.client, self.timeout, unique.clone()),
-            ffi::describe_topic_configs(&self.client, self.timeout, unique),
+            ffi::describe_topics(self.client(), self.timeout, unique.clone()),
+            ffi::describe_topic_configs(self.client(), self.timeout, unique),
         )
         .await?;
         let mut configs: HashMap<String, ffi::DescribedConfigs> = configs
@@ -258,7 +278,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| increases[i].clone()).collect();
             let _timer = self.sending("CreatePartitions");
-            let answers = ffi::create_partitions(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::create_partitions(self.client(), self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
                 AdminOperation::CreatePartitions,
@@ -283,7 +303,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| alterations[i].clone()).collect();
             let _timer = self.sending("IncrementalAlterConfigs");
-            let answers = ffi::alter_topic_configs(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::alter_topic_configs(self.client(), self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
                 AdminOperation::AlterTopicConfigs,
@@ -305,7 +325,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| names[i].clone()).collect();
             let _timer = self.sending("DeleteTopics");
-            let answers = ffi::delete_topics(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::delete_topics(self.client(), self.timeout, to_send).await?;
             settle_by_name(
                 &mut outcomes,
                 AdminOperation::DeleteTopics,
@@ -326,7 +346,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| bindings[i].clone()).collect();
             let _timer = self.sending("CreateAcls");
-            let answers = ffi::create_acls(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::create_acls(self.client(), self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 let result = match answer {
                     None => Ok(()),
@@ -350,7 +370,7 @@ impl RdKafkaAdmin {
         if !pending.is_empty() {
             let to_send = pending.iter().map(|&i| filters[i].clone()).collect();
             let _timer = self.sending("DeleteAcls");
-            let answers = ffi::delete_acls(&self.client, self.timeout, to_send).await?;
+            let answers = ffi::delete_acls(self.client(), self.timeout, to_send).await?;
             for (&index, answer) in pending.iter().zip(answers) {
                 outcomes.settle(
                     index,
@@ -383,7 +403,7 @@ impl RdKafkaAdmin {
                 });
         }
         let _timer = self.sending("DescribeAcls");
-        ffi::describe_acls(&self.client, self.timeout, filter.clone()).await
+        ffi::describe_acls(self.client(), self.timeout, filter.clone()).await
     }
 
     #[instrument(skip_all, fields(%operation, count = users.len()))]
@@ -399,7 +419,7 @@ impl RdKafkaAdmin {
             let to_send = pending.iter().map(|&i| alteration(i)).collect();
             let _timer = self.sending("AlterUserScramCredentials");
             let answers =
-                ffi::alter_scram_credentials(&self.client, operation, self.timeout, to_send)
+                ffi::alter_scram_credentials(self.client(), operation, self.timeout, to_send)
                     .await?;
             settle_by_name(
                 &mut outcomes,
@@ -430,7 +450,8 @@ impl RdKafkaAdmin {
         unique.sort();
         unique.dedup();
         let _timer = self.sending("DescribeUserScramCredentials");
-        let described = ffi::describe_scram_credentials(&self.client, self.timeout, unique).await?;
+        let described =
+            ffi::describe_scram_credentials(self.client(), self.timeout, unique).await?;
         let mut found = Vec::with_capacity(described.len());
         for user in described {
             match user.failure {
