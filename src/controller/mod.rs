@@ -6,6 +6,7 @@ pub mod apply;
 pub mod data_product;
 pub mod domain;
 pub mod leader;
+pub mod stores_ready;
 pub mod user_policies;
 
 use std::hash::{DefaultHasher, Hash, Hasher};

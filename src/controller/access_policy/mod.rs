@@ -54,6 +54,7 @@ use self::desired::{
     consumers_role_binding, consumers_role_name, evaluate, group_binding, user_bucket_grants,
 };
 use super::apply::{MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, delete_ignoring_missing};
+use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
     Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
@@ -95,26 +96,15 @@ pub struct State {
     pub policies: Store<AccessPolicy>,
     /// One lock per product being converged.
     converging: ProductLocks,
+    /// The three stores have listed everything once.
+    ready: StoresReady,
 }
 
 impl State {
     /// Wait until every store has seen its first full list: before that a missing object
     /// might only be not listed yet, and a grant computed from it would be wrongly revoked.
     async fn ready(&self) -> Result<(), Error> {
-        let stopped = |kind: &str| Error::Blocked(format!("the {kind} watch stopped"));
-        self.domains
-            .wait_until_ready()
-            .await
-            .map_err(|_| stopped("Domain"))?;
-        self.products
-            .wait_until_ready()
-            .await
-            .map_err(|_| stopped("DataProduct"))?;
-        self.policies
-            .wait_until_ready()
-            .await
-            .map_err(|_| stopped("AccessPolicy"))?;
-        Ok(())
+        self.ready.wait().await
     }
 }
 
@@ -259,6 +249,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             error_policy,
             Arc::new(State {
                 ctx,
+                ready: StoresReady::spawn(vec![
+                    StoresReady::of("Domain", &domains),
+                    StoresReady::of("DataProduct", &products),
+                    StoresReady::of("AccessPolicy", &policies),
+                ]),
                 domains,
                 products,
                 policies,

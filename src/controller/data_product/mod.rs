@@ -50,6 +50,7 @@ use super::apply::{
     is_subset,
 };
 use super::domain::desired::storage_user;
+use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
     Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
@@ -96,20 +97,15 @@ pub struct State {
     pub products: Store<DataProduct>,
     /// Every Domain, as the Domain watch sees it.
     pub domains: Store<Domain>,
+    /// Both stores have listed everything once.
+    pub ready: StoresReady,
 }
 
 impl State {
     /// Wait until both watches have listed everything once: claims, quotas and inputs compare
     /// with every product and domain.
     async fn ready(&self) -> Result<(), Error> {
-        self.products
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::Blocked("the DataProduct watch stopped".into()))?;
-        self.domains
-            .wait_until_ready()
-            .await
-            .map_err(|_| Error::Blocked("the Domain watch stopped".into()))
+        self.ready.wait().await
     }
 
     /// The Domain called `name`, as the watch last saw it.
@@ -157,6 +153,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             error_policy,
             Arc::new(State {
                 ctx,
+                ready: StoresReady::spawn(vec![
+                    StoresReady::of("DataProduct", &store),
+                    StoresReady::of("Domain", &domains),
+                ]),
                 products: store,
                 domains,
             }),
