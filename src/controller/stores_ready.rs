@@ -4,8 +4,11 @@
 //! shared oneshot receiver, which keeps only the waker of the last task that polled it. When
 //! a controller starts, its first reconciles (up to its concurrency) all wait at once, and
 //! all but one were never woken: they hung for good, starving the controller and blocking
-//! its graceful shutdown. Here a single task waits for the stores, and the reconciles wait
-//! on a `watch` channel, which wakes every waiter.
+//! its graceful shutdown. Here a single task waits for the stores (re-asking, so that no
+//! other waiter can take its wake-up), and the reconciles wait on a `watch` channel, which
+//! wakes every waiter.
+
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use kube::runtime::reflector::Store;
@@ -13,6 +16,9 @@ use kube::runtime::reflector::store::WriterDropped;
 use tokio::sync::watch;
 
 use super::Error;
+
+/// How often the gate's task asks a store again whether it is ready.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Whether every store has listed its kind once: `None` while waiting, `Some(Err(kind))`
 /// when the watch of `kind` stopped first.
@@ -52,7 +58,17 @@ impl StoresReady {
         let store = store.clone();
         (
             kind,
-            Box::pin(async move { store.wait_until_ready().await }),
+            Box::pin(async move {
+                // Asked afresh every 100 ms: another waiter on the same store (the controller's
+                // own runner waits on its store too) may take the wake-up, but a fresh poll
+                // sees a value that has arrived.
+                loop {
+                    if let Ok(ready) = tokio::time::timeout(RECHECK, store.wait_until_ready()).await
+                    {
+                        return ready;
+                    }
+                }
+            }),
         )
     }
 
