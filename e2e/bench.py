@@ -420,7 +420,7 @@ def report(args, results):
             f"{phase.system_total('iam', False):,} | {phase.system_total('iam', True):,} |")
     waited = sorted(bulk["phase"].external_seconds.items(), key=lambda item: -item[1])[:8]
     lines += ["", "Where the bulk phase waited: the Kafka, S3 and IAM requests that took longest in all "
-              "(requests overlap: up to 16 reconciles of each kind run at once), from the operator's "
+              "(requests overlap: up to 32 DataProduct and 32 AccessPolicy reconciles run at once), from the operator's "
               "`datamesh_operator_external_request_duration_seconds`:", "",
               "| System | Operation | Requests | Total | Mean |", "|---|---|---|---|---|"]
     for (system, operation), seconds in waited:

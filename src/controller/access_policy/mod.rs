@@ -78,7 +78,7 @@ const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
 
 /// How many AccessPolicies are reconciled at once (those of one product still converge one
 /// at a time, see [`ProductLocks`]).
-const CONCURRENCY: u16 = 16;
+const CONCURRENCY: u16 = 32;
 
 /// Serializes the consumer-group ACL section of [`sync_kafka`] across products (see there).
 static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
@@ -188,7 +188,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (products, product_writer) = reflector::store();
     let product_events = reflector(
         product_writer,
-        watcher(Api::<DataProduct>::all(client.clone()), config()),
+        watcher(Api::<DataProduct>::all(client.clone()), config()).default_backoff(),
     )
     .touched_objects()
     // Grants depend on a product's spec and existence, never on its status, which changes
@@ -198,9 +198,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         PredicateConfig::default(),
     );
     let (domains, domain_writer) = reflector::store();
-    let domain_events = reflector(domain_writer, watcher(Api::<Domain>::all(client), config()))
-        .touched_objects()
-        .predicate_filter(domain_trigger, PredicateConfig::default());
+    let domain_events = reflector(
+        domain_writer,
+        watcher(Api::<Domain>::all(client), config()).default_backoff(),
+    )
+    .touched_objects()
+    .predicate_filter(domain_trigger, PredicateConfig::default());
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.

@@ -37,7 +37,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ const QUOTA_EXCEEDED: &str = "QuotaExceeded";
 /// The Ready reason of a product that names a topic or bucket an older product keeps.
 const CLAIMED: &str = "ClaimedByAnotherProduct";
 /// How many DataProducts are reconciled at once.
-const CONCURRENCY: u16 = 16;
+const CONCURRENCY: u16 = 32;
 
 /// What each reconcile is handed: the shared context and the watch's view of every product
 /// (for claims, quotas and input ports, without listing on every reconcile).
@@ -119,13 +119,25 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let products = Api::<DataProduct>::all(client.clone());
     let config = || watcher::Config::default().any_semantic();
-    let controller = Controller::new(products.clone(), config())
+    // A product is reconciled when its spec or finalizers change, not on its own status
+    // writes: those would add a reconcile per write that finds nothing to do (a third of all
+    // reconciles when many products are created at once).
+    let (store, writer) = reflector::store();
+    let own_events = reflector(
+        writer,
+        watcher(products.clone(), config()).default_backoff(),
+    )
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        PredicateConfig::default(),
+    );
+    let controller = Controller::for_stream(own_events, store.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let store = controller.store();
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client.clone()), config()),
+        watcher(Api::<Domain>::all(client.clone()), config()).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());

@@ -51,6 +51,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
         .watches_stream(
             watcher(products, watcher::Config::default().any_semantic())
+                .default_backoff()
                 .touched_objects()
                 .predicate_filter(
                     predicates::generation.combine(predicates::finalizers),

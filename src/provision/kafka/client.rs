@@ -87,6 +87,9 @@ impl KafkaAdminConfig {
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", "datamesh-operator-admin")
+            // Admin requests are small and answered one by one: never hold one back to
+            // coalesce it with the next (Nagle's algorithm).
+            .set("socket.nagle.disable", "true")
             .set(
                 "security.protocol",
                 self.security_protocol.as_config_value(),
