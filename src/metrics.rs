@@ -164,7 +164,17 @@ impl Default for Metrics {
 impl Metrics {
     /// Start timing one reconcile of `kind` on `object`; the returned guard records it (and
     /// stops listing it as running) when dropped.
-    pub fn reconcile_started(&self, kind: &str, object: String) -> ReconcileTimer<'_> {
+    pub fn reconcile_started<K: kube::Resource>(
+        &self,
+        kind: &str,
+        object: &K,
+    ) -> ReconcileTimer<'_> {
+        let meta = object.meta();
+        let name = meta.name.clone().unwrap_or_default();
+        let object = match &meta.namespace {
+            Some(namespace) => format!("{namespace}/{name}"),
+            None => name,
+        };
         let labels = KindLabels { kind: kind.into() };
         self.reconciles.get_or_create(&labels).inc();
         let id = self.in_flight.next.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +265,9 @@ mod tests {
     #[test]
     fn reconciles_errors_and_durations_are_exposed_by_kind() {
         let metrics = Metrics::default();
-        let timer = metrics.reconcile_started("Domain", "payments".into());
+        let mut domain = k8s_openapi::api::core::v1::Namespace::default();
+        domain.metadata.name = Some("payments".into());
+        let timer = metrics.reconcile_started("Domain", &domain);
         assert_eq!(metrics.running_reconciles()[0].1, "payments");
         drop(timer);
         assert!(metrics.running_reconciles().is_empty());

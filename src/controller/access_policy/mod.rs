@@ -272,14 +272,7 @@ fn error_policy(_: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Actio
 }
 
 async fn reconcile(policy: Arc<AccessPolicy>, state: Arc<State>) -> Result<Action, Error> {
-    let _timer = state.ctx.metrics.reconcile_started(
-        KIND,
-        format!(
-            "{}/{}",
-            policy.namespace().unwrap_or_default(),
-            policy.name_any()
-        ),
-    );
+    let _timer = state.ctx.metrics.reconcile_started(KIND, &*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api = Api::<AccessPolicy>::namespaced(state.ctx.client.clone(), &namespace);
     // A product's grants are the union over what the stores hold: wait until they hold it all.

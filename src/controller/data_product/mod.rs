@@ -244,14 +244,7 @@ fn error_policy(_: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action
 }
 
 async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Action, Error> {
-    let _timer = state.ctx.metrics.reconcile_started(
-        KIND,
-        format!(
-            "{}/{}",
-            product.namespace().unwrap_or_default(),
-            product.name_any()
-        ),
-    );
+    let _timer = state.ctx.metrics.reconcile_started(KIND, &*product);
     let namespace = product.namespace().unwrap_or_default();
     let api = Api::<DataProduct>::namespaced(state.ctx.client.clone(), &namespace);
     state.ready().await?;

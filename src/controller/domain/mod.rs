@@ -70,7 +70,7 @@ fn error_policy(_: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
 }
 
 async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(KIND, domain.name_any());
+    let _timer = ctx.metrics.reconcile_started(KIND, &*domain);
     let api = Api::<Domain>::all(ctx.client.clone());
     finalizer(&api, FINALIZER, domain, |event| async {
         match event {
