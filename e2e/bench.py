@@ -502,6 +502,8 @@ def main():
     args.domains = max(1, args.products // args.per_domain)
     per_domain = args.products // args.domains
 
+    # Read now, not at the end: the commit is the one the release binary was built from.
+    built_from = machine()
     operator_process.BINARY = REPO_DIR / "target" / "release" / "datamesh-operator"
     workdir = operator_process.workdir()
     install_crds()
@@ -568,7 +570,7 @@ def main():
         f"S3 {phase.system_total('s3', True)}, IAM {phase.system_total('iam', True)}")
     resync_shutdown_seconds = stop(operator, log)
 
-    results = {"machine": machine(), "products": args.domains * per_domain, "policies": policies,
+    results = {"machine": built_from, "products": args.domains * per_domain, "policies": policies,
                "objects": len(objects), "bulk": bulk, "single": single, "resync": resync,
                "peak_rss_mib": peak, "topics": topics, "buckets": buckets, "kafka_files": kafka_files,
                "shutdown": (shutdown_seconds, resync_shutdown_seconds), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": args.command}
