@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::provision::storage::policy::{BucketGrant, bucket_policy};
-use crate::provision::storage::{ErrorCode, ObjectStore, StorageError};
+use crate::provision::storage::{ObjectStore, StorageError};
 
 /// What one call to [`UserPolicies::converge`] did to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,14 +130,10 @@ impl UserPolicies {
                     PolicyWrite::Put
                 }
                 None => {
-                    match storage
+                    // A policy already gone is not an error (the trait's contract).
+                    storage
                         .delete_user_policy(request.user, request.policy)
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(error) if matches!(error.code(), Some(ErrorCode::NoSuchEntity)) => {}
-                        Err(error) => return Err(error),
-                    }
+                        .await?;
                     PolicyWrite::Deleted
                 }
             }

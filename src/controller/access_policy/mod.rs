@@ -66,8 +66,8 @@ use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
 use crate::controller::domain::desired::storage_user;
 use crate::provision::kafka::{AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin};
+use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
-use crate::provision::storage::{ErrorCode, ObjectStore, StorageError};
 
 /// The finalizer that lets the operator revoke a policy's grants before it goes.
 pub const FINALIZER: &str = "datamesh.dev/access-policy";
@@ -681,14 +681,10 @@ impl BucketSync<'_> {
             // Only revoking, from a user that does not exist (its Domain being deleted, or not
             // provisioned yet): it holds nothing to revoke. A user missing while it needs a grant
             // is an error, so the reconcile retries until the Domain controller has made it.
-            Err(error) if needed.is_empty() && is_missing_user(&error) => Ok(()),
+            Err(error) if needed.is_empty() && error.is_no_such_entity() => Ok(()),
             Err(error) => Err(error.into()),
         }
     }
-}
-
-fn is_missing_user(error: &StorageError) -> bool {
-    matches!(error.code(), Some(ErrorCode::NoSuchEntity))
 }
 
 /// Apply the wanted connection ConfigMaps and delete the ones this product's grants made

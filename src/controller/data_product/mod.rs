@@ -70,8 +70,8 @@ use crate::provision::kafka::{
     AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
     TopicConfigAlteration,
 };
+use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
-use crate::provision::storage::{ErrorCode, ObjectStore, StorageError};
 
 /// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
 /// (and, with `deletionPolicy: Delete`, its topics and buckets) before it goes.
@@ -1071,7 +1071,7 @@ async fn revoke_owner_access(
 ) -> Result<(), Error> {
     let gone: BTreeSet<String> = buckets.iter().map(|plan| plan.bucket.clone()).collect();
     match owner.converge(domain, &BTreeSet::new(), &gone).await {
-        Err(Error::Storage(error)) if is_missing_user(&error) => Ok(()),
+        Err(Error::Storage(error)) if error.is_no_such_entity() => Ok(()),
         other => other,
     }
 }
@@ -1082,10 +1082,6 @@ fn bucket_list(buckets: &[BucketPlan]) -> String {
         .map(|b| b.bucket.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn is_missing_user(error: &StorageError) -> bool {
-    matches!(error.code(), Some(ErrorCode::NoSuchEntity))
 }
 
 #[cfg(test)]

@@ -440,6 +440,11 @@ impl StorageError {
         }
     }
 
+    /// Whether the service answered that the user (or other IAM entity) does not exist.
+    pub fn is_no_such_entity(&self) -> bool {
+        self.code() == Some(&ErrorCode::NoSuchEntity)
+    }
+
     /// Whether the service refused the call for lack of permission.
     pub fn is_access_denied(&self) -> bool {
         self.code() == Some(&ErrorCode::AccessDenied)
