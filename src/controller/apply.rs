@@ -76,11 +76,41 @@ where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
+    Ok(apply_unless_foreign(api, desired, false).await? == Applied::Written)
+}
+
+/// What [`apply_unless_foreign`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The live object already matched.
+    Unchanged,
+    /// The object was created or changed.
+    Written,
+    /// An object of that name exists that the operator did not make; it was left alone.
+    Foreign,
+}
+
+/// [`apply`], but when `only_ours` is set an existing object without the operator's
+/// `managed-by` label is left as it is: in a namespace of another domain, the operator writes
+/// only what it made.
+pub async fn apply_unless_foreign<K>(
+    api: &Api<K>,
+    desired: &K,
+    only_ours: bool,
+) -> Result<Applied, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
     let name = desired.name_any();
-    if let Some(live) = api.get_opt(&name).await?
-        && already_applied(desired, &live)
-    {
-        return Ok(false);
+    if let Some(live) = api.get_opt(&name).await? {
+        if already_applied(desired, &live) {
+            return Ok(Applied::Unchanged);
+        }
+        if only_ours && live.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY)
+        {
+            return Ok(Applied::Foreign);
+        }
     }
     let mut body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
     if let Some(object) = body.as_object_mut() {
@@ -94,7 +124,7 @@ where
         &Patch::Apply(body),
     )
     .await?;
-    Ok(true)
+    Ok(Applied::Written)
 }
 
 /// Server-side apply `status` to the status subresource of `name`, as the operator's field

@@ -33,6 +33,7 @@ use crate::api::domain::{Domain, Owner, OwnerKind};
 use crate::api::naming::{bucket_name, kafka_principal, topic_name};
 use crate::controller::apply::{DATA_PRODUCT_LABEL, domain_labels};
 use crate::controller::domain::desired::{WORKLOAD_SERVICE_ACCOUNT, storage_user};
+use crate::controller::tenancy::owned_namespace;
 use crate::provision::kafka::{AclBinding, AclOperation, AclPatternType, AclResourceType};
 use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
@@ -104,13 +105,14 @@ pub struct DomainInfo {
 }
 
 impl DomainInfo {
-    /// The grant-relevant view of a Domain.
-    pub fn of(domain: &Domain) -> Self {
-        Self {
+    /// The grant-relevant view of a Domain; `None` until it has recorded the namespace it owns
+    /// (before that it can neither grant nor be granted anything).
+    pub fn of(domain: &Domain) -> Option<Self> {
+        Some(Self {
             name: domain.name_any(),
-            namespace: domain.namespace_name(),
+            namespace: owned_namespace(domain)?.to_owned(),
             owners: domain.spec.owners.clone(),
-        }
+        })
     }
 }
 
@@ -188,6 +190,19 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// A policy that may not act (see `crate::controller::tenancy`): it grants nothing.
+    pub fn refused(refusal: Option<Outcome>) -> Self {
+        Self {
+            outcome: refusal.unwrap_or_else(|| {
+                Outcome::stalled(
+                    "NotAuthorized",
+                    "The policy may not act; it grants nothing.",
+                )
+            }),
+            grants: vec![],
+        }
+    }
+
     fn stalled(reason: &str, message: String) -> Self {
         Self {
             outcome: Outcome::stalled(reason, message),
@@ -420,7 +435,7 @@ fn resolve_consumer(consumer: &Consumer, domains: &[DomainInfo]) -> Option<Resol
 
 fn describe_unresolved(consumer: &Consumer) -> String {
     match (&consumer.domain, &consumer.service_account) {
-        (Some(name), _) => format!("Domain {name} does not exist"),
+        (Some(name), _) => format!("Domain {name} does not exist or has no namespace yet"),
         (None, Some(sa)) => format!(
             "ServiceAccount {}/{}: namespace {} belongs to no Domain",
             sa.namespace, sa.name, sa.namespace
