@@ -162,7 +162,9 @@ def test_a_product_becomes_its_topic_and_bucket_and_the_owner_can_use_them(opera
     tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags == {"datamesh.dev/domain": domain, "datamesh.dev/data-product": "orders",
                     "datamesh.dev/port": "lake", "datamesh.dev/classification": "confidential",
-                    "app.kubernetes.io/managed-by": "datamesh-operator"}
+                    "app.kubernetes.io/managed-by": "datamesh-operator",
+                    # The bucket's owner record: which namespace and which product made it.
+                    "datamesh.dev/namespace": domain, "datamesh.dev/data-product-uid": product["metadata"]["uid"]}
 
     # The owning domain's credentials produce 10,000 records and read them back.
     kafka, creds = domain_kafka(tmp_path, domain)

@@ -95,6 +95,21 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(ctx.settings.resync));
     }
 
+    // A Domain never moves: its products and grants live in the namespace it recorded. (The
+    // CRD refuses the change at admission; this holds where validation was bypassed.)
+    if let Some(owned) = recorded.namespace.as_deref()
+        && owned != namespace
+    {
+        let outcome = Outcome::stalled(
+            "NamespaceImmutable",
+            format!(
+                "Domain {name} owns namespace {owned}; spec.namespace cannot change to {namespace}. Set it back to {owned}."
+            ),
+        );
+        report(domain, ctx, &recorded, outcome, None).await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+
     // The namespace: created, or kept when it is the domain's; never taken over unmarked.
     let namespaces = Api::<Namespace>::all(client.clone());
     let live = namespaces
