@@ -49,7 +49,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{
-    DomainInfo, Endpoints, PortGrant, PortTarget, Product, SOURCE_DOMAIN_LABEL,
+    Authority, DomainInfo, Endpoints, PortGrant, PortTarget, Product, SOURCE_DOMAIN_LABEL,
     SOURCE_PRODUCT_LABEL, acl_changes, consumer_bucket_grants, consumers_role,
     consumers_role_binding, consumers_role_name, evaluate, group_binding, user_bucket_grants,
 };
@@ -76,7 +76,6 @@ use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
 /// The finalizer that lets the operator revoke a policy's grants before it goes.
 pub const FINALIZER: &str = "datamesh.dev/access-policy";
 const KIND: &str = "AccessPolicy";
-const DATA_PRODUCT_KIND: &str = "DataProduct";
 /// Margin after `expiresAt` before the expiry reconcile, so a timer that fires a little
 /// early does not find the policy still valid.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(250);
@@ -425,24 +424,18 @@ async fn converge(
     let ctx = &*state.ctx;
     let namespace = policy.namespace().unwrap_or_default();
     let product_name = &policy.spec.data_product;
-    // Authority comes from the namespace: in a namespace no Domain owns, a policy does nothing
-    // at all; a product there that names another domain is no product to grant on.
-    let Some(owner) = scope.owners.domain_of(&namespace) else {
-        return Ok((!leaving).then(|| {
-            let refusal = scope.owners.refusal(KIND, &namespace, "");
-            desired::Evaluation::refused(refusal)
-        }));
-    };
-    let refusal = scope.product.as_deref().and_then(|p| {
-        scope
-            .owners
-            .refusal(DATA_PRODUCT_KIND, &namespace, &p.spec.domain)
-    });
-    let product = scope
-        .product
-        .as_deref()
-        .filter(|_| refusal.is_none())
-        .map(Product::of);
+    // Authority comes from the namespace, never from a spec (see `desired::authority`).
+    let (producer, product, refusal) =
+        match desired::authority(&namespace, scope.product.as_deref(), &scope.owners) {
+            Authority::Nobody(refusal) => {
+                return Ok((!leaving).then(|| desired::Evaluation::refused(refusal)));
+            }
+            Authority::Producer {
+                domain,
+                product,
+                refusal,
+            } => (domain, product, refusal),
+        };
 
     let mut grants: Vec<PortGrant> = Vec::new();
     for other in &scope.policies {
@@ -452,15 +445,13 @@ async fn converge(
         }
     }
     let own = (!leaving).then(|| match &refusal {
-        Some(refusal) => desired::Evaluation::refused(Some(refusal.clone())),
+        Some(refusal) => desired::Evaluation::refused(refusal.clone()),
         None => evaluate(policy, product.as_ref(), &scope.domains, now),
     });
     if let Some(own) = &own {
         grants.extend(own.grants.iter().cloned());
     }
 
-    // The producer is the domain that owns the namespace, whatever any spec says.
-    let producer = owner.to_owned();
     // Ports the product has now, plus those any policy reported granting (a port removed
     // from the product, or the product gone), so their grants are revoked too.
     let statuses = scope
