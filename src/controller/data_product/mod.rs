@@ -46,8 +46,8 @@ use self::desired::{
     TopicPlan, TopicStep,
 };
 use super::apply::{
-    DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, apply_status, delete_ignoring_missing, is_not_found,
-    is_subset,
+    DATA_PRODUCT_LABEL, FIELD_MANAGER, already_applied, apply, apply_status, declare,
+    delete_ignoring_missing, is_not_found,
 };
 use super::domain::desired::storage_user;
 use super::stores_ready::StoresReady;
@@ -758,15 +758,12 @@ async fn apply_spark(
         .get_opt(&name)
         .await
         .map_err(kube_context(format!("reading {kind} {namespace}/{name}")))?;
-    let mut comparable = object.clone();
-    if let Some(fields) = comparable.as_object_mut() {
-        fields.remove("apiVersion");
-        fields.remove("kind");
-    }
+    let mut object = object;
+    declare(&mut object);
     let unchanged = live
         .as_ref()
         .and_then(|live| serde_json::to_value(live).ok())
-        .is_some_and(|live| is_subset(&comparable, &live));
+        .is_some_and(|live| already_applied(&object, &live));
     if unchanged {
         return Ok(());
     }
