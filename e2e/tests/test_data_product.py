@@ -329,6 +329,41 @@ def test_fields_removed_from_the_spark_transformation_leave_the_live_application
     kubectl("delete", "dataproduct", "job", "-n", domain, "--timeout", "60s")
 
 
+def test_a_port_removed_from_the_spec_follows_the_deletion_policy(operator, kafka_admin, s3_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    kept = product_manifest(domain, "kept", [{"name": "events", "kafka": {}}, {"name": "audit", "kafka": {}}])
+    gone = product_manifest(domain, "gone", [{"name": "events", "kafka": {}}, {"name": "lake", "bucket": {}}],
+                            deletionPolicy="Delete")
+    apply(kept)
+    apply(gone)
+    wait_product_ready(domain, "kept")
+    wait_product_ready(domain, "gone")
+    s3_admin.put_object(Bucket=f"{domain}-gone-lake", Key="data.csv", Body=b"1\n")
+
+    kept["spec"]["outputPorts"] = [{"name": "events", "kafka": {}}]
+    gone["spec"]["outputPorts"] = [{"name": "events", "kafka": {}}]
+    apply(kept)
+    apply(gone)
+
+    # Retain: the topic stays with its data, without the producer's ACLs; the rest is untouched.
+    audit = f"{domain}.kept.audit"
+    wait_for(lambda: f"User:{domain}" not in kafka_admin.tool("kafka-acls.sh", "--list", "--topic", audit).stdout,
+             timeout=30, message="the removed port's producer ACLs gone")
+    assert topic_exists(kafka_admin, audit)
+    assert f"User:{domain}" in kafka_admin.tool("kafka-acls.sh", "--list", "--topic", f"{domain}.kept.events").stdout
+    # Delete: the bucket goes with its data.
+    def bucket_gone():
+        return f"{domain}-gone-lake" not in [b["Name"] for b in s3_admin.list_buckets()["Buckets"]]
+    wait_for(bucket_gone, timeout=30, message="the removed bucket port's bucket deleted")
+    assert topic_exists(kafka_admin, f"{domain}.gone.events")
+    for name in ("kept", "gone"):
+        wait_for(lambda: [p["name"] for p in get_json("dataproduct", name, "-n", domain)["status"]["outputPorts"]]
+                 == ["events"], timeout=30, message=f"{name} lists only its remaining port")
+        wait_product_ready(domain, name)
+    kubectl("delete", "dataproduct", "kept", "gone", "-n", domain, "--timeout", "60s")
+
+
 def test_retain_keeps_topic_and_bucket_and_delete_removes_them(operator, kafka_admin, s3_admin):
     domain = unique("dp")
     ready_domain(domain)

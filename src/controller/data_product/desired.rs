@@ -357,6 +357,39 @@ fn claims(product: &DataProduct, resource: &str) -> bool {
     })
 }
 
+/// The topics and buckets the product's status lists as its own that its spec no longer
+/// declares (a port removed, or renamed): they are released by `deletionPolicy`, like a
+/// deleted product's. Only names of the product's domain count, and none that another product
+/// in `all` now declares (that one takes it over).
+pub fn removed_outputs(product: &DataProduct, all: &[&DataProduct]) -> (Vec<String>, Vec<String>) {
+    let Some(status) = &product.status else {
+        return (vec![], vec![]);
+    };
+    let declared = claimed_names(product);
+    let domain = &product.spec.domain;
+    let free = |name: &String| {
+        !declared.contains(name)
+            && !all
+                .iter()
+                .any(|other| !same_object(other, product) && claims(other, name))
+    };
+    let topics = status
+        .output_ports
+        .iter()
+        .filter_map(|port| port.topic.clone())
+        .filter(|topic| topic_in_domain(topic, domain))
+        .filter(free)
+        .collect();
+    let buckets = status
+        .output_ports
+        .iter()
+        .filter_map(|port| port.bucket.clone())
+        .filter(|bucket| bucket.starts_with(&format!("{domain}-")))
+        .filter(free)
+        .collect();
+    (topics, buckets)
+}
+
 /// Whether `text` is the three `parts` joined by `separator`.
 fn is_joined(text: &str, parts: [&str; 3], separator: char) -> bool {
     let [first, second, third] = parts;
@@ -1021,6 +1054,53 @@ pub(crate) mod tests {
         ] {
             assert!(!claims(&p, other), "{other}");
         }
+    }
+
+    #[test]
+    fn outputs_the_status_lists_but_the_spec_no_longer_declares_are_released() {
+        use crate::api::data_product::{DataProductStatus, OutputPortStatus};
+        let mut p = product(
+            "orders",
+            10,
+            json!({"outputPorts": [{"name": "events", "kafka": {}}]}),
+        );
+        let listed = |topic: Option<&str>, bucket: Option<&str>| OutputPortStatus {
+            name: "x".into(),
+            topic: topic.map(str::to_owned),
+            bucket: bucket.map(str::to_owned),
+            ..OutputPortStatus::default()
+        };
+        p.status = Some(DataProductStatus {
+            output_ports: vec![
+                listed(Some("payments.orders.events"), None),
+                listed(Some("payments.orders.audit"), None),
+                listed(None, Some("payments-orders-lake")),
+                listed(Some("marketing.orders.audit"), None),
+                listed(None, Some("payments-orders-taken")),
+            ],
+            ..DataProductStatus::default()
+        });
+        // Another product of the domain now declares one of the removed buckets: it takes it
+        // over, so it is not released.
+        let mut taker = product(
+            "orders",
+            20,
+            json!({"outputPorts": [{"name": "taken", "bucket": {}}]}),
+        );
+        taker.metadata.namespace = Some("elsewhere".into());
+        taker.metadata.uid = Some("uid-another-orders".into());
+        let all = [&p, &taker];
+        let (topics, buckets) = removed_outputs(&p, &all);
+        assert_eq!(
+            topics,
+            ["payments.orders.audit"],
+            "still-declared and foreign topics stay"
+        );
+        assert_eq!(buckets, ["payments-orders-lake"]);
+        assert_eq!(
+            removed_outputs(&product("new", 1, json!({})), &[]),
+            (vec![], vec![])
+        );
     }
 
     #[test]

@@ -69,8 +69,8 @@ use crate::api::naming::kafka_principal;
 use crate::controller::tenancy::{OWNED_BY_ANOTHER_DOMAIN, Owners, owned_namespace};
 use crate::governance;
 use crate::provision::kafka::{
-    AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
-    TopicConfigAlteration,
+    AclBindingFilter, AclResourceType, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease,
+    RDKafkaErrorCode, TopicConfigAlteration,
 };
 use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
 use crate::provision::storage::{BucketTags, ObjectStore};
@@ -372,6 +372,28 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
                 .push(claimed("Bucket", &plan.bucket, &owner)),
             None => bucket_plans.push(plan),
         }
+    }
+
+    // Ports removed from the spec go the way a deleted product's ports go, by deletionPolicy.
+    let (removed_topics, removed_buckets) = desired::removed_outputs(product, &everyone);
+    if !removed_topics.is_empty() || !removed_buckets.is_empty() {
+        let note = release_external(
+            product,
+            ctx.kafka.as_ref(),
+            ctx.storage.as_ref(),
+            &removed_topics,
+            &removed_buckets,
+            false,
+        )
+        .await?;
+        tracing::info!(product = %name, %namespace, "output ports removed: {note}");
+        ctx.publish(
+            product,
+            EventType::Normal,
+            "PortsRemoved",
+            format!("Output ports removed from the spec: {note}"),
+        )
+        .await;
     }
 
     let default_replicas = ctx.settings.kafka.default_replicas;
@@ -1015,14 +1037,11 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
             .filter(|t| desired::topic_in_domain(t, &spec.domain))
             .filter(|t| desired::older_claimant(product, &everyone, t).is_none())
             .collect();
-        let buckets: Vec<BucketPlan> = desired::bucket_plans(product)
+        let buckets: Vec<String> = desired::bucket_plans(product)
             .into_iter()
-            .filter(|p| {
-                owners
-                    .bucket_domain_other_than(&p.bucket, &spec.domain)
-                    .is_none()
-            })
-            .filter(|p| desired::older_claimant(product, &everyone, &p.bucket).is_none())
+            .map(|p| p.bucket)
+            .filter(|b| owners.bucket_domain_other_than(b, &spec.domain).is_none())
+            .filter(|b| desired::older_claimant(product, &everyone, b).is_none())
             .collect();
 
         let note = release_external(
@@ -1031,6 +1050,7 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
             ctx.storage.as_ref(),
             &topics,
             &buckets,
+            true,
         )
         .await?;
         let owner = OwnerAccess {
@@ -1083,15 +1103,18 @@ async fn release_external(
     kafka: &dyn KafkaAdmin,
     storage: &dyn ObjectStore,
     topics: &[String],
-    buckets: &[BucketPlan],
+    buckets: &[String],
+    whole_product: bool,
 ) -> Result<String, Error> {
     let name = product.name_any();
     let spec = &product.spec;
-    // The owner's ACLs on these topics; the cluster-wide IdempotentWrite is the domain's.
+    // The owner's ACLs on these topics; the cluster-wide IdempotentWrite is the domain's. When
+    // only some ports go, the product's transactional-id and group prefixes stay for the rest.
     let shared = desired::shared_idempotent_write_acl(&spec.domain);
     let filters: Vec<AclBindingFilter> = desired::owner_acls(&spec.domain, &name, topics)
         .iter()
         .filter(|b| **b != shared)
+        .filter(|b| whole_product || b.resource_type == AclResourceType::Topic)
         .map(AclBindingFilter::exact)
         .collect();
     if !filters.is_empty() {
@@ -1106,20 +1129,20 @@ async fn release_external(
                     KafkaAdminError::is_unknown_topic,
                 )?;
             }
-            for plan in buckets {
+            for bucket in buckets {
                 // A bucket another domain's tag claims was never this product's.
-                if !storage.bucket_exists(&plan.bucket).await?
+                if !storage.bucket_exists(bucket).await?
                     || desired::tagged_for_another_domain(
-                        &storage.get_tags(&plan.bucket).await?,
+                        &storage.get_tags(bucket).await?,
                         &spec.domain,
                     )
                     .is_some()
                 {
                     continue;
                 }
-                let removed = storage.empty_bucket(&plan.bucket).await?;
-                storage.delete_bucket(&plan.bucket).await?;
-                tracing::info!(bucket = %plan.bucket, objects = removed, "deleted bucket");
+                let removed = storage.empty_bucket(bucket).await?;
+                storage.delete_bucket(bucket).await?;
+                tracing::info!(%bucket, objects = removed, "deleted bucket");
             }
             format!(
                 "deletionPolicy Delete: deleted topics [{}] and buckets [{}] with their data.",
@@ -1128,14 +1151,14 @@ async fn release_external(
             )
         }
         DeletionPolicy::Retain => {
-            for plan in buckets {
-                if storage.bucket_exists(&plan.bucket).await? {
-                    let mut tags = storage.get_tags(&plan.bucket).await?;
+            for bucket in buckets {
+                if storage.bucket_exists(bucket).await? {
+                    let mut tags = storage.get_tags(bucket).await?;
                     if desired::tagged_for_another_domain(&tags, &spec.domain).is_some() {
                         continue;
                     }
                     tags.insert(desired::ORPHANED_TAG.to_owned(), "true".to_owned());
-                    storage.put_tags(&plan.bucket, &tags).await?;
+                    storage.put_tags(bucket, &tags).await?;
                 }
             }
             format!(
@@ -1155,21 +1178,17 @@ async fn release_external(
 async fn revoke_owner_access(
     owner: &OwnerAccess<'_>,
     domain: &str,
-    buckets: &[BucketPlan],
+    buckets: &[String],
 ) -> Result<(), Error> {
-    let gone: BTreeSet<String> = buckets.iter().map(|plan| plan.bucket.clone()).collect();
+    let gone: BTreeSet<String> = buckets.iter().cloned().collect();
     match owner.converge(domain, &BTreeSet::new(), &gone).await {
         Err(Error::Storage(error)) if error.is_no_such_entity() => Ok(()),
         other => other,
     }
 }
 
-fn bucket_list(buckets: &[BucketPlan]) -> String {
-    buckets
-        .iter()
-        .map(|b| b.bucket.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn bucket_list(buckets: &[String]) -> String {
+    buckets.join(", ")
 }
 
 #[cfg(test)]
