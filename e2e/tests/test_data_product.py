@@ -300,6 +300,31 @@ def test_transformations_are_spark_applications_the_real_crds_accept(operator):
     assert kubectl("get", "serviceaccount", "hourly-spark", "-n", domain, check=False).returncode != 0
 
 
+def test_a_config_key_removed_from_the_spec_goes_back_to_the_broker_default(operator, kafka_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    port = {"name": "events", "kafka": {"retention": "7d", "config": {"cleanup.policy": "compact",
+                                                                     "max.message.bytes": "2000000"}}}
+    manifest = product_manifest(domain, "orders", [port])
+    apply(manifest)
+    wait_product_ready(domain, "orders")
+    topic = f"{domain}.orders.events"
+    # Someone else's key on the topic, which the operator never set.
+    set_topic_config(kafka_admin, topic, "segment.ms", "3600000")
+    assert topic_configs(kafka_admin, topic)["cleanup.policy"] == "compact"
+
+    port["kafka"]["config"] = {"max.message.bytes": "2000000"}
+    del port["kafka"]["retention"]
+    apply(manifest)
+    wait_for(lambda: "cleanup.policy" not in topic_configs(kafka_admin, topic)
+             and "retention.ms" not in topic_configs(kafka_admin, topic),
+             timeout=30, message="cleanup.policy and retention.ms removed from the topic")
+    configs = topic_configs(kafka_admin, topic)
+    assert configs["max.message.bytes"] == "2000000", "what is still declared stays"
+    assert configs["segment.ms"] == "3600000", "a key the operator never set is left alone"
+    kubectl("delete", "dataproduct", "orders", "-n", domain, "--timeout", "60s")
+
+
 def test_fields_removed_from_the_spark_transformation_leave_the_live_application(operator):
     """GitOps removes lines: what the spec no longer declares must leave the live child."""
     domain = unique("dp")

@@ -121,11 +121,24 @@ pub enum TopicStep {
     },
 }
 
+/// The topic config keys the operator set on `topic` for the product, as its status records
+/// them: those the spec no longer names are removed from the topic.
+pub fn previously_set_configs(product: &DataProduct, topic: &str) -> BTreeSet<String> {
+    product
+        .status
+        .iter()
+        .flat_map(|status| &status.output_ports)
+        .filter(|port| port.topic.as_deref() == Some(topic))
+        .flat_map(|port| port.config_keys.iter().cloned())
+        .collect()
+}
+
 /// Decide what to do with a planned topic, given how Kafka has it (`None`: missing).
 pub fn decide_topic(
     plan: &TopicPlan,
     current: Option<&TopicDescription>,
     default_replicas: i32,
+    previously: &BTreeSet<String>,
 ) -> TopicStep {
     let Some(current) = current else {
         let replicas = plan.replicas.unwrap_or(default_replicas);
@@ -160,7 +173,7 @@ pub fn decide_topic(
         topic: plan.topic.clone(),
         total_partitions: plan.partitions,
     });
-    let drift = config_drift(&plan.configs, current);
+    let drift = config_drift(&plan.configs, previously, current);
     TopicStep::Update {
         increase,
         alter: (!drift.is_empty()).then_some(drift),
@@ -871,7 +884,7 @@ pub(crate) mod tests {
         assert_eq!(plans[0].configs["cleanup.policy"], "delete");
         assert_eq!(plans[1].topic, "payments.audit-v2");
         assert_eq!(plans[1].replicas, Some(3));
-        match decide_topic(&plans[0], None, 2) {
+        match decide_topic(&plans[0], None, 2, &BTreeSet::new()) {
             TopicStep::Create(topic) => {
                 assert_eq!(topic.replication_factor, 2, "the default applies");
                 assert_eq!(topic.partitions, 6);
@@ -889,13 +902,13 @@ pub(crate) mod tests {
         );
         let plan = &topic_plans("orders", &p.spec)[0];
         assert_eq!(
-            decide_topic(plan, Some(&described(plan, 6, 1)), 1),
+            decide_topic(plan, Some(&described(plan, 6, 1)), 1, &BTreeSet::new()),
             TopicStep::Update {
                 increase: None,
                 alter: None
             }
         );
-        match decide_topic(plan, Some(&described(plan, 3, 1)), 1) {
+        match decide_topic(plan, Some(&described(plan, 3, 1)), 1, &BTreeSet::new()) {
             TopicStep::Update {
                 increase: Some(increase),
                 alter: None,
@@ -904,7 +917,7 @@ pub(crate) mod tests {
         }
         let mut drifted = described(plan, 6, 1);
         drifted.configs.get_mut("retention.ms").unwrap().value = Some("1000".into());
-        match decide_topic(plan, Some(&drifted), 1) {
+        match decide_topic(plan, Some(&drifted), 1, &BTreeSet::new()) {
             TopicStep::Update {
                 increase: None,
                 alter: Some(alter),
@@ -921,14 +934,14 @@ pub(crate) mod tests {
             json!({"outputPorts": [{"name": "events", "kafka": {"partitions": 2, "replicas": 1}}]}),
         );
         let plan = &topic_plans("orders", &p.spec)[0];
-        match decide_topic(plan, Some(&described(plan, 6, 1)), 1) {
+        match decide_topic(plan, Some(&described(plan, 6, 1)), 1, &BTreeSet::new()) {
             TopicStep::Refuse { reason, message } => {
                 assert_eq!(reason, "PartitionDecrease");
                 assert!(message.contains("6 partitions"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        match decide_topic(plan, Some(&described(plan, 2, 3)), 1) {
+        match decide_topic(plan, Some(&described(plan, 2, 3)), 1, &BTreeSet::new()) {
             TopicStep::Refuse { reason, .. } => assert_eq!(reason, "ReplicasChanged"),
             other => panic!("{other:?}"),
         }
@@ -938,7 +951,7 @@ pub(crate) mod tests {
             ..plan.clone()
         };
         assert!(matches!(
-            decide_topic(&unset, Some(&described(plan, 2, 3)), 1),
+            decide_topic(&unset, Some(&described(plan, 2, 3)), 1, &BTreeSet::new()),
             TopicStep::Update { .. }
         ));
     }

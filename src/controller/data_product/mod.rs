@@ -506,7 +506,8 @@ async fn apply_topics(
     let mut increases: Vec<PartitionIncrease> = Vec::new();
     let mut alterations: Vec<TopicConfigAlteration> = Vec::new();
     for (plan, current) in plans.iter().zip(&described) {
-        match desired::decide_topic(plan, current.as_ref(), default_replicas) {
+        let previously = desired::previously_set_configs(product, &plan.topic);
+        match desired::decide_topic(plan, current.as_ref(), default_replicas, &previously) {
             TopicStep::Create(topic) => creates.push(topic),
             TopicStep::Update { increase, alter } => {
                 observed.topics.insert(plan.topic.clone());
@@ -982,6 +983,7 @@ fn desired_status(
         );
     }
     status.observed_generation = generation;
+    let plans = desired::topic_plans(&name, spec);
     let mut ready = 0;
     status.output_ports = spec
         .output_ports
@@ -994,6 +996,7 @@ fn desired_status(
                     }
                     OutputPortStatus {
                         name: port.name.clone(),
+                        config_keys: port_config_keys(&plans, &topic),
                         topic: Some(topic),
                         bootstrap_servers: Some(bootstrap_servers.to_owned()),
                         ..OutputPortStatus::default()
@@ -1016,6 +1019,15 @@ fn desired_status(
     status.ports_ready = Some(ports_ready(ready, spec.output_ports.len()));
     status.input_ports = observed.inputs.clone();
     status
+}
+
+/// The config keys the spec sets on `topic`, which the status records as set by the operator.
+fn port_config_keys(plans: &[TopicPlan], topic: &str) -> Vec<String> {
+    plans
+        .iter()
+        .filter(|plan| plan.topic == topic)
+        .flat_map(|plan| plan.configs.keys().cloned())
+        .collect()
 }
 
 /// The DataProduct is being deleted: remove its access and Spark objects, and keep or
