@@ -300,6 +300,22 @@ def test_transformations_are_spark_applications_the_real_crds_accept(operator):
     assert kubectl("get", "serviceaccount", "hourly-spark", "-n", domain, check=False).returncode != 0
 
 
+def test_adopting_an_existing_bucket_keeps_the_tags_others_set(operator, s3_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    bucket = f"{domain}-legacy-lake"
+    s3_admin.create_bucket(Bucket=bucket)
+    s3_admin.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "cost-center", "Value": "42"}]})
+    s3_admin.put_object(Bucket=bucket, Key="old.csv", Body=b"1\n")
+    apply(product_manifest(domain, "legacy", [{"name": "lake", "bucket": {}}]))
+    wait_product_ready(domain, "legacy")
+    tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    assert tags["cost-center"] == "42", tags
+    assert tags["datamesh.dev/domain"] == domain and tags["datamesh.dev/data-product"] == "legacy"
+    assert s3_admin.get_object(Bucket=bucket, Key="old.csv")["Body"].read() == b"1\n"
+    kubectl("delete", "dataproduct", "legacy", "-n", domain, "--timeout", "60s")
+
+
 def test_a_config_key_removed_from_the_spec_goes_back_to_the_broker_default(operator, kafka_admin):
     domain = unique("dp")
     ready_domain(domain)

@@ -296,6 +296,15 @@ pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
     tags
 }
 
+/// The tags a bucket should carry: what it has (tags others set stay, so adopting a bucket
+/// does not erase them) with the product's own tags set, and no longer the orphaned mark.
+pub fn merged_tags(live: &BucketTags, ours: &BucketTags) -> BucketTags {
+    let mut merged = live.clone();
+    merged.remove(ORPHANED_TAG);
+    merged.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+}
+
 /// The other domain a bucket's tags say it belongs to, if they name one other than `domain`.
 pub fn tagged_for_another_domain<'a>(tags: &'a BucketTags, domain: &str) -> Option<&'a str> {
     tags.get(DOMAIN_LABEL)
@@ -1010,6 +1019,29 @@ pub(crate) mod tests {
         );
         assert!(!plans[1].versioning);
         assert_eq!(plans[1].expire_after_days, None);
+    }
+
+    #[test]
+    fn adopting_a_bucket_keeps_the_tags_others_set_and_drops_the_orphaned_mark() {
+        let live = BucketTags::from([
+            ("cost-center".to_owned(), "42".to_owned()),
+            (ORPHANED_TAG.to_owned(), "true".to_owned()),
+            (PORT_TAG.to_owned(), "old".to_owned()),
+        ]);
+        let ours = BucketTags::from([(PORT_TAG.to_owned(), "lake".to_owned())]);
+        assert_eq!(
+            merged_tags(&live, &ours),
+            BucketTags::from([
+                ("cost-center".to_owned(), "42".to_owned()),
+                (PORT_TAG.to_owned(), "lake".to_owned()),
+            ])
+        );
+        let settled = merged_tags(&live, &ours);
+        assert_eq!(
+            merged_tags(&settled, &ours),
+            settled,
+            "no write once merged"
+        );
     }
 
     #[test]

@@ -632,8 +632,9 @@ async fn apply_buckets(
                 .put_expiration_days(bucket, plan.expire_after_days)
                 .await?;
         }
-        if tags != plan.tags {
-            storage.put_tags(bucket, &plan.tags).await?;
+        let merged = desired::merged_tags(&tags, &plan.tags);
+        if merged != tags {
+            storage.put_tags(bucket, &merged).await?;
         }
         observed.buckets.insert(bucket.clone());
     }
