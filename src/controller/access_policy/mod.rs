@@ -57,10 +57,12 @@ use super::apply::{
     Applied, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, apply_unless_foreign,
     delete_ignoring_missing,
 };
+use super::failure::report_failure;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
-    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+    Context, Error, backoff_key, batch_ok, domain_trigger, from_finalizer, kube_context,
+    requeue_after_error,
 };
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::Progress;
@@ -271,24 +273,35 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
 }
 
-fn error_policy(_: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {
-    requeue_after_error(KIND, error, &state.ctx.metrics)
+fn error_policy(object: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
 async fn reconcile(policy: Arc<AccessPolicy>, state: Arc<State>) -> Result<Action, Error> {
     let _timer = state.ctx.metrics.reconcile_started(KIND, &*policy);
+    let backoff = backoff_key(KIND, &*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api = Api::<AccessPolicy>::namespaced(state.ctx.client.clone(), &namespace);
     // A product's grants are the union over what the stores hold: wait until they hold it all.
     state.ready().await?;
-    finalizer(&api, FINALIZER, policy, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, policy, |event| async {
         match event {
-            Finalizer::Apply(policy) => apply_policy(&policy, &state).await,
+            Finalizer::Apply(policy) => {
+                let applied = apply_policy(&policy, &state).await;
+                if let Err(error) = &applied {
+                    report_failure(&state.ctx, &api, &*policy, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(policy) => cleanup_policy(&policy, &state).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        state.ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// Grant what the policy declares (together with its product's other live policies), then

@@ -50,10 +50,12 @@ use super::apply::{
     delete_ignoring_missing, is_not_found,
 };
 use super::domain::desired::storage_user;
+use super::failure::report_failure;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
-    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+    Context, Error, backoff_key, batch_ok, domain_trigger, from_finalizer, kube_context,
+    requeue_after_error,
 };
 use crate::api::DeletionPolicy;
 use crate::api::access_policy::AccessPolicy;
@@ -253,23 +255,34 @@ fn products_of_domain(all: &[Arc<DataProduct>], domain: &str) -> Vec<ObjectRef<D
         .collect()
 }
 
-fn error_policy(_: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action {
-    requeue_after_error(KIND, error, &state.ctx.metrics)
+fn error_policy(object: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
 async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Action, Error> {
     let _timer = state.ctx.metrics.reconcile_started(KIND, &*product);
+    let backoff = backoff_key(KIND, &*product);
     let namespace = product.namespace().unwrap_or_default();
     let api = Api::<DataProduct>::namespaced(state.ctx.client.clone(), &namespace);
     state.ready().await?;
-    finalizer(&api, FINALIZER, product, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, product, |event| async {
         match event {
-            Finalizer::Apply(product) => apply_product(&product, &state).await,
+            Finalizer::Apply(product) => {
+                let applied = apply_product(&product, &state).await;
+                if let Err(error) = &applied {
+                    report_failure(&state.ctx, &api, &*product, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(product) => cleanup_product(&product, &state).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        state.ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// What a reconcile found and made, for the status.
@@ -293,7 +306,7 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let spec = &product.spec;
-    let resync = Action::requeue(ctx.settings.resync);
+    let resync = ctx.resync();
 
     // Authority comes from the namespace: a product acts only for the domain that owns it.
     let owners = state.owners();

@@ -28,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, NamespaceStep, keys};
 use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
-use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
+use super::failure::report_failure;
+use super::{
+    Context, Error, backoff_key, batch_ok, from_finalizer, kube_context, requeue_after_error,
+};
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
 use crate::api::data_product::DataProduct;
@@ -65,21 +68,32 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
 }
 
-fn error_policy(_: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
-    requeue_after_error(KIND, error, &ctx.metrics)
+fn error_policy(object: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
+    requeue_after_error(KIND, &*object, error, &ctx)
 }
 
 async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(KIND, &*domain);
+    let backoff = backoff_key(KIND, &*domain);
     let api = Api::<Domain>::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, domain, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, domain, |event| async {
         match event {
-            Finalizer::Apply(domain) => apply_domain(&domain, &ctx).await,
+            Finalizer::Apply(domain) => {
+                let applied = apply_domain(&domain, &ctx).await;
+                if let Err(error) = &applied {
+                    report_failure(&ctx, &api, &*domain, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(domain) => cleanup_domain(&domain, &ctx).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// Make everything the Domain declares exist, then report it.
@@ -92,7 +106,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
 
     if let Some(outcome) = ctx.reserved_names.refusal(&name, &namespace) {
         report(domain, ctx, &recorded, outcome, None).await?;
-        return Ok(Action::requeue(ctx.settings.resync));
+        return Ok(ctx.resync());
     }
 
     // A Domain never moves: its products and grants live in the namespace it recorded. (The
@@ -107,7 +121,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
             ),
         );
         report(domain, ctx, &recorded, outcome, None).await?;
-        return Ok(Action::requeue(ctx.settings.resync));
+        return Ok(ctx.resync());
     }
 
     // The namespace: created, or kept when it is the domain's; never taken over unmarked.
@@ -119,7 +133,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     match desired::namespace_step(&name, &namespace, live.as_ref()) {
         NamespaceStep::Refuse(outcome) => {
             report(domain, ctx, &recorded, outcome, None).await?;
-            return Ok(Action::requeue(ctx.settings.resync));
+            return Ok(ctx.resync());
         }
         NamespaceStep::Create => {
             // A create, not an apply: if someone made the namespace meanwhile, it is not ours.
@@ -195,7 +209,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
             .await?;
         if let Some(outcome) = desired::unowned_identities(domain, kafka_exists, storage_exists) {
             report(domain, ctx, &recorded, outcome, None).await?;
-            return Ok(Action::requeue(ctx.settings.resync));
+            return Ok(ctx.resync());
         }
         recorded.kafka_principal = Some(domain.kafka_principal());
         recorded.storage_user = Some(desired::storage_user(&name));
@@ -236,7 +250,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
         ),
     );
     report(domain, ctx, &recorded, outcome, Some(products)).await?;
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(ctx.resync())
 }
 
 /// Write what the operator has taken for the Domain (its namespace, its identities) into its
