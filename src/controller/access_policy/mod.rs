@@ -54,8 +54,8 @@ use self::desired::{
     consumers_role_binding, consumers_role_name, evaluate, group_binding, user_bucket_grants,
 };
 use super::apply::{
-    Applied, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, apply_unless_foreign,
-    delete_ignoring_missing,
+    Applied, DATA_PRODUCT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status,
+    apply_unless_foreign, delete_ignoring_missing, managed_children,
 };
 use super::failure::report_failure;
 use super::stores_ready::StoresReady;
@@ -70,7 +70,7 @@ use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
 use crate::controller::domain::desired::storage_user;
-use crate::controller::tenancy::Owners;
+use crate::controller::tenancy::{Owners, owned_namespace};
 use crate::provision::kafka::{AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin};
 use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
@@ -186,6 +186,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let policies = controller.store();
     let (by_product, by_domain) = (policies.clone(), policies.clone());
+    let (by_role, by_binding, by_map) = (policies.clone(), policies.clone(), policies.clone());
     // The Domain and DataProduct watches both trigger reconciles and fill the stores those
     // reconciles read: `reflector` writes each event to its store before passing it on to
     // the trigger, so a reconcile never reads a store older than the event that caused it.
@@ -206,10 +207,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client), config()).default_backoff(),
+        watcher(Api::<Domain>::all(client.clone()), config()).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());
+    let domains_by_map = domains.clone();
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.
@@ -252,6 +254,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 .map(|policy| ObjectRef::from_obj(&*policy))
                 .collect::<Vec<_>>()
         })
+        // The consumers' Role and RoleBinding and the connection ConfigMaps: one deleted or
+        // edited by hand is made again at once, not at the next resync.
+        .watches(
+            Api::<Role>::all(client.clone()),
+            managed_children(),
+            move |role| policies_of_consumers_rbac(&by_role, &role),
+        )
+        .watches(
+            Api::<RoleBinding>::all(client.clone()),
+            managed_children(),
+            move |binding| policies_of_consumers_rbac(&by_binding, &binding),
+        )
+        .watches(
+            Api::<ConfigMap>::all(client),
+            managed_children(),
+            move |map| policies_of_connection_map(&by_map, &domains_by_map, &map),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             reconcile,
@@ -271,6 +290,58 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         )
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// The policies of the product whose consumers' Role or RoleBinding `child` is.
+fn policies_of_consumers_rbac<K: kube::Resource>(
+    policies: &Store<AccessPolicy>,
+    child: &K,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    let meta = child.meta();
+    let Some(product) = meta
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(DATA_PRODUCT_LABEL))
+        .filter(|product| meta.name.as_deref() == Some(consumers_role_name(product).as_str()))
+    else {
+        return vec![];
+    };
+    policies_naming(policies, meta.namespace.as_deref(), product)
+}
+
+/// The policies of the product whose connection details `map` (in a consumer's namespace)
+/// carries: those in the producing domain's namespace that name it.
+fn policies_of_connection_map(
+    policies: &Store<AccessPolicy>,
+    domains: &Store<Domain>,
+    map: &ConfigMap,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    let labels = map.labels();
+    let (Some(domain), Some(product)) = (
+        labels.get(SOURCE_DOMAIN_LABEL),
+        labels.get(SOURCE_PRODUCT_LABEL),
+    ) else {
+        return vec![];
+    };
+    let Some(domain) = domains.get(&ObjectRef::new(domain)) else {
+        return vec![];
+    };
+    policies_naming(policies, owned_namespace(&domain), product)
+}
+
+fn policies_naming(
+    policies: &Store<AccessPolicy>,
+    namespace: Option<&str>,
+    product: &str,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    policies
+        .state()
+        .iter()
+        .filter(|policy| {
+            policy.namespace().as_deref() == namespace && policy.spec.data_product == product
+        })
+        .map(|policy| ObjectRef::from_obj(&**policy))
+        .collect()
 }
 
 fn error_policy(object: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {

@@ -47,7 +47,7 @@ use self::desired::{
 };
 use super::apply::{
     DATA_PRODUCT_LABEL, FIELD_MANAGER, already_applied, apply, apply_status, declare,
-    delete_ignoring_missing, is_not_found,
+    delete_ignoring_missing, is_not_found, managed_children,
 };
 use super::domain::desired::storage_user;
 use super::failure::report_failure;
@@ -149,7 +149,28 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         PredicateConfig::default(),
     );
     let controller = Controller::for_stream(own_events, store.clone())
-        .with_config(controller::Config::default().concurrency(CONCURRENCY));
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        // Its children (owned through ownerReferences): one deleted or edited by hand is made
+        // again at once, not at the next resync. Without the spark-operator CRDs installed
+        // their watches fail and retry with backoff; the product reports SparkOperatorMissing.
+        .owns(
+            Api::<ServiceAccount>::all(client.clone()),
+            managed_children(),
+        )
+        .owns(Api::<RoleBinding>::all(client.clone()), managed_children())
+        .owns_with(
+            Api::<DynamicObject>::all_with(client.clone(), &spark_resource(SPARK_APPLICATION)),
+            spark_resource(SPARK_APPLICATION),
+            managed_children(),
+        )
+        .owns_with(
+            Api::<DynamicObject>::all_with(
+                client.clone(),
+                &spark_resource(SCHEDULED_SPARK_APPLICATION),
+            ),
+            spark_resource(SCHEDULED_SPARK_APPLICATION),
+            managed_children(),
+        );
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,

@@ -27,7 +27,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, NamespaceStep, keys};
-use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
+use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing, managed_children};
 use super::failure::report_failure;
 use super::{
     Context, Error, backoff_key, batch_ok, from_finalizer, kube_context, requeue_after_error,
@@ -62,10 +62,55 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 ),
             |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
         )
+        // A child deleted or edited by hand is made again at once, not at the next resync.
+        .watches(
+            Api::<Namespace>::all(ctx.client.clone()),
+            managed_children(),
+            |namespace| domain_of_child(&namespace, |_, _| true),
+        )
+        .watches(
+            Api::<ServiceAccount>::all(ctx.client.clone()),
+            managed_children(),
+            |account| {
+                domain_of_child(&account, |name, _| {
+                    name == desired::WORKLOAD_SERVICE_ACCOUNT
+                })
+            },
+        )
+        .watches(
+            Api::<RoleBinding>::all(ctx.client.clone()),
+            managed_children(),
+            |binding| domain_of_child(&binding, |name, _| name == desired::ADMIN_ROLE_BINDING),
+        )
+        .watches(
+            Api::<ResourceQuota>::all(ctx.client.clone()),
+            managed_children(),
+            |quota| domain_of_child(&quota, |name, _| name == desired::RESOURCE_QUOTA),
+        )
+        .watches(
+            Api::<Secret>::all(ctx.client.clone()),
+            managed_children(),
+            |secret| {
+                domain_of_child(&secret, |name, domain| {
+                    name == desired::credentials_secret_name(domain)
+                })
+            },
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// The Domain a child of the operator's belongs to (its domain label), when `is_child(name,
+/// domain)` says the object is one of that Domain's own children.
+fn domain_of_child<K: kube::Resource>(
+    child: &K,
+    is_child: impl Fn(&str, &str) -> bool,
+) -> Option<ObjectRef<Domain>> {
+    let meta = child.meta();
+    let domain = meta.labels.as_ref()?.get(DOMAIN_LABEL)?;
+    is_child(meta.name.as_deref()?, domain).then(|| ObjectRef::new(domain))
 }
 
 fn error_policy(object: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
