@@ -7,6 +7,7 @@ pub mod data_product;
 pub mod domain;
 pub mod failure;
 pub mod leader;
+pub mod readable;
 pub mod stores_ready;
 pub mod tenancy;
 pub mod user_policies;

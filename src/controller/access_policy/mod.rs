@@ -58,6 +58,7 @@ use super::apply::{
     apply_unless_foreign, delete_ignoring_missing, managed_children,
 };
 use super::failure::report_failure;
+use super::readable;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
@@ -182,9 +183,14 @@ impl Drop for ProductGuard<'_> {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let config = || watcher::Config::default().any_semantic();
-    let controller = Controller::new(Api::<AccessPolicy>::all(client.clone()), config())
+    let (policies, policy_writer) = reflector::store();
+    let own_events = reflector(
+        policy_writer,
+        readable::watch::<AccessPolicy>(client.clone(), config(), true).default_backoff(),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(own_events, policies.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let policies = controller.store();
     let (by_product, by_domain) = (policies.clone(), policies.clone());
     let (by_role, by_binding, by_map) = (policies.clone(), policies.clone(), policies.clone());
     // The Domain and DataProduct watches both trigger reconciles and fill the stores those
@@ -195,7 +201,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (products, product_writer) = reflector::store();
     let product_events = reflector(
         product_writer,
-        watcher(Api::<DataProduct>::all(client.clone()), config()).default_backoff(),
+        readable::watch::<DataProduct>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     // Grants depend on a product's spec and existence, never on its status, which changes
@@ -207,7 +213,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client.clone()), config()).default_backoff(),
+        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());

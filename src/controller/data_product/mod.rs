@@ -51,6 +51,7 @@ use super::apply::{
 };
 use super::domain::desired::storage_user;
 use super::failure::report_failure;
+use super::readable;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
@@ -133,7 +134,6 @@ impl State {
 /// Run the DataProduct controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let products = Api::<DataProduct>::all(client.clone());
     let config = || watcher::Config::default().any_semantic();
     // A product is reconciled when its spec or finalizers change, not on its own status
     // writes: those would add a reconcile per write that finds nothing to do (a third of all
@@ -141,7 +141,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (store, writer) = reflector::store();
     let own_events = reflector(
         writer,
-        watcher(products.clone(), config()).default_backoff(),
+        readable::watch::<DataProduct>(client.clone(), config(), true).default_backoff(),
     )
     .applied_objects()
     .predicate_filter(
@@ -174,23 +174,27 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client.clone()), config()).default_backoff(),
+        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());
     let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
     controller
         // A grant given, changed, expired or revoked changes its consumers' input ports.
-        .watches(
-            Api::<AccessPolicy>::all(client.clone()),
-            config(),
+        .watches_stream(
+            readable::watch::<AccessPolicy>(client.clone(), config(), false)
+                .default_backoff()
+                .touched_objects(),
             move |policy| consumers_of_policy(&by_policy.state(), &policy),
         )
         // A product appearing, changing or going changes its consumers' inputs, and may free a
         // contested name or quota for its domain's products that wait.
-        .watches(products, config(), move |product| {
-            affected_by_product(&by_product.state(), &product)
-        })
+        .watches_stream(
+            readable::watch::<DataProduct>(client.clone(), config(), false)
+                .default_backoff()
+                .touched_objects(),
+            move |product| affected_by_product(&by_product.state(), &product),
+        )
         // A Domain becoming Ready (or its quotas changing) unblocks its products. The reflector
         // stores each event before it triggers, so the reconcile reads that Domain or newer.
         .watches_stream(domain_events, move |domain: Domain| {

@@ -20,8 +20,10 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+
+use super::readable;
 use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
@@ -45,15 +47,21 @@ const KIND: &str = "Domain";
 
 /// Run the Domain controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let domains = Api::<Domain>::all(ctx.client.clone());
-    let products = Api::<DataProduct>::all(ctx.client.clone());
-    Controller::new(domains, watcher::Config::default().any_semantic())
+    let client = ctx.client.clone();
+    let config = || watcher::Config::default().any_semantic();
+    let (store, writer) = reflector::store();
+    let domains = reflector(
+        writer,
+        readable::watch::<Domain>(client.clone(), config(), true).default_backoff(),
+    )
+    .applied_objects();
+    Controller::for_stream(domains, store)
         // A product appearing or going changes its domain's count and may unblock deletion.
         // Its status writes change neither, and at thousands of products they would keep
         // every domain reconciling: only a new generation (creation, a spec change, the
         // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
         .watches_stream(
-            watcher(products, watcher::Config::default().any_semantic())
+            readable::watch::<DataProduct>(client.clone(), config(), false)
                 .default_backoff()
                 .touched_objects()
                 .predicate_filter(

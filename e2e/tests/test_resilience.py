@@ -1,16 +1,21 @@
-"""End to end: the children the operator makes are watched, so one deleted or edited by hand is
-made again within seconds, not at the next resync.
+"""End to end: the operator recovers by itself from what happens around it.
 
-The operator here resyncs only once an hour, so nothing but the watches can bring a child back
-within the tests' 10 seconds. Checked with kubectl as the cluster admin.
+- The children it makes are watched, so one deleted or edited by hand is made again within
+  seconds, not at the next resync. The operator here resyncs only once an hour, so nothing but
+  the watches can bring a child back within the tests' 10 seconds.
+- An object it cannot read (stored under a looser schema) says so in its status, and does not
+  stop the other objects of its kind.
+
+Checked with kubectl as the cluster admin.
 """
 
+import copy
 import json
 
 import pytest
 import yaml
 
-from conftest import kubectl, unique
+from conftest import REPO_DIR, kubectl, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -94,3 +99,42 @@ def test_deleted_or_edited_children_come_back_within_seconds(operator):
     kubectl("delete", "accesspolicy", "reader", "-n", producer, "--timeout", "60s")
     kubectl("delete", "dataproduct", "reader", "-n", consumer, "--timeout", "60s")
     kubectl("delete", "dataproduct", "orders", "-n", producer, "--timeout", "60s")
+
+
+def condition(obj, type_):
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def test_an_object_the_operator_cannot_read_does_not_stop_the_others(operator):
+    domain_name = unique("bad")
+    domain(domain_name)
+    real = get_json("crd", "dataproducts.datamesh.dev")
+    loose = copy.deepcopy(real)
+    for key in ("status", "metadata"):
+        loose.pop(key, None)
+    loose["metadata"] = {"name": "dataproducts.datamesh.dev"}
+    for version in loose["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        schema.pop("x-kubernetes-validations", None)
+        schema["properties"]["spec"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump(loose))
+    try:
+        # Stored under the loose schema: partitions is a word, which the operator cannot read.
+        product(domain_name, "broken", [{"name": "events", "kafka": {"partitions": "many"}}])
+    finally:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds" / "datamesh.dev.yaml"))
+        kubectl("wait", "--for", "condition=Established", "--timeout", "60s", "crd/dataproducts.datamesh.dev")
+
+    # Others of its kind go on: a product made now, and one changed now, become Ready.
+    product(domain_name, "fine", [{"name": "events", "kafka": {}}])
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "90s", "dataproduct/fine", "-n", domain_name)
+
+    def says_why():
+        ready = condition(get_json("dataproduct", "broken", "-n", domain_name), "Ready")
+        return ready if ready and ready["reason"] == "UnreadableObject" else None
+    ready = wait_for(says_why, timeout=30, message="the unreadable product says why")
+    assert ready["status"] == "False"
+    assert "partitions" in ready["message"] or "invalid type" in ready["message"], ready["message"]
+    assert "cannot read an object" in operator.logs()
+
+    kubectl("delete", "dataproduct", "broken", "fine", "-n", domain_name, "--timeout", "60s")
