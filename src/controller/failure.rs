@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::jitter::jittered;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -167,17 +167,6 @@ pub fn retry_delay(failures: u32) -> Duration {
     FIRST_RETRY
         .saturating_mul(1 << doublings)
         .min(LONGEST_RETRY)
-}
-
-/// `delay` made up to `fraction` longer or shorter at random.
-pub fn jittered(delay: Duration, fraction: f64) -> Duration {
-    let mut bytes = [0u8; 2];
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        return delay;
-    }
-    // A number in [-1, 1], from 16 random bits.
-    let unit = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX) * 2.0 - 1.0;
-    delay.mul_f64(1.0 + fraction.clamp(0.0, 1.0) * unit)
 }
 
 /// A kind whose status carries kstatus conditions.
