@@ -5,6 +5,7 @@ pub mod access_policy;
 pub mod apply;
 pub mod data_product;
 pub mod domain;
+pub mod fence;
 pub mod leader;
 pub mod stores_ready;
 pub mod tenancy;
