@@ -77,9 +77,13 @@ FENCE_RETRY_SECONDS = 1
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
-def audit_log() -> Path:
+def stack_run() -> Path:
     return Path(os.environ.get("DATAMESH_STACK_RUN") or os.environ.get("DATAMESH_RUN")
-                or "/tmp/datamesh-operator-stack") / "audit.log"
+                or "/tmp/datamesh-operator-stack")
+
+
+def audit_log() -> Path:
+    return stack_run() / "audit.log"
 
 
 def audit_events(start_offset=0):
@@ -126,8 +130,23 @@ def test_a_leader_frozen_past_its_lease_makes_no_write_once_resumed():
         assert writes_by(before, leader), "the leader's writes must show in the audit log under its User-Agent"
         assert not writes_by(before, standby), f"a standby wrote: {writes_by(before, standby)}"
 
-        leader.signal(signal.SIGSTOP)
-        stopped_at = time.monotonic()
+        # Freeze the leader in the middle of a reconcile: with the object store stopped, a new
+        # Domain's reconcile hangs on its IAM calls (after its namespace, before its Secret and
+        # status). The store comes back while the leader is frozen, so on resume
+        # the leader could go on where it stopped: it must abandon the reconcile instead.
+        names.append(unique("fence"))
+        seaweedfs = int((stack_run() / "seaweedfs.pid").read_text())
+        os.kill(seaweedfs, signal.SIGSTOP)
+        try:
+            apply(domain_manifest(names[-1]))
+            wait_for(lambda: any("created the domain's namespace" in line and names[-1] in line
+                                 for line in leader.logs().splitlines()),
+                     timeout=30, interval=0.2, message="the leader's reconcile to reach the object store")
+            time.sleep(0.5)
+            leader.signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+        finally:
+            os.kill(seaweedfs, signal.SIGCONT)
         wait_for(lambda: standby.metric("datamesh_operator_leader") == 1,
                  timeout=FENCE_LEASE_SECONDS + 4 * FENCE_RETRY_SECONDS + 5, interval=0.2,
                  message="the standby to take over")
@@ -138,7 +157,7 @@ def test_a_leader_frozen_past_its_lease_makes_no_write_once_resumed():
         # Work for the reconcilers while the old leader is frozen: its watches deliver it on resume,
         # racing its renewal loop's discovery that it no longer leads.
         names.append(unique("fence"))
-        apply(domain_manifest(names[1]))
+        apply(domain_manifest(names[-1]))
         apply(domain_manifest(names[0], description="changed while the old leader was frozen"))
         time.sleep(max(0.0, FENCE_LEASE_SECONDS + 2 - (time.monotonic() - stopped_at)))
         resumed_from = audit_log().stat().st_size
@@ -146,7 +165,7 @@ def test_a_leader_frozen_past_its_lease_makes_no_write_once_resumed():
         resumed_at = time.monotonic()
         print(f"old leader resumed {resumed_at - stopped_at:.1f}s after it was stopped")
         names.append(unique("fence"))
-        apply(domain_manifest(names[2]))
+        apply(domain_manifest(names[-1]))
         apply(domain_manifest(names[0], description="changed after the old leader was resumed"))
 
         # The old leader gives up at once and exits non-zero, to restart as a candidate.
