@@ -246,7 +246,7 @@ async fn lead(
 }
 
 /// How long the controllers get, once asked to stop, to finish their in-flight reconciles.
-/// With the lease's release (at most the attempt timeout, 5 s by default) it must fit in the
+/// With the lease's release (at most [`RELEASE_TIMEOUT`](crate::controller::leader::RELEASE_TIMEOUT), 5 s) it must fit in the
 /// pod's termination grace period (`terminationGracePeriodSeconds` in the chart, 30 s) with
 /// margin: see the test `shutdown_fits_in_the_charts_grace_period`.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(15);
@@ -299,6 +299,7 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::leader::RELEASE_TIMEOUT;
 
     /// Seconds left, after the drain and the lease's release, before the kubelet kills the pod.
     const MARGIN: Duration = Duration::from_secs(5);
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn shutdown_fits_in_the_charts_grace_period() {
-        let shutdown = DRAIN_GRACE + LeaseTimings::default().attempt_timeout() + MARGIN;
+        let shutdown = DRAIN_GRACE + RELEASE_TIMEOUT + MARGIN;
         let chart = grace_period(
             "charts/datamesh-operator/values.yaml",
             "/terminationGracePeriodSeconds",

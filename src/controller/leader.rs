@@ -26,6 +26,10 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The longest releasing the lease on shutdown may take, whatever the timings: shutdown must
+/// fit in the pod's termination grace period.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What can go wrong holding the lease.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
@@ -53,7 +57,7 @@ pub enum LeaderError {
     Deposed {
         namespace: String,
         name: String,
-        /// The holder as read, `None` when a write of ours lost a race (409).
+        /// The holder as read.
         holder: Option<String>,
     },
     #[error(
@@ -479,10 +483,10 @@ impl LeaderElector {
     }
 
     /// Give the lease up so a standby takes over at once instead of after it expires. Stops
-    /// leading first. Bounded by the attempt timeout.
+    /// leading first. Bounded by the attempt timeout and by [`RELEASE_TIMEOUT`].
     pub async fn release(&mut self) -> Result<(), LeaderError> {
         self.leadership.end();
-        let timeout = self.timings.attempt_timeout;
+        let timeout = self.timings.attempt_timeout.min(RELEASE_TIMEOUT);
         with_deadline(timeout, self.try_release())
             .await
             .unwrap_or_else(|| {
@@ -545,8 +549,8 @@ impl LeaderElector {
     }
 
     /// Renew every retry period for as long as we lead, and return why we no longer do:
-    /// another holder was found, or no renewal succeeded within the renew deadline of the
-    /// last successful one being sent. Ends the [`Leadership`] before returning. Never
+    /// another holder was read, or no renewal succeeded within the renew deadline of the
+    /// last successful one being sent (failures and conflicts are retried until then). Ends the [`Leadership`] before returning. Never
     /// returns while we lead: the caller ends it by dropping this future.
     pub async fn keep_renewing(&mut self) -> LeaderError {
         let lost = self.renew_until_lost().await;
@@ -566,12 +570,18 @@ impl LeaderElector {
             }
             match self.attempt().await {
                 Ok(Attempt::Holding) => {}
-                Ok(Attempt::HeldBy(holder)) => {
+                Ok(Attempt::HeldBy(Some(holder))) => {
                     return LeaderError::Deposed {
                         namespace: self.namespace.clone(),
                         name: self.name.clone(),
-                        holder,
+                        holder: Some(holder),
                     };
+                }
+                // The lease changed between our read and our write: perhaps a renewal of ours
+                // that timed out here but landed there. The next attempt reads who holds it;
+                // the clock ends the leadership meanwhile if need be.
+                Ok(Attempt::HeldBy(None)) => {
+                    tracing::warn!("the lease changed while renewing it (409): trying again");
                 }
                 Err(error) => tracing::warn!(%error, "renewing the leader lease failed"),
             }
@@ -891,5 +901,34 @@ mod tests {
             leadership.tenure(Instant::now()),
             Tenure::Until(start + Duration::from_secs(2) + RENEW)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn conflicting_renewals_are_retried_until_the_renew_deadline() {
+        let server = FakeApiServer::answering(
+            Duration::ZERO,
+            Arc::new(|request| {
+                if request.method() == http::Method::GET {
+                    lease_held_by("a")
+                } else {
+                    let conflict = serde_json::json!({
+                        "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": "the object has been modified", "reason": "Conflict", "code": 409,
+                    });
+                    let mut response = Response::new(Full::new(Bytes::from(conflict.to_string())));
+                    *response.status_mut() = http::StatusCode::CONFLICT;
+                    response
+                }
+            }),
+        );
+        let leadership = Leadership::elected(RENEW);
+        let mut elector = elector(server.clone(), leadership.clone());
+        let sent = Instant::now();
+        leadership.renewed(sent);
+        let lost = elector.keep_renewing().await;
+        assert!(matches!(lost, LeaderError::Lost { .. }), "{lost:?}");
+        assert_eq!(sent.elapsed(), RENEW);
+        // A read and a write every retry period: 2, 4, 6 and 8 s.
+        assert_eq!(server.requests.load(Ordering::SeqCst), 8);
     }
 }
