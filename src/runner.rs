@@ -30,8 +30,11 @@ pub enum RunError {
     KubernetesConfig(#[source] Box<InferConfigError>),
     #[error("Kubernetes client: {0}")]
     Kubernetes(#[source] Box<kube::Error>),
-    #[error("User-Agent {user_agent:?} is not a valid header value")]
-    UserAgent { user_agent: String },
+    #[error("User-Agent {user_agent:?} is not a valid header value: {source}")]
+    UserAgent {
+        user_agent: String,
+        source: http::header::InvalidHeaderValue,
+    },
     #[error("Kafka admin client: {0}")]
     Kafka(#[from] KafkaAdminError),
     #[error("object storage client: {0}")]
@@ -163,8 +166,9 @@ async fn kubernetes_clients(
         ),
         None => format!("datamesh-operator/{}", env!("CARGO_PKG_VERSION")),
     };
-    let value = HeaderValue::from_str(&user_agent).map_err(|_| RunError::UserAgent {
+    let value = HeaderValue::from_str(&user_agent).map_err(|source| RunError::UserAgent {
         user_agent: user_agent.clone(),
+        source,
     })?;
     config.headers.push((USER_AGENT, value));
     let lease_client =
@@ -182,7 +186,7 @@ async fn kubernetes_clients(
 /// no further write is sent, and the fence refuses any that a woken task tries before then)
 /// and returns the loss as an error, so the process exits and restarts as a candidate. On
 /// shutdown the controllers drain their in-flight reconciles for at most [`DRAIN_GRACE`] while
-/// the lease is still renewed, then the lease is released (bounded by the attempt timeout).
+/// the lease is still renewed, then the lease is released (within 5 s).
 async fn lead(
     lease_client: Client,
     election: LeaderElection,
