@@ -6,6 +6,7 @@ pub mod apply;
 pub mod data_product;
 pub mod domain;
 pub mod failure;
+pub mod fence;
 pub mod leader;
 pub mod readable;
 pub mod stores_ready;
