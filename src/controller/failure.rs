@@ -127,7 +127,8 @@ fn storage_outcome(error: &StorageError) -> Outcome {
     }
 }
 
-/// Per-object retry delays after failures: doubling from one second up to five minutes, each
+/// Per-object retry delays after failures: doubling from one second up to half a minute (so an
+/// object is back within about that long of its system's return), each
 /// with up to a fifth more or less at random, so that objects failing together (a broker
 /// down) do not retry in lockstep. A success forgets the object's failures.
 #[derive(Default)]
@@ -138,7 +139,7 @@ pub struct Backoff {
 /// The first retry delay.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest retry delay.
-const LONGEST_RETRY: Duration = Duration::from_secs(300);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
 
 impl Backoff {
     /// The delay before retrying `key` once more, counting this failure.
@@ -249,7 +250,8 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
         assert_eq!(retry_delay(2), Duration::from_secs(2));
         assert_eq!(retry_delay(5), Duration::from_secs(16));
-        assert_eq!(retry_delay(40), Duration::from_secs(300));
+        assert_eq!(retry_delay(6), Duration::from_secs(30));
+        assert_eq!(retry_delay(40), Duration::from_secs(30));
         let backoff = Backoff::default();
         let first = backoff.next_delay("DataProduct/payments/orders");
         assert!(
