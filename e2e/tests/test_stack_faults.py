@@ -44,11 +44,21 @@ def alive(pid):
         return False
 
 
+def gone(pid):
+    """The process has exited: reaped or a zombie (one still exiting has lost its cmdline but
+    still holds its ports and files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def stop(component):
     pid = pid_of(component)
     assert alive(pid)
     run([STACK, "stop", component], timeout=120)
-    assert not alive(pid), "`e2e/stack stop` returned while the process was still there"
+    assert gone(pid), "`e2e/stack stop` returned while the process was still there"
     assert stack_status()[1][component].strip() == "down"
 
 
@@ -57,7 +67,7 @@ def kill(component):
     assert alive(pid)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while alive(pid):
+    while not gone(pid):
         assert time.monotonic() < deadline, f"{component} (pid {pid}) survived SIGKILL for 30 s"
         time.sleep(0.1)
     # The pid file stays behind, naming a dead process, as after a crash.
