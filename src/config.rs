@@ -198,6 +198,8 @@ struct FileSettings {
     resync_seconds: Option<u64>,
     domain_admin_cluster_role: Option<String>,
     spark_driver_cluster_role: Option<String>,
+    #[serde(default)]
+    reserved_domain_names: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +209,8 @@ struct FileKafka {
     admin_user: Option<String>,
     admin_password: Option<SecretSource>,
     default_replicas: Option<i32>,
+    #[serde(default)]
+    super_users: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +221,7 @@ struct FileS3 {
     region: Option<String>,
     admin_access_key: Option<String>,
     admin_secret_key: Option<SecretSource>,
+    admin_user: Option<String>,
 }
 
 /// The Kafka cluster the operator manages topics, ACLs and SCRAM users in.
@@ -230,6 +235,9 @@ pub struct KafkaSettings {
     pub admin_password: SecretSource,
     /// Replicas for topics whose output port does not say.
     pub default_replicas: i32,
+    /// Further super users of the cluster (`super.users`), besides the admin: no Domain may
+    /// be named after one.
+    pub super_users: Vec<String>,
 }
 
 /// The S3 service the operator manages buckets and IAM users in.
@@ -245,6 +253,9 @@ pub struct S3Settings {
     pub admin_access_key: String,
     /// Where the admin secret key is read from.
     pub admin_secret_key: SecretSource,
+    /// The admin's IAM identity (user) name, when it differs from the access key id: no Domain
+    /// may be named after it.
+    pub admin_user: Option<String>,
 }
 
 /// Everything the operator needs to know about its surroundings.
@@ -258,6 +269,9 @@ pub struct Settings {
     pub domain_admin_cluster_role: String,
     /// The ClusterRole a Spark driver's ServiceAccount is bound to (the chart defines it).
     pub spark_driver_cluster_role: String,
+    /// Names no Domain may use as its name or namespace, besides the ones the operator always
+    /// reserves (see [`Settings::reserved_names`]).
+    pub reserved_domain_names: Vec<String>,
 }
 
 /// Default resync period: five minutes, like Strimzi's topic operator.
@@ -329,6 +343,7 @@ impl Settings {
             admin_password: secret("DATAMESH_KAFKA_ADMIN_PASSWORD", file.kafka.admin_password)?
                 .ok_or(ConfigError::Missing("DATAMESH_KAFKA_ADMIN_PASSWORD"))?,
             default_replicas,
+            super_users: list(var("DATAMESH_KAFKA_SUPER_USERS"), file.kafka.super_users),
         };
 
         let endpoint = required(
@@ -349,6 +364,7 @@ impl Settings {
             )?,
             admin_secret_key: secret("DATAMESH_S3_ADMIN_SECRET_KEY", file.s3.admin_secret_key)?
                 .ok_or(ConfigError::Missing("DATAMESH_S3_ADMIN_SECRET_KEY"))?,
+            admin_user: var("DATAMESH_S3_ADMIN_USER").or(file.s3.admin_user),
         };
 
         let resync = match var("DATAMESH_RESYNC_SECONDS") {
@@ -380,7 +396,24 @@ impl Settings {
             spark_driver_cluster_role: var("DATAMESH_SPARK_DRIVER_CLUSTER_ROLE")
                 .or(file.spark_driver_cluster_role)
                 .unwrap_or_else(|| DEFAULT_SPARK_DRIVER_CLUSTER_ROLE.into()),
+            reserved_domain_names: list(
+                var("DATAMESH_RESERVED_DOMAIN_NAMES"),
+                file.reserved_domain_names,
+            ),
         })
+    }
+}
+
+/// A list setting: the environment's comma-separated value, else the file's.
+fn list(from_env: Option<String>, from_file: Vec<String>) -> Vec<String> {
+    match from_env {
+        Some(value) => value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => from_file,
     }
 }
 
@@ -455,6 +488,31 @@ resyncSeconds: 60
             SecretSource::File("/tmp/key".into())
         );
         assert_eq!(settings.resync, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn reserved_names_and_platform_identities_come_from_file_or_environment() {
+        let file = format!("{FILE}reservedDomainNames: [finance, audit]\n")
+            .replace("  adminPassword:", "  superUsers: [ops]\n  adminPassword:")
+            .replace(
+                "  adminAccessKey: admin",
+                "  adminAccessKey: admin\n  adminUser: s3-root",
+            );
+        let settings = Settings::merge(serde_yaml::from_str(&file).unwrap(), &env(&[])).unwrap();
+        assert_eq!(settings.reserved_domain_names, ["finance", "audit"]);
+        assert_eq!(settings.kafka.super_users, ["ops"]);
+        assert_eq!(settings.s3.admin_user.as_deref(), Some("s3-root"));
+        let settings = Settings::merge(
+            serde_yaml::from_str(FILE).unwrap(),
+            &env(&[
+                ("DATAMESH_RESERVED_DOMAIN_NAMES", "legal, ,hr"),
+                ("DATAMESH_KAFKA_SUPER_USERS", "ops,backup"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.reserved_domain_names, ["legal", "hr"]);
+        assert_eq!(settings.kafka.super_users, ["ops", "backup"]);
+        assert_eq!(settings.s3.admin_user, None);
     }
 
     #[test]

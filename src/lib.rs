@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod controller;
+pub mod governance;
 pub mod http;
 pub mod metrics;
 pub mod provision;

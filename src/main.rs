@@ -38,7 +38,8 @@ struct RunArgs {
     /// Take part in leader election, so only one replica reconciles.
     #[arg(long, env = "DATAMESH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
-    /// The namespace of the leader Lease (in a cluster: the operator's own namespace).
+    /// The operator's own namespace, which no Domain may take, and the namespace of the leader
+    /// Lease (in a cluster: the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "datamesh-system")]
     lease_namespace: String,
     /// The name of the leader Lease.
@@ -91,6 +92,7 @@ fn run(args: RunArgs) -> ExitCode {
     let options = datamesh_operator::runner::Options {
         config: args.config,
         metrics_addr: args.metrics_addr,
+        operator_namespace: args.lease_namespace.clone(),
         leader_election: args
             .leader_elect
             .then_some(datamesh_operator::runner::LeaderElection {

@@ -50,6 +50,8 @@ pub struct LeaderElection {
 pub struct Options {
     pub config: Option<PathBuf>,
     pub metrics_addr: SocketAddr,
+    /// The namespace the operator runs in: no Domain may take it.
+    pub operator_namespace: String,
     /// `None` runs the controllers at once, without a Lease (a single replica).
     pub leader_election: Option<LeaderElection>,
 }
@@ -96,6 +98,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         settings,
+        &options.operator_namespace,
         Arc::new(kafka),
         Arc::new(storage),
         metrics.clone(),

@@ -66,6 +66,15 @@ fn dry_run(manifest: &Value) -> Output {
     )
 }
 
+/// Server-side dry run of replacing an object with one manifest: unlike `apply`, it
+/// removes the fields the manifest leaves out.
+fn dry_run_replace(manifest: &Value) -> Output {
+    kubectl(
+        &["replace", "--dry-run=server", "-o", "json", "-f", "-"],
+        Some(&manifest.to_string()),
+    )
+}
+
 /// Installs the committed CRDs once per test binary and waits until the API server
 /// serves and enforces them.
 fn install_crds() {
@@ -445,6 +454,27 @@ fn invalid_manifests() -> Vec<Invalid> {
             "greater than or equal to 1",
         ),
         invalid(
+            "min.insync.replicas above the replicas",
+            with(
+                product(),
+                |p| {
+                    p["spec"]["outputPorts"][0]["kafka"] =
+                        json!({"replicas": 2, "config": {"min.insync.replicas": "3"}})
+                },
+            ),
+            "spec.outputPorts[0].kafka.config",
+            "config[min.insync.replicas] must not exceed replicas",
+        ),
+        invalid(
+            "min.insync.replicas that is not a number",
+            with(product(), |p| {
+                p["spec"]["outputPorts"][0]["kafka"]["config"] =
+                    json!({"min.insync.replicas": "two"})
+            }),
+            "spec.outputPorts[0].kafka.config",
+            "config[min.insync.replicas] must be a whole number of at least 1",
+        ),
+        invalid(
             "an unknown schema language",
             with(product(), |p| {
                 p["spec"]["outputPorts"][0]["schema"] = json!({"type": "xml"})
@@ -461,6 +491,15 @@ fn invalid_manifests() -> Vec<Invalid> {
             ),
             "spec.inputPorts[0].dataProduct.port",
             "Required value",
+        ),
+        invalid(
+            "an input port that reads the product's own output",
+            with(
+                product(),
+                |p| p["spec"]["inputPorts"] = json!([{"name": "loop", "dataProduct": {"domain": "payments", "name": "orders", "port": "events"}}]),
+            ),
+            "spec.inputPorts",
+            "an input port must not read the product's own output",
         ),
         invalid(
             "a Scala job without a main class",
@@ -480,6 +519,62 @@ fn invalid_manifests() -> Vec<Invalid> {
             }),
             "spec.transformation.spark.schedule",
             "should match",
+        ),
+        invalid(
+            "a schedule's minute out of range",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("60 * * * *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule's hour out of range",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("0 9,24 * * *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule's day of month out of range",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("0 0 0 * *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule's month out of range",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("0 0 1 1-13 *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule's day of week out of range (the spark-operator takes 0-6)",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("0 0 * * 7")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule with a zero step",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("*/0 * * * *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron field is out of range",
+        ),
+        invalid(
+            "a schedule with a backwards range",
+            with(full_product(), |p| {
+                p["spec"]["transformation"]["spark"]["schedule"] = json!("0 17-9 * * *")
+            }),
+            "spec.transformation.spark.schedule",
+            "a cron range must not run backwards",
         ),
         invalid(
             "executor memory in an unknown unit",
@@ -617,6 +712,29 @@ fn valid_manifests_are_accepted_with_their_defaults() {
         "nothing of the full product is pruned"
     );
 
+    for schedule in [
+        "0 9 * * mon-fri",
+        "30 2 1,15 * ?",
+        "*/5 0-6,22-23 * JAN-mar 0",
+        "59 23 31 12 6",
+        "5/10 * * * *",
+        "@daily",
+        "@every 1h30m",
+    ] {
+        accepted(&with(full_product(), |p| {
+            p["spec"]["transformation"]["spark"]["schedule"] = json!(schedule)
+        }));
+    }
+    accepted(&with(product(), |p| {
+        p["spec"]["outputPorts"][0]["kafka"] =
+            json!({"replicas": 3, "config": {"min.insync.replicas": "3"}});
+        // Another product of the same domain, or another domain's product of this name.
+        p["spec"]["inputPorts"] = json!([
+            {"name": "refunds", "dataProduct": {"domain": "payments", "name": "refunds", "port": "events"}},
+            {"name": "crm", "dataProduct": {"domain": "customers", "name": "orders", "port": "events"}}
+        ]);
+    }));
+
     let domain = accepted(&domain());
     assert_eq!(domain["spec"]["deletionPolicy"], "Retain");
     accepted(&with(self::domain(), |d| {
@@ -662,6 +780,10 @@ fn identity_fields_cannot_change_after_creation() {
         p["spec"]["domain"] = json!("marketing")
     });
     let out = dry_run(&moved);
+    let moved_by_replace = dry_run_replace(&moved);
+    let unset = dry_run_replace(&with(original.clone(), |p| {
+        p["spec"].as_object_mut().unwrap().remove("domain");
+    }));
     let unchanged = with(original.clone(), |p| {
         p["spec"]["classification"] = json!("public")
     });
@@ -682,9 +804,18 @@ fn identity_fields_cannot_change_after_creation() {
         !out.status.success(),
         "moving a product to another domain was accepted"
     );
-    let stderr = text(&out.stderr);
+    for (how, out) in [("apply", &out), ("replace", &moved_by_replace)] {
+        assert!(!out.status.success(), "{how}: the move was accepted");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("spec.domain") && stderr.contains("spec.domain is immutable"),
+            "{how}: {stderr}"
+        );
+    }
+    assert!(!unset.status.success(), "removing spec.domain was accepted");
+    let stderr = text(&unset.stderr);
     assert!(
-        stderr.contains("spec.domain") && stderr.contains("spec.domain is immutable"),
+        stderr.contains("spec.domain") && stderr.contains("Required value"),
         "{stderr}"
     );
     assert!(
@@ -692,6 +823,65 @@ fn identity_fields_cannot_change_after_creation() {
         "other changes stay allowed: {}",
         text(&other_change.stderr)
     );
+}
+
+#[test]
+fn a_domain_namespace_cannot_be_set_unset_or_changed_after_creation() {
+    install_crds();
+    // Real Domains (transition rules only run on updates), removed before any assertion.
+    // Nothing here is reconciled into a namespace unless an operator watches the cluster.
+    let name = |suffix: &str| format!("admission-{suffix}-{}", std::process::id());
+    let without = with(domain(), |d| d["metadata"]["name"] = json!(name("unset")));
+    let with_namespace = with(domain(), |d| {
+        d["metadata"]["name"] = json!(name("set"));
+        d["spec"]["namespace"] = json!(name("set-ns"));
+    });
+    must(&["create", "-f", "-"], Some(&without.to_string()));
+    must(&["create", "-f", "-"], Some(&with_namespace.to_string()));
+
+    let set = dry_run_replace(&with(without.clone(), |d| {
+        d["spec"]["namespace"] = json!("elsewhere")
+    }));
+    let set_to_its_own_name = dry_run_replace(&with(without.clone(), |d| {
+        d["spec"]["namespace"] = d["metadata"]["name"].clone()
+    }));
+    let unset = dry_run_replace(&with(with_namespace.clone(), |d| {
+        d["spec"].as_object_mut().unwrap().remove("namespace");
+    }));
+    let changed = dry_run_replace(&with(with_namespace.clone(), |d| {
+        d["spec"]["namespace"] = json!("elsewhere")
+    }));
+    let other_change = dry_run_replace(&with(with_namespace.clone(), |d| {
+        d["spec"]["description"] = json!("Cards, settlements and refunds")
+    }));
+    let other_change_without = dry_run_replace(&with(without.clone(), |d| {
+        d["spec"]["description"] = json!("Cards, settlements and refunds")
+    }));
+    for domain in [name("unset"), name("set")] {
+        must(&["delete", "domain", &domain, "--wait=false"], None);
+    }
+
+    for (how, out) in [
+        ("set", &set),
+        ("set to the name it defaulted to", &set_to_its_own_name),
+        ("unset", &unset),
+        ("changed", &changed),
+    ] {
+        assert!(!out.status.success(), "spec.namespace {how}: accepted");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("spec.namespace: Invalid value")
+                && stderr.contains("spec.namespace is immutable"),
+            "spec.namespace {how}: {stderr}"
+        );
+    }
+    for out in [&other_change, &other_change_without] {
+        assert!(
+            out.status.success(),
+            "other changes stay allowed: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ consistent mesh the API server accepts.
 import copy
 import json
 import re
+import time
 
 import pytest
 import yaml
@@ -149,7 +150,8 @@ def test_default_render_is_accepted_by_the_api_server(namespace):
     objects = documents(rendered)
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(["ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRole", "ClusterRole",
-                            "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment"])
+                            "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment",
+                            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3])
     result = dry_run_apply(rendered, namespace)
     assert result.stdout.count("(server dry run)") == len(objects), result.stdout
 
@@ -185,6 +187,10 @@ def test_service_monitor_is_rendered_only_when_enabled_and_selects_the_metrics_s
     ("kafka.adminPasswordSecret.name=Not_A_Name", "at '/kafka/adminPasswordSecret/name'"),
     ("resyncSeconds=0", "at '/resyncSeconds'"),
     ("serviceAccount.create=false", "at '/serviceAccount/name'"),
+    ("tenancy.reservedDomainNames={Not_A_Name}", "at '/tenancy/reservedDomainNames/0'"),
+    ("tenancy.reservedNames={x}", "additional properties 'reservedNames' not allowed"),
+    ("kafka.superUsers=admin", "at '/kafka/superUsers'"),
+    ("admissionPolicies.enabled=maybe", "at '/admissionPolicies/enabled'"),
 ])
 def test_values_schema_refuses_bad_values(value, message):
     result = helm("template", "datamesh-operator", CHART, "--set", value, check=False)
@@ -254,6 +260,48 @@ def test_domain_admin_role_manages_products_but_not_secrets_or_rbac():
     assert not {p for p in granted if p[2] in writes and p[0] != "datamesh.dev"}
     assert ("", "pods/log", "get", None) in granted
     assert ("sparkoperator.k8s.io", "scheduledsparkapplications", "list", None) in granted
+
+
+def test_admission_policies_are_on_by_default_deny_and_reserve_the_platform_names():
+    objects = documents(render())
+    policies = {o["metadata"]["name"]: o for o in find(objects, "ValidatingAdmissionPolicy")}
+    bindings = find(objects, "ValidatingAdmissionPolicyBinding")
+    assert sorted(policies) == ["datamesh-operator-accesspolicy-namespace", "datamesh-operator-dataproduct-namespace",
+                                "datamesh-operator-domain-reserved-names"]
+    assert sorted(b["spec"]["policyName"] for b in bindings) == sorted(policies)
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings)
+    for policy in policies.values():
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+        assert rule["apiGroups"] == ["datamesh.dev"] and rule["operations"] == ["CREATE"]
+
+    def reserved(*set_args):
+        (policy,) = [p for p in find(documents(render(*set_args, namespace="mesh-ops")), "ValidatingAdmissionPolicy")
+                     if p["metadata"]["name"].endswith("domain-reserved-names")]
+        (variable,) = [v for v in policy["spec"]["variables"] if v["name"] == "reserved"]
+        return json.loads(variable["expression"])
+
+    assert reserved() == ["admin", "default", "mesh-ops"]
+    assert reserved("kafka.adminUser=kafka-root", "kafka.superUsers={User:ops,Audit}", "s3.adminAccessKey=AKIAROOT",
+                    "s3.adminUser=s3-root", "tenancy.reservedDomainNames={monitoring,argocd}") == [
+        "akiaroot", "argocd", "audit", "default", "kafka-root", "mesh-ops", "monitoring", "ops", "s3-root"]
+
+    assert not [o for o in documents(render("admissionPolicies.enabled=false"))
+                if o["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_config_file_carries_the_reserved_names_only_when_set():
+    def config(*set_args):
+        (config_map,) = find(documents(render(*set_args)), "ConfigMap")
+        return yaml.safe_load(config_map["data"]["config.yaml"])
+
+    default = config()
+    assert "reservedDomainNames" not in default
+    assert "superUsers" not in default["kafka"] and "adminUser" not in default["s3"]
+    given = config("tenancy.reservedDomainNames={monitoring,argocd}", "kafka.superUsers={ops}", "s3.adminUser=s3-root")
+    assert given["reservedDomainNames"] == ["monitoring", "argocd"]
+    assert given["kafka"]["superUsers"] == ["ops"]
+    assert given["s3"]["adminUser"] == "s3-root"
 
 
 def test_config_file_references_the_credential_secrets_in_the_release_namespace():
@@ -376,6 +424,19 @@ def test_installed_rbac_grants_what_each_role_needs_and_nothing_past_it(datamesh
     finally:
         helm("uninstall", release, "--namespace", namespace, check=False)
         kubectl("delete", "namespace", namespace, other, "--wait=false", check=False)
+        # The release's ValidatingAdmissionPolicies apply to the whole cluster, and the other suites
+        # create objects they refuse: uninstalling removed them, and nothing of them may remain.
+        left = kubectl("get", "validatingadmissionpolicies,validatingadmissionpolicybindings",
+                       "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout
+        assert left.strip() == "", f"helm uninstall left admission policies behind: {left}"
+        # ... and the API server stops enforcing them a moment later: a Domain named after the
+        # release namespace (which the release reserved) is accepted again.
+        canary = json.dumps({"apiVersion": "datamesh.dev/v1alpha1", "kind": "Domain",
+                             "metadata": {"name": namespace}, "spec": {}})
+        deadline = time.monotonic() + 60
+        while kubectl("create", "--dry-run=server", "-f", "-", input=canary, check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the uninstalled release's admission policies are still enforced"
+            time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,7 +143,9 @@ def test_a_product_becomes_its_topic_and_bucket_and_the_owner_can_use_them(opera
     tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags == {"datamesh.dev/domain": domain, "datamesh.dev/data-product": "orders",
                     "datamesh.dev/port": "lake", "datamesh.dev/classification": "confidential",
-                    "app.kubernetes.io/managed-by": "datamesh-operator"}
+                    "app.kubernetes.io/managed-by": "datamesh-operator",
+                    # The bucket's owner record: which namespace and which product made it.
+                    "datamesh.dev/namespace": domain, "datamesh.dev/data-product-uid": product["metadata"]["uid"]}
 
     # The owning domain's credentials produce 10,000 records and read them back.
     kafka, creds = domain_kafka(tmp_path, domain)
@@ -277,6 +279,35 @@ def test_transformations_are_spark_applications_the_real_crds_accept(operator):
     assert kubectl("get", "scheduledsparkapplication", "hourly", "-n", domain, check=False).returncode != 0
     assert kubectl("get", "sparkapplication", "once", "-n", domain, check=False).returncode != 0
     assert kubectl("get", "serviceaccount", "hourly-spark", "-n", domain, check=False).returncode != 0
+
+
+def test_fields_removed_from_the_spark_transformation_leave_the_live_application(operator):
+    """GitOps removes lines: what the spec no longer declares must leave the live child."""
+    domain = unique("dp")
+    ready_domain(domain)
+    spark = {"image": "apache/spark:4.0.1", "mainApplicationFile": "local:///opt/app/job.jar", "type": "Scala",
+             "mainClass": "com.example.Job", "sparkVersion": "4.0.1", "arguments": ["--day", "today"],
+             "executor": {"instances": 3, "memory": "2g"}}
+    manifest = product_manifest(domain, "job", [{"name": "lake", "bucket": {}}], transformation={"spark": spark})
+    apply(manifest)
+    wait_product_ready(domain, "job")
+    live = get_json("sparkapplication", "job", "-n", domain)["spec"]
+    assert live["arguments"][-2:] == ["--day", "today"]
+    assert live["executor"]["instances"] == 3
+
+    trimmed = {k: v for k, v in spark.items() if k != "arguments"}
+    trimmed["executor"] = {"memory": "2g"}
+    manifest["spec"]["transformation"] = {"spark": trimmed}
+    apply(manifest)
+
+    def removed():
+        spec = get_json("sparkapplication", "job", "-n", domain)["spec"]
+        return "--day" not in spec.get("arguments", []) and "instances" not in spec.get("executor", {})
+    wait_for(removed, timeout=30, message="arguments and executor.instances gone from the SparkApplication")
+    live = get_json("sparkapplication", "job", "-n", domain)["spec"]
+    assert live["mainClass"] == "com.example.Job", "what is still declared stays"
+    assert live["executor"]["memory"] == "2g"
+    kubectl("delete", "dataproduct", "job", "-n", domain, "--timeout", "60s")
 
 
 def test_retain_keeps_topic_and_bucket_and_delete_removes_them(operator, kafka_admin, s3_admin):

@@ -21,6 +21,56 @@ pub const SPARK_MEMORY_PATTERN: &str = "^[1-9][0-9]*[kmgt]$";
 /// A cron schedule as the spark-operator reads it: five fields, a `@daily`-style
 /// descriptor, or `@every <duration>`.
 pub const CRON_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every ([0-9]+(h|m|s))+|[0-9*/,-]+ [0-9*/,-]+ [0-9*/,?-]+ [0-9A-Za-z*/,-]+ [0-9A-Za-z*/,?-]+)$";
+/// The values a field of a five-field cron schedule may take, in the order of the fields,
+/// as regular expressions: the bounds of the spark-operator's parser (robfig/cron), which
+/// also takes month and weekday names in any case. Day of week is 0-6 (Sunday is 0).
+pub const CRON_FIELD_VALUES: [(&str, &str); 5] = [
+    ("minute", "[0-5]?[0-9]"),
+    ("hour", "[01]?[0-9]|2[0-3]"),
+    ("day of month", "0?[1-9]|[12][0-9]|3[01]"),
+    (
+        "month",
+        "0?[1-9]|1[0-2]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec",
+    ),
+    ("day of week", "0?[0-6]|sun|mon|tue|wed|thu|fri|sat"),
+];
+
+/// The regular expression one field of a five-field cron schedule must match: a list of
+/// `*`, a value or a range of values, each with an optional step of at least 1; `?` too in
+/// the day fields (the third and fifth), as [`CRON_PATTERN`] allows.
+pub fn cron_field_regex(field: usize) -> String {
+    let values = CRON_FIELD_VALUES[field].1;
+    let any = if field == 2 || field == 4 {
+        "[*?]"
+    } else {
+        "[*]"
+    };
+    let term = format!("({any}|({values})(-({values}))?)(/[0-9]*[1-9][0-9]*)?");
+    format!("(?i)^{term}(,{term})*$")
+}
+
+/// The CEL rules of a schedule, past what [`CRON_PATTERN`] checks: each field's values are
+/// in range, and no range runs backwards. (Named ranges, e.g. `fri-mon`, are left to the
+/// spark-operator.)
+fn schedule_rules() -> serde_json::Value {
+    let fields: Vec<String> = (0..5)
+        .map(|i| format!("self.split(' ')[{i}].matches('{}')", cron_field_regex(i)))
+        .collect();
+    serde_json::json!([
+        {
+            "rule": format!(
+                "self.startsWith('@') || size(self.split(' ')) != 5 || ({})",
+                fields.join(" && ")
+            ),
+            "message": "schedule: a cron field is out of range: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec, day of week 0-6 or sun-sat, steps (/n) at least 1"
+        },
+        {
+            "rule": "self.startsWith('@') || self.replace(' ', ',').split(',').all(t, !t.matches('^[0-9]{1,2}-[0-9]{1,2}(/[0-9]+)?$') || int(t.split('-')[0]) <= int(t.split('-')[1].split('/')[0]))",
+            "message": "schedule: a cron range must not run backwards: write 1-5, not 5-1"
+        }
+    ])
+}
+
 /// A Kafka topic config key, e.g. `cleanup.policy`.
 pub const KAFKA_CONFIG_KEY_PATTERN: &str = "^[a-z0-9]+([.][a-z0-9]+)*$";
 
@@ -77,12 +127,18 @@ pub const KAFKA_CONFIG_KEY_PATTERN: &str = "^[a-z0-9]+([.][a-z0-9]+)*$";
     validation = Rule::new("!has(self.spec.outputPorts) || self.spec.outputPorts.all(p, !has(p.bucket) || size(self.spec.domain) + size(self.metadata.name) + size(p.name) <= 61)")
         .message("spec.outputPorts: a bucket port's bucket is named <domain>-<product>-<port>, which S3 limits to 63 characters; shorten spec.domain, metadata.name or the port's name")
         .field_path(".spec.outputPorts"),
+    validation = Rule::new("!has(self.spec.inputPorts) || self.spec.inputPorts.all(i, i.dataProduct.domain != self.spec.domain || i.dataProduct.name != self.metadata.name)")
+        .message("spec.inputPorts: an input port must not read the product's own output (its dataProduct names this product's domain and name); read it inside the transformation instead")
+        .field_path(".spec.inputPorts"),
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.outputPorts) || self.outputPorts.all(p, !has(p.kafka) || !has(p.kafka.topic) || p.kafka.topic.startsWith(self.domain + '.'))",
      "message": "an output port's explicit kafka.topic must start with the product's domain and a dot (<domain>.), so it stays in the domain's topics",
-     "fieldPath": ".outputPorts"}
+     "fieldPath": ".outputPorts"},
+    {"rule": "self.domain == oldSelf.domain",
+     "message": "spec.domain is immutable: a data product cannot move to another domain; create a new product instead",
+     "fieldPath": ".domain"}
 ]))]
 pub struct DataProductSpec {
     /// The Domain this product belongs to: the `metadata.name` of a Domain. The product
@@ -90,9 +146,6 @@ pub struct DataProductSpec {
     /// `<domain>.<product>.<port>` and `<domain>-<product>-<port>`. Cannot be changed
     /// after creation.
     #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL_PATTERN))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self == oldSelf", "message": "spec.domain is immutable: a data product cannot move to another domain"}
-    ]))]
     pub domain: String,
 
     /// What the product is for, how to use it and what it cannot do (ODPS description).
@@ -240,7 +293,13 @@ pub struct OutputPort {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.retention) || !has(self.config) || !('retention.ms' in self.config)",
-     "message": "set retention or config[retention.ms], not both"}
+     "message": "set retention or config[retention.ms], not both"},
+    {"rule": "!has(self.config) || !('min.insync.replicas' in self.config) || self.config['min.insync.replicas'].matches('^[1-9][0-9]{0,8}$')",
+     "message": "config[min.insync.replicas] must be a whole number of at least 1",
+     "fieldPath": ".config"},
+    {"rule": "!has(self.replicas) || !has(self.config) || !('min.insync.replicas' in self.config) || !self.config['min.insync.replicas'].matches('^[1-9][0-9]{0,8}$') || int(self.config['min.insync.replicas']) <= self.replicas",
+     "message": "config[min.insync.replicas] must not exceed replicas: the topic would refuse every write that waits for all in-sync replicas (acks=all)",
+     "fieldPath": ".config"}
 ]))]
 pub struct KafkaPort {
     /// An explicit topic name, instead of `<domain>.<product>.<port>`. It must start with
@@ -265,9 +324,10 @@ pub struct KafkaPort {
     #[schemars(length(max = 12), pattern(RETENTION_PATTERN))]
     pub retention: Option<String>,
     /// Further topic configs, e.g. `cleanup.policy: compact`. Only the keys named here
-    /// are managed; changes made directly in Kafka are set back.
+    /// are managed; changes made directly in Kafka are set back. Values are at most 4096
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 64, "x-kubernetes-validations" = [
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}, "x-kubernetes-validations" = [
         {"rule": "self.all(k, size(k) <= 128 && k.matches('^[a-z0-9]+([.][a-z0-9]+)*$'))",
          "message": "config keys are Kafka topic configs such as cleanup.policy: lowercase words separated by dots"}
     ]))]
@@ -406,10 +466,13 @@ pub struct SparkTransformation {
     /// The Spark version in the image, e.g. `4.0.1`.
     #[schemars(length(max = 32), pattern(SPARK_VERSION_PATTERN))]
     pub spark_version: String,
-    /// A cron schedule (five fields, `@hourly`-style, or `@every 15m`). With a schedule
+    /// A cron schedule: five fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12
+    /// or `jan`-`dec`, day of week 0-6 or `sun`-`sat`; each `*`, a value, a range or a
+    /// list, with an optional `/n` step), `@hourly`-style, or `@every 15m`. With a schedule
     /// the job runs as a ScheduledSparkApplication; without, it runs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128), pattern(CRON_PATTERN))]
+    #[schemars(extend("x-kubernetes-validations" = schedule_rules()))]
     pub schedule: Option<String>,
     /// Arguments passed to the application, after the ones the operator adds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -59,6 +59,11 @@ use super::naming::{DNS_LABEL_PATTERN, kafka_principal};
         .field_path(".spec.namespace"),
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.__namespace__) == has(oldSelf.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)",
+     "message": "spec.namespace is immutable: it cannot be set, unset or changed after the Domain is created, since the domain's products live there; create a new Domain instead",
+     "fieldPath": ".namespace"}
+]))]
 pub struct DomainSpec {
     /// What the domain is about, in a sentence or two, for the mesh's catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,12 +78,10 @@ pub struct DomainSpec {
     pub owners: Vec<Owner>,
 
     /// The namespace the operator creates and labels for the domain's DataProducts and
-    /// AccessPolicies. Defaults to the Domain's name. Cannot be changed after creation.
+    /// AccessPolicies. Defaults to the Domain's name. Cannot be set, unset or changed
+    /// after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63), pattern(DNS_LABEL_PATTERN))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self == oldSelf", "message": "spec.namespace is immutable: the domain's products live there"}
-    ]))]
     pub namespace: Option<String>,
 
     /// Limits on what the domain may declare; unset means no limit. Products past a

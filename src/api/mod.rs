@@ -246,6 +246,53 @@ mod tests {
     }
 
     #[test]
+    fn identity_fields_are_immutable_in_every_transition() {
+        // A rule on the field itself runs only when the old and the new object both set
+        // it; only a rule on the parent sees the field being set or unset.
+        let crds = crds();
+        let domain = schema(&crds[0]);
+        let product = schema(&crds[1]);
+        let domain_spec = rules(&domain["properties"]["spec"]);
+        assert!(
+            domain_spec.iter().any(|r| r.contains(
+                "has(self.__namespace__) == has(oldSelf.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)"
+            )),
+            "{domain_spec:?}"
+        );
+        let product_spec = rules(&product["properties"]["spec"]);
+        assert!(
+            product_spec.contains(&"self.domain == oldSelf.domain".to_owned()),
+            "{product_spec:?}"
+        );
+        let on_fields = [
+            &domain["properties"]["spec"]["properties"]["namespace"],
+            &product["properties"]["spec"]["properties"]["domain"],
+        ];
+        for field in on_fields {
+            assert!(field.get("x-kubernetes-validations").is_none(), "{field}");
+        }
+    }
+
+    #[test]
+    fn the_schemas_carry_the_governance_rules() {
+        let product = rules(&schema(&crds()[1]));
+        let has = |needle: &str| product.iter().any(|r| r.contains(needle));
+        assert!(
+            has("int(self.config['min.insync.replicas']) <= self.replicas"),
+            "{product:?}"
+        );
+        assert!(
+            has("i.dataProduct.name != self.metadata.name"),
+            "{product:?}"
+        );
+        assert!(has("self.split(' ')[4].matches("), "{product:?}");
+        assert!(
+            has("int(t.split('-')[0]) <= int(t.split('-')[1].split('/')[0])"),
+            "{product:?}"
+        );
+    }
+
+    #[test]
     fn port_lists_are_maps_keyed_by_name_so_names_are_unique() {
         let product = schema(&crds()[1]);
         let spec = &product["properties"]["spec"]["properties"];

@@ -56,17 +56,47 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-/// Whether `actual` already holds everything `desired` declares (ignoring `apiVersion`/`kind`).
-pub fn already_applied<K: Serialize>(desired: &K, actual: &K) -> bool {
-    let (Ok(mut want), Ok(have)) = (serde_json::to_value(desired), serde_json::to_value(actual))
-    else {
-        return false;
-    };
+/// Annotation carrying a digest of the object as the operator last declared it. A field the
+/// operator stops declaring is still in the live object, so "the live object holds everything
+/// declared" alone would never send the apply that removes it; with the digest declared too,
+/// any change of the declaration (a removal included) differs from the live object, and the
+/// server-side apply then removes what the operator's field manager no longer declares.
+pub const DECLARED_DIGEST_ANNOTATION: &str = "datamesh.dev/declared-digest";
+
+/// Stamp `body` (an object as JSON) with the digest of its declaration.
+pub fn declare(body: &mut Value) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, body.to_string().as_bytes());
+    let hex: String = digest.as_ref()[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    if let Some(metadata) = body
+        .as_object_mut()
+        .map(|object| {
+            object
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+    {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(DECLARED_DIGEST_ANNOTATION.to_owned(), Value::String(hex));
+        }
+    }
+}
+
+/// Whether the live object already holds everything the declared `body` says (ignoring
+/// `apiVersion`/`kind`), digest included.
+pub fn already_applied(body: &Value, live: &Value) -> bool {
+    let mut want = body.clone();
     if let Some(object) = want.as_object_mut() {
         object.remove("apiVersion");
         object.remove("kind");
     }
-    is_subset(&want, &have)
+    is_subset(&want, live)
 }
 
 /// Server-side apply `desired` unless the live object already matches it. Returns whether it
@@ -76,17 +106,49 @@ where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
+    Ok(apply_unless_foreign(api, desired, false).await? == Applied::Written)
+}
+
+/// What [`apply_unless_foreign`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The live object already matched.
+    Unchanged,
+    /// The object was created or changed.
+    Written,
+    /// An object of that name exists that the operator did not make; it was left alone.
+    Foreign,
+}
+
+/// [`apply`], but when `only_ours` is set an existing object without the operator's
+/// `managed-by` label is left as it is: in a namespace of another domain, the operator writes
+/// only what it made.
+pub async fn apply_unless_foreign<K>(
+    api: &Api<K>,
+    desired: &K,
+    only_ours: bool,
+) -> Result<Applied, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
     let name = desired.name_any();
-    if let Some(live) = api.get_opt(&name).await?
-        && already_applied(desired, &live)
-    {
-        return Ok(false);
-    }
     let mut body = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
     if let Some(object) = body.as_object_mut() {
         let dt = K::DynamicType::default();
         object.insert("apiVersion".into(), K::api_version(&dt).into());
         object.insert("kind".into(), K::kind(&dt).into());
+    }
+    declare(&mut body);
+    if let Some(live) = api.get_opt(&name).await? {
+        let live_json = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
+        if already_applied(&body, &live_json) {
+            return Ok(Applied::Unchanged);
+        }
+        if only_ours && live.labels().get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY)
+        {
+            return Ok(Applied::Foreign);
+        }
     }
     api.patch(
         &name,
@@ -94,7 +156,7 @@ where
         &Patch::Apply(body),
     )
     .await?;
-    Ok(true)
+    Ok(Applied::Written)
 }
 
 /// Server-side apply `status` to the status subresource of `name`, as the operator's field
@@ -141,6 +203,27 @@ where
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_field_no_longer_declared_makes_the_live_object_differ() {
+        let mut before =
+            json!({"metadata": {"name": "job"}, "spec": {"mainClass": "Main", "arguments": ["a"]}});
+        declare(&mut before);
+        // The live object is what was applied, plus what the server added.
+        let mut live = before.clone();
+        live["metadata"]["uid"] = json!("u1");
+        assert!(already_applied(&before, &live), "nothing changed: no write");
+        let mut after = json!({"metadata": {"name": "job"}, "spec": {"mainClass": "Main"}});
+        declare(&mut after);
+        assert!(
+            !already_applied(&after, &live),
+            "removing arguments must send the apply that removes them"
+        );
+        let mut again =
+            json!({"metadata": {"name": "job"}, "spec": {"mainClass": "Main", "arguments": ["a"]}});
+        declare(&mut again);
+        assert_eq!(again, before, "the digest is deterministic");
+    }
 
     #[test]
     fn a_live_object_with_extra_defaults_matches() {

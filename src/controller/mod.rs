@@ -7,6 +7,7 @@ pub mod data_product;
 pub mod domain;
 pub mod leader;
 pub mod stores_ready;
+pub mod tenancy;
 pub mod user_policies;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -44,13 +45,17 @@ pub struct Context {
     pub user_policies: UserPolicies,
     /// The domains whose Kafka and IAM identities were checked recently.
     pub checked_identities: domain::CheckedIdentities,
+    /// The names no Domain may take (see [`tenancy::ReservedNames`]).
+    pub reserved_names: tenancy::ReservedNames,
 }
 
 impl Context {
-    /// A context for the given clients. Events are reported as `datamesh-operator`.
+    /// A context for the given clients, for an operator running in `operator_namespace`.
+    /// Events are reported as `datamesh-operator`.
     pub fn new(
         client: Client,
         settings: Settings,
+        operator_namespace: &str,
         kafka: Arc<dyn KafkaAdmin>,
         storage: Arc<dyn ObjectStore>,
         metrics: Arc<Metrics>,
@@ -63,6 +68,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             user_policies: UserPolicies::new(settings.resync),
             checked_identities: domain::CheckedIdentities::new(settings.resync),
+            reserved_names: tenancy::ReservedNames::from_settings(&settings, operator_namespace),
             client,
             settings,
             kafka,

@@ -72,3 +72,28 @@ The operator image, tag defaulting to the chart's appVersion.
 {{- define "datamesh-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+The names no Domain may take as its name or namespace, lower-cased, sorted and without
+duplicates, as a JSON list (which is also a CEL list literal): `default`, the release
+namespace, the Kafka admin and super users, the S3 admin identity, and
+tenancy.reservedDomainNames. (`kube-*` is a prefix, checked on its own.)
+*/}}
+{{- define "datamesh-operator.reservedDomainNames" -}}
+{{- $names := list "default" .Release.Namespace .Values.kafka.adminUser .Values.s3.adminAccessKey .Values.s3.adminUser }}
+{{- range .Values.kafka.superUsers }}
+{{- $names = append $names (trimPrefix "User:" .) }}
+{{- end }}
+{{- range .Values.tenancy.reservedDomainNames }}
+{{- $names = append $names . }}
+{{- end }}
+{{- $lower := list }}
+{{- range $names }}
+{{- $lower = append $lower (lower .) }}
+{{- end }}
+{{- $quoted := list }}
+{{- range $lower | compact | uniq | sortAlpha }}
+{{- $quoted = append $quoted (toJson .) }}
+{{- end }}
+{{- printf "[%s]" (join ", " $quoted) }}
+{{- end }}

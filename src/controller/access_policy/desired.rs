@@ -33,6 +33,7 @@ use crate::api::domain::{Domain, Owner, OwnerKind};
 use crate::api::naming::{bucket_name, kafka_principal, topic_name};
 use crate::controller::apply::{DATA_PRODUCT_LABEL, domain_labels};
 use crate::controller::domain::desired::{WORKLOAD_SERVICE_ACCOUNT, storage_user};
+use crate::controller::tenancy::{NAMESPACE_NOT_OWNED, Owners, owned_namespace};
 use crate::provision::kafka::{AclBinding, AclOperation, AclPatternType, AclResourceType};
 use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
@@ -104,13 +105,14 @@ pub struct DomainInfo {
 }
 
 impl DomainInfo {
-    /// The grant-relevant view of a Domain.
-    pub fn of(domain: &Domain) -> Self {
-        Self {
+    /// The grant-relevant view of a Domain; `None` until it has recorded the namespace it owns
+    /// (before that it can neither grant nor be granted anything).
+    pub fn of(domain: &Domain) -> Option<Self> {
+        Some(Self {
             name: domain.name_any(),
-            namespace: domain.namespace_name(),
+            namespace: owned_namespace(domain)?.to_owned(),
             owners: domain.spec.owners.clone(),
-        }
+        })
     }
 }
 
@@ -188,11 +190,54 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// A policy that may not act (see [`authority`]): it grants nothing.
+    pub fn refused(refusal: Outcome) -> Self {
+        Self {
+            outcome: refusal,
+            grants: vec![],
+        }
+    }
+
     fn stalled(reason: &str, message: String) -> Self {
         Self {
             outcome: Outcome::stalled(reason, message),
             grants: vec![],
         }
+    }
+}
+
+/// Who the policies of a namespace act for, and the product they may grant on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// No Domain owns the namespace: its policies grant and revoke nothing at all.
+    Nobody(Outcome),
+    /// The namespace's domain is the producer, whatever any spec says.
+    Producer {
+        /// The domain that owns the namespace.
+        domain: String,
+        /// The product the policy names, if it exists and acts for that domain.
+        product: Option<Product>,
+        /// Why the named product is no product to grant on (its spec names another domain).
+        refusal: Option<Outcome>,
+    },
+}
+
+/// Decide who a policy in `namespace`, naming `product` (as found in that namespace), acts
+/// for. A copy of another domain's product (its `spec.domain` names that domain) is no product
+/// at all here: the grants of the namespace's domain are computed without it, so it can
+/// neither grant access to the other domain's data nor revoke its consumers'.
+pub fn authority(namespace: &str, product: Option<&DataProduct>, owners: &Owners) -> Authority {
+    let Some(domain) = owners.domain_of(namespace) else {
+        let refusal = owners
+            .refusal("AccessPolicy", namespace, "")
+            .unwrap_or_else(|| Outcome::stalled(NAMESPACE_NOT_OWNED, namespace.to_owned()));
+        return Authority::Nobody(refusal);
+    };
+    let refusal = product.and_then(|p| owners.refusal("DataProduct", namespace, &p.spec.domain));
+    Authority::Producer {
+        domain: domain.to_owned(),
+        product: product.filter(|_| refusal.is_none()).map(Product::of),
+        refusal,
     }
 }
 
@@ -420,7 +465,7 @@ fn resolve_consumer(consumer: &Consumer, domains: &[DomainInfo]) -> Option<Resol
 
 fn describe_unresolved(consumer: &Consumer) -> String {
     match (&consumer.domain, &consumer.service_account) {
-        (Some(name), _) => format!("Domain {name} does not exist"),
+        (Some(name), _) => format!("Domain {name} does not exist or has no namespace yet"),
         (None, Some(sa)) => format!(
             "ServiceAccount {}/{}: namespace {} belongs to no Domain",
             sa.namespace, sa.name, sa.namespace
@@ -860,6 +905,74 @@ pub(crate) mod tests {
         policy.metadata.namespace = Some("payments-ns".into());
         policy.metadata.generation = Some(1);
         policy
+    }
+
+    #[test]
+    fn a_policy_acts_only_for_its_namespace_domain_and_never_on_a_copied_product() {
+        use crate::api::domain::{DomainSpec, DomainStatus};
+        let domain = |name: &str| {
+            let mut d = Domain::new(
+                name,
+                serde_json::from_value::<DomainSpec>(serde_json::json!({})).unwrap(),
+            );
+            d.status = Some(DomainStatus {
+                namespace: Some(name.to_owned()),
+                ..DomainStatus::default()
+            });
+            d
+        };
+        let domains = [domain("payments"), domain("mallory")];
+        let owners = Owners::of(&domains);
+        let product_in = |namespace: &str, claimed: &str| {
+            let mut p = crate::controller::data_product::desired::tests::product(
+                "orders",
+                1,
+                serde_json::json!({"domain": claimed, "outputPorts": [{"name": "events", "kafka": {}}]}),
+            );
+            p.metadata.namespace = Some(namespace.to_owned());
+            p
+        };
+
+        // The producer's own product: granted on, as the producer.
+        let real = product_in("payments", "payments");
+        match authority("payments", Some(&real), &owners) {
+            Authority::Producer {
+                domain,
+                product,
+                refusal,
+            } => {
+                assert_eq!(domain, "payments");
+                assert_eq!(
+                    product.map(|p| p.ports),
+                    Some(BTreeMap::from([(
+                        "events".to_owned(),
+                        PortTarget::Topic("payments.orders.events".to_owned())
+                    )]))
+                );
+                assert_eq!(refusal, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Mallory's copy naming payments: mallory is the producer, with no product at all, so
+        // nothing on payments' topic can be granted or revoked.
+        let copy = product_in("mallory", "payments");
+        match authority("mallory", Some(&copy), &owners) {
+            Authority::Producer {
+                domain,
+                product,
+                refusal,
+            } => {
+                assert_eq!(domain, "mallory");
+                assert_eq!(product, None);
+                assert_eq!(refusal.map(|r| r.reason), Some("WrongNamespace".to_owned()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A namespace no Domain owns: nobody.
+        match authority("scratch", Some(&product_in("scratch", "payments")), &owners) {
+            Authority::Nobody(refusal) => assert_eq!(refusal.reason, NAMESPACE_NOT_OWNED),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn at(seconds: i64) -> Timestamp {

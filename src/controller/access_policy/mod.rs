@@ -49,11 +49,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{
-    DomainInfo, Endpoints, PortGrant, PortTarget, Product, SOURCE_DOMAIN_LABEL,
+    Authority, DomainInfo, Endpoints, PortGrant, PortTarget, Product, SOURCE_DOMAIN_LABEL,
     SOURCE_PRODUCT_LABEL, acl_changes, consumer_bucket_grants, consumers_role,
     consumers_role_binding, consumers_role_name, evaluate, group_binding, user_bucket_grants,
 };
-use super::apply::{MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, delete_ignoring_missing};
+use super::apply::{
+    Applied, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, apply_unless_foreign,
+    delete_ignoring_missing,
+};
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
@@ -65,6 +68,7 @@ use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
 use crate::controller::domain::desired::storage_user;
+use crate::controller::tenancy::Owners;
 use crate::provision::kafka::{AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin};
 use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
@@ -332,6 +336,8 @@ async fn cleanup_policy(policy: &AccessPolicy, state: &State) -> Result<Action, 
 /// Everything a product's grants depend on, read in one go.
 struct Scope {
     product: Option<Arc<DataProduct>>,
+    /// Which domain owns which namespace: a policy acts only for its namespace's domain.
+    owners: Owners,
     domains: Vec<DomainInfo>,
     /// The policies in the producer's namespace that name the same product.
     policies: Vec<Arc<AccessPolicy>>,
@@ -352,10 +358,11 @@ fn read_scope(
     product: &str,
 ) -> Scope {
     let found = products.get(&ObjectRef::new(product).within(namespace));
-    let domains = domains
-        .state()
+    let all_domains = domains.state();
+    let owners = Owners::of(all_domains.iter().map(AsRef::as_ref));
+    let domains = all_domains
         .iter()
-        .map(|domain| DomainInfo::of(domain))
+        .filter_map(|domain| DomainInfo::of(domain))
         .collect();
     let policies = policies.state_filter(|policy| {
         policy.namespace().as_deref() == Some(namespace) && policy.spec.data_product == product
@@ -374,6 +381,7 @@ fn read_scope(
         .collect();
     Scope {
         product: found,
+        owners,
         domains,
         policies,
         consumers,
@@ -416,7 +424,18 @@ async fn converge(
     let ctx = &*state.ctx;
     let namespace = policy.namespace().unwrap_or_default();
     let product_name = &policy.spec.data_product;
-    let product = scope.product.as_deref().map(Product::of);
+    // Authority comes from the namespace, never from a spec (see `desired::authority`).
+    let (producer, product, refusal) =
+        match desired::authority(&namespace, scope.product.as_deref(), &scope.owners) {
+            Authority::Nobody(refusal) => {
+                return Ok((!leaving).then(|| desired::Evaluation::refused(refusal)));
+            }
+            Authority::Producer {
+                domain,
+                product,
+                refusal,
+            } => (domain, product, refusal),
+        };
 
     let mut grants: Vec<PortGrant> = Vec::new();
     for other in &scope.policies {
@@ -425,24 +444,14 @@ async fn converge(
             grants.extend(evaluate(other, product.as_ref(), &scope.domains, now).grants);
         }
     }
-    let own = (!leaving).then(|| evaluate(policy, product.as_ref(), &scope.domains, now));
+    let own = (!leaving).then(|| match &refusal {
+        Some(refusal) => desired::Evaluation::refused(refusal.clone()),
+        None => evaluate(policy, product.as_ref(), &scope.domains, now),
+    });
     if let Some(own) = &own {
         grants.extend(own.grants.iter().cloned());
     }
 
-    // The producer is the product's domain, or (the product gone) the domain of the namespace.
-    let producer = product.as_ref().map(|p| p.domain.clone()).or_else(|| {
-        scope
-            .domains
-            .iter()
-            .find(|d| d.namespace == namespace)
-            .map(|d| d.name.clone())
-    });
-    let Some(producer) = producer else {
-        // No product and no domain: nothing was ever granted that we could name.
-        delete_rbac(ctx, &namespace, product_name).await?;
-        return Ok(own);
-    };
     // Ports the product has now, plus those any policy reported granting (a port removed
     // from the product, or the product gone), so their grants are revoked too.
     let statuses = scope
@@ -470,7 +479,11 @@ async fn converge(
             |other| {
                 let key = ObjectRef::new(&other.spec.data_product)
                     .within(&other.namespace().unwrap_or_default());
-                state.products.get(&key).map(|found| Product::of(&found))
+                state
+                    .products
+                    .get(&key)
+                    .filter(|found| scope.owners.acts_for_its_domain(found))
+                    .map(|found| Product::of(&found))
             },
             &scope.domains,
             now,
@@ -699,14 +712,19 @@ async fn sync_config_maps(
     for map in maps {
         let namespace = map.namespace().unwrap_or_default();
         let name = map.name_any();
-        apply(
+        // The consumer's namespace is another domain's: a ConfigMap it made is never replaced.
+        let applied = apply_unless_foreign(
             &Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace),
             map,
+            true,
         )
         .await
         .map_err(kube_context(format!(
             "applying ConfigMap {namespace}/{name}"
         )))?;
+        if applied == Applied::Foreign {
+            tracing::warn!(%namespace, configmap = %name, "left a ConfigMap the operator did not make in place of the connection details");
+        }
         keep.insert((namespace, name));
     }
     let selector = format!("{SOURCE_DOMAIN_LABEL}={producer},{SOURCE_PRODUCT_LABEL}={product}");
@@ -825,7 +843,7 @@ mod tests {
     use super::desired::tests::{consumer_product, domains, policy, product};
     use super::*;
     use crate::api::data_product::{Classification, Lifecycle};
-    use crate::api::domain::DomainSpec;
+    use crate::api::domain::{DomainSpec, DomainStatus};
     use crate::provision::kafka::{AclBinding, AclOperation, AuthorizationRequest, FakeKafka};
     use crate::provision::storage::FakeObjectStore;
 
@@ -1278,7 +1296,12 @@ mod tests {
             let spec: DomainSpec =
                 serde_json::from_value(serde_json::json!({"namespace": format!("{name}-ns")}))
                     .unwrap();
-            Domain::new(name, spec)
+            let mut domain = Domain::new(name, spec);
+            domain.status = Some(DomainStatus {
+                namespace: Some(format!("{name}-ns")),
+                ..DomainStatus::default()
+            });
+            domain
         }));
         let mut reader = consumer_product("marketing-ns", "orders-in", "events");
         reader.metadata.name = Some("reader".into());

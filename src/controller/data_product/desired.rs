@@ -29,6 +29,10 @@ use crate::provision::storage::{BucketTags, Versioning};
 
 /// Bucket tag naming the port a bucket serves.
 pub const PORT_TAG: &str = "datamesh.dev/port";
+/// Bucket tag naming the namespace of the product that made or last adopted the bucket.
+pub const NAMESPACE_TAG: &str = "datamesh.dev/namespace";
+/// Bucket tag carrying the UID of the product that made or last adopted the bucket.
+pub const PRODUCT_UID_TAG: &str = "datamesh.dev/data-product-uid";
 /// Bucket tag carrying the product's classification.
 pub const CLASSIFICATION_TAG: &str = "datamesh.dev/classification";
 /// Bucket tag set to `true` on a bucket kept (`deletionPolicy: Retain`) after its
@@ -259,7 +263,9 @@ pub fn bucket_plans(product: &DataProduct) -> Vec<BucketPlan> {
         .collect()
 }
 
-/// The tags of a port's bucket: domain, product, port, classification and manager.
+/// The tags of a port's bucket: domain, namespace, product (name and UID), port,
+/// classification and manager. The domain tag is the bucket's owner record: no product of
+/// another domain adopts, grants or deletes a bucket that carries it.
 pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
     let classification = serde_json::to_value(product.spec.classification)
         .ok()
@@ -268,7 +274,29 @@ pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
     let mut tags = product_labels(&product.spec.domain, &product.name_any());
     tags.insert(PORT_TAG.to_owned(), port.name.clone());
     tags.insert(CLASSIFICATION_TAG.to_owned(), classification);
+    if let Some(namespace) = product.namespace() {
+        tags.insert(NAMESPACE_TAG.to_owned(), namespace);
+    }
+    if let Some(uid) = &product.metadata.uid {
+        tags.insert(PRODUCT_UID_TAG.to_owned(), uid.clone());
+    }
     tags
+}
+
+/// The other domain a bucket's tags say it belongs to, if they name one other than `domain`.
+pub fn tagged_for_another_domain<'a>(tags: &'a BucketTags, domain: &str) -> Option<&'a str> {
+    tags.get(DOMAIN_LABEL)
+        .map(String::as_str)
+        .filter(|owner| *owner != domain)
+}
+
+/// Whether `topic` is in `domain`'s part of Kafka: every topic of a domain starts with
+/// `<domain>.`, and domain names have no dots, so no two domains share a topic name. That
+/// prefix is a topic's owner record (Kafka topics carry no free-form metadata).
+pub fn topic_in_domain(topic: &str, domain: &str) -> bool {
+    topic
+        .strip_prefix(domain)
+        .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
 }
 
 /// The versioning call to make, if any: `Some(true)` enables, `Some(false)` suspends. A bucket
@@ -742,7 +770,7 @@ pub fn spark_object(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::access_policy::{AccessPolicySpec, AccessPolicyStatus, Grant};
     use crate::api::conditions::{Outcome, set_progress};

@@ -46,8 +46,8 @@ use self::desired::{
     TopicPlan, TopicStep,
 };
 use super::apply::{
-    DATA_PRODUCT_LABEL, FIELD_MANAGER, apply, apply_status, delete_ignoring_missing, is_not_found,
-    is_subset,
+    DATA_PRODUCT_LABEL, FIELD_MANAGER, already_applied, apply, apply_status, declare,
+    delete_ignoring_missing, is_not_found,
 };
 use super::domain::desired::storage_user;
 use super::stores_ready::StoresReady;
@@ -66,12 +66,14 @@ use crate::api::data_product::{
 };
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
+use crate::controller::tenancy::{OWNED_BY_ANOTHER_DOMAIN, Owners, owned_namespace};
+use crate::governance;
 use crate::provision::kafka::{
     AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
     TopicConfigAlteration,
 };
-use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
+use crate::provision::storage::{BucketTags, ObjectStore};
 
 /// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
 /// (and, with `deletionPolicy: Delete`, its topics and buckets) before it goes.
@@ -111,6 +113,18 @@ impl State {
     /// The Domain called `name`, as the watch last saw it.
     fn domain(&self, name: &str) -> Option<Arc<Domain>> {
         self.domains.get(&ObjectRef::new(name))
+    }
+
+    /// Which domain owns which namespace, as the Domains' statuses record it.
+    fn owners(&self) -> Owners {
+        Owners::of(self.domains.state().iter().map(AsRef::as_ref))
+    }
+
+    /// Every product that acts for its domain (it lives in that domain's namespace). Only these
+    /// claim names, count against quotas and hold access: a copy elsewhere takes part in nothing.
+    fn acting_products(&self, owners: &Owners) -> Vec<Arc<DataProduct>> {
+        self.products
+            .state_filter(|product| owners.acts_for_its_domain(product))
     }
 }
 
@@ -281,21 +295,16 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     let spec = &product.spec;
     let resync = Action::requeue(ctx.settings.resync);
 
+    // Authority comes from the namespace: a product acts only for the domain that owns it.
+    let owners = state.owners();
     let domain = state.domain(&spec.domain);
-    let gate = match &domain {
-        None => Some(Outcome::stalled(
+    let gate = match (owners.refusal(KIND, &namespace, &spec.domain), &domain) {
+        (Some(refusal), _) => Some(refusal),
+        (None, None) => Some(Outcome::stalled(
             "DomainNotFound",
             format!("Domain {} does not exist; create it first.", spec.domain),
         )),
-        Some(domain) if domain.namespace_name() != namespace => Some(Outcome::stalled(
-            "WrongNamespace",
-            format!(
-                "Domain {} keeps its data products in namespace {}, not {namespace}; move the DataProduct there.",
-                spec.domain,
-                domain.namespace_name()
-            ),
-        )),
-        Some(domain)
+        (None, Some(domain))
             if !domain
                 .status
                 .as_ref()
@@ -306,15 +315,21 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
                 format!("Waiting for Domain {} to be Ready.", spec.domain),
             ))
         }
-        Some(_) if spec.status == Lifecycle::Proposed => Some(Outcome::stalled(
+        (None, Some(_)) if spec.status == Lifecycle::Proposed => Some(Outcome::stalled(
             "Proposed",
             "spec.status is proposed: nothing is provisioned until it is draft or active.",
         )),
-        Some(domain) => {
-            let all = state.products.state();
-            let siblings: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
-            desired::quota_violation(product, domain, &siblings)
-                .map(|message| Outcome::stalled(QUOTA_EXCEEDED, message))
+        (None, Some(domain)) => {
+            let broken = governance::violations(product, ctx.settings.kafka.default_replicas);
+            match broken.into_iter().next() {
+                Some(violation) => Some(Outcome::stalled(violation.reason, violation.message)),
+                None => {
+                    let acting = state.acting_products(&owners);
+                    let siblings: Vec<&DataProduct> = acting.iter().map(AsRef::as_ref).collect();
+                    desired::quota_violation(product, domain, &siblings)
+                        .map(|message| Outcome::stalled(QUOTA_EXCEEDED, message))
+                }
+            }
         }
     };
     if let Some(outcome) = gate {
@@ -322,13 +337,20 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
         return Ok(resync);
     }
 
-    let all = state.products.state();
+    let all = state.acting_products(&owners);
     let everyone: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
     let mut observed = Observed::default();
 
-    // Claims: the older product keeps a contested name; this one does not touch it.
+    // Names: only the domain's own (a topic under `<domain>.`, a bucket no longer domain's
+    // name prefixes), and of those, the older product keeps a contested one.
     let mut topic_plans = Vec::new();
     for plan in desired::topic_plans(&name, spec) {
+        if !desired::topic_in_domain(&plan.topic, &spec.domain) {
+            observed
+                .problems
+                .push(outside_domain("Topic", &plan.topic, &spec.domain));
+            continue;
+        }
         match desired::older_claimant(product, &everyone, &plan.topic) {
             Some(owner) => observed
                 .problems
@@ -338,6 +360,12 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     }
     let mut bucket_plans = Vec::new();
     for plan in desired::bucket_plans(product) {
+        if let Some(other) = owners.bucket_domain_other_than(&plan.bucket, &spec.domain) {
+            observed
+                .problems
+                .push(another_domains("Bucket", &plan.bucket, other));
+            continue;
+        }
         match desired::older_claimant(product, &everyone, &plan.bucket) {
             Some(owner) => observed
                 .problems
@@ -368,6 +396,24 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     let outcome = overall_outcome(product, &observed);
     report(product, ctx, outcome, &observed).await?;
     Ok(resync)
+}
+
+fn another_domains(what: &str, resource: &str, owner: &str) -> Outcome {
+    Outcome::stalled(
+        OWNED_BY_ANOTHER_DOMAIN,
+        format!(
+            "{what} {resource} belongs to domain {owner}; this product does not touch it. Rename the product or the port."
+        ),
+    )
+}
+
+fn outside_domain(what: &str, resource: &str, domain: &str) -> Outcome {
+    Outcome::stalled(
+        OWNED_BY_ANOTHER_DOMAIN,
+        format!(
+            "{what} {resource} is outside domain {domain}, whose topics all start with \"{domain}.\"; this product does not touch it. Name the topic {domain}.<something>."
+        ),
+    )
 }
 
 fn claimed(what: &str, resource: &str, owner: &str) -> Outcome {
@@ -535,11 +581,25 @@ async fn apply_buckets(
     observed: &mut Observed,
 ) -> Result<(), Error> {
     let storage = owner.storage;
+    let domain = &product.spec.domain;
+    let mut kept = Vec::new();
     for plan in plans {
         let bucket = &plan.bucket;
-        if storage.ensure_bucket(bucket).await? {
+        let tags = if storage.ensure_bucket(bucket).await? {
             tracing::info!(%bucket, "created bucket");
-        }
+            BucketTags::new()
+        } else {
+            // An existing bucket: adopted only if no other domain's tag says it is that domain's.
+            let tags = storage.get_tags(bucket).await?;
+            if let Some(other) = desired::tagged_for_another_domain(&tags, domain) {
+                observed
+                    .problems
+                    .push(another_domains("Bucket", bucket, other));
+                continue;
+            }
+            tags
+        };
+        kept.push(plan);
         let versioning = storage.get_versioning(bucket).await?;
         if let Some(enabled) = desired::versioning_change(plan.versioning, versioning) {
             storage.put_versioning(bucket, enabled).await?;
@@ -549,12 +609,12 @@ async fn apply_buckets(
                 .put_expiration_days(bucket, plan.expire_after_days)
                 .await?;
         }
-        if storage.get_tags(bucket).await? != plan.tags {
+        if tags != plan.tags {
             storage.put_tags(bucket, &plan.tags).await?;
         }
         observed.buckets.insert(bucket.clone());
     }
-    let needed: BTreeSet<BucketGrant> = plans
+    let needed: BTreeSet<BucketGrant> = kept
         .iter()
         .map(|plan| BucketGrant::new(plan.bucket.clone(), BucketAccess::Owner))
         .collect();
@@ -564,7 +624,7 @@ async fn apply_buckets(
         .iter()
         .flat_map(|status| &status.output_ports)
         .filter_map(|port| port.bucket.clone())
-        .filter(|bucket| !plans.iter().any(|plan| &plan.bucket == bucket))
+        .filter(|bucket| !kept.iter().any(|plan| &plan.bucket == bucket))
         .collect();
     owner.converge(&product.spec.domain, &needed, &gone).await
 }
@@ -588,7 +648,8 @@ async fn resolve_inputs(
         let reference = &input.data_product;
         let producer_domain = state.domain(&reference.domain);
         let producer_domain = producer_domain.as_deref();
-        let producer_namespace = producer_domain.map(Domain::namespace_name);
+        let producer_namespace =
+            producer_domain.and_then(|domain| owned_namespace(domain).map(str::to_owned));
         let producer = all
             .iter()
             .find(|p| {
@@ -697,15 +758,12 @@ async fn apply_spark(
         .get_opt(&name)
         .await
         .map_err(kube_context(format!("reading {kind} {namespace}/{name}")))?;
-    let mut comparable = object.clone();
-    if let Some(fields) = comparable.as_object_mut() {
-        fields.remove("apiVersion");
-        fields.remove("kind");
-    }
+    let mut object = object;
+    declare(&mut object);
     let unchanged = live
         .as_ref()
         .and_then(|live| serde_json::to_value(live).ok())
-        .is_some_and(|live| is_subset(&comparable, &live));
+        .is_some_and(|live| already_applied(&object, &live));
     if unchanged {
         return Ok(());
     }
@@ -945,34 +1003,51 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let spec = &product.spec;
-    let all = state.products.state();
-    let everyone: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
-    // Only what this product owns: a name an older product claims is that product's.
-    let topics: Vec<String> = desired::topic_plans(&name, spec)
-        .into_iter()
-        .map(|p| p.topic)
-        .filter(|t| desired::older_claimant(product, &everyone, t).is_none())
-        .collect();
-    let buckets: Vec<BucketPlan> = desired::bucket_plans(product)
-        .into_iter()
-        .filter(|p| desired::older_claimant(product, &everyone, &p.bucket).is_none())
-        .collect();
+    let owners = state.owners();
+    let note = if owners.acts_for_its_domain(product) {
+        let all = state.acting_products(&owners);
+        let everyone: Vec<&DataProduct> = all.iter().map(AsRef::as_ref).collect();
+        // Only what this product owns: its domain's names, and of those not one an older
+        // product claims.
+        let topics: Vec<String> = desired::topic_plans(&name, spec)
+            .into_iter()
+            .map(|p| p.topic)
+            .filter(|t| desired::topic_in_domain(t, &spec.domain))
+            .filter(|t| desired::older_claimant(product, &everyone, t).is_none())
+            .collect();
+        let buckets: Vec<BucketPlan> = desired::bucket_plans(product)
+            .into_iter()
+            .filter(|p| {
+                owners
+                    .bucket_domain_other_than(&p.bucket, &spec.domain)
+                    .is_none()
+            })
+            .filter(|p| desired::older_claimant(product, &everyone, &p.bucket).is_none())
+            .collect();
 
-    let note = release_external(
-        product,
-        ctx.kafka.as_ref(),
-        ctx.storage.as_ref(),
-        &topics,
-        &buckets,
-    )
-    .await?;
-    let owner = OwnerAccess {
-        storage: ctx.storage.as_ref(),
-        policies: &ctx.user_policies,
-        everyone: &everyone,
-        namespace: &namespace,
+        let note = release_external(
+            product,
+            ctx.kafka.as_ref(),
+            ctx.storage.as_ref(),
+            &topics,
+            &buckets,
+        )
+        .await?;
+        let owner = OwnerAccess {
+            storage: ctx.storage.as_ref(),
+            policies: &ctx.user_policies,
+            everyone: &everyone,
+            namespace: &namespace,
+        };
+        revoke_owner_access(&owner, &spec.domain, &buckets).await?;
+        note
+    } else {
+        // It never acted for any domain, so it holds nothing outside its namespace.
+        format!(
+            "Nothing outside namespace {namespace} was changed: the product never acted for domain {}, which does not own this namespace.",
+            spec.domain
+        )
     };
-    revoke_owner_access(&owner, &spec.domain, &buckets).await?;
 
     for kind in [SPARK_APPLICATION, SCHEDULED_SPARK_APPLICATION] {
         delete_spark_object(ctx, &namespace, kind, &name).await?;
@@ -1032,6 +1107,16 @@ async fn release_external(
                 )?;
             }
             for plan in buckets {
+                // A bucket another domain's tag claims was never this product's.
+                if !storage.bucket_exists(&plan.bucket).await?
+                    || desired::tagged_for_another_domain(
+                        &storage.get_tags(&plan.bucket).await?,
+                        &spec.domain,
+                    )
+                    .is_some()
+                {
+                    continue;
+                }
                 let removed = storage.empty_bucket(&plan.bucket).await?;
                 storage.delete_bucket(&plan.bucket).await?;
                 tracing::info!(bucket = %plan.bucket, objects = removed, "deleted bucket");
@@ -1046,6 +1131,9 @@ async fn release_external(
             for plan in buckets {
                 if storage.bucket_exists(&plan.bucket).await? {
                     let mut tags = storage.get_tags(&plan.bucket).await?;
+                    if desired::tagged_for_another_domain(&tags, &spec.domain).is_some() {
+                        continue;
+                    }
                     tags.insert(desired::ORPHANED_TAG.to_owned(), "true".to_owned());
                     storage.put_tags(&plan.bucket, &tags).await?;
                 }

@@ -10,8 +10,12 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
+use kube::ResourceExt;
+
+use crate::api::conditions::Outcome;
 use crate::api::domain::{Domain, OwnerKind};
-use crate::controller::apply::domain_labels;
+use crate::api::naming::kafka_principal;
+use crate::controller::apply::{DOMAIN_LABEL, domain_labels};
 
 /// The ServiceAccount the domain's workloads (Spark jobs, consumers) run as.
 pub const WORKLOAD_SERVICE_ACCOUNT: &str = "datamesh-workload";
@@ -21,6 +25,16 @@ pub const ADMIN_ROLE_BINDING: &str = "datamesh-domain-admins";
 pub const RESOURCE_QUOTA: &str = "datamesh-domain-quota";
 /// The quota key counting DataProducts (object-count quota on a custom resource).
 pub const DATA_PRODUCT_COUNT: &str = "count/dataproducts.datamesh.dev";
+
+/// Annotation a cluster admin puts on an existing namespace to let the Domain it names take it
+/// over. Without it, the operator never takes a namespace it did not create.
+pub const ADOPT_NAMESPACE_ANNOTATION: &str = "datamesh.dev/adopt-by-domain";
+/// Annotation the operator puts on a namespace it created for a Domain. Only a namespace that
+/// carries it is ever deleted (by `deletionPolicy: Delete`); an adopted one is always kept.
+pub const CREATED_FOR_ANNOTATION: &str = "datamesh.dev/created-for-domain";
+/// Annotation a cluster admin puts on a Domain (`"true"`) to let it take over a Kafka user and
+/// an IAM user of its name that the operator did not create, or whose record was lost.
+pub const ADOPT_IDENTITIES_ANNOTATION: &str = "datamesh.dev/adopt-identities";
 
 /// Keys of the credentials Secret, named as the clients' own environment variables so that a
 /// workload can take them with `envFrom`.
@@ -60,13 +74,109 @@ fn meta(name: &str, namespace: Option<&str>, domain: &str) -> ObjectMeta {
     }
 }
 
-/// The domain's namespace, labelled with the domain.
-pub fn namespace(domain: &Domain) -> Namespace {
+/// The domain's namespace, labelled with the domain; `created` marks it as made by the operator
+/// (see [`CREATED_FOR_ANNOTATION`]).
+pub fn namespace(domain: &Domain, created: bool) -> Namespace {
     let name = domain.metadata.name.as_deref().unwrap_or_default();
+    let mut metadata = meta(&domain.namespace_name(), None, name);
+    if created {
+        metadata.annotations = Some(BTreeMap::from([(
+            CREATED_FOR_ANNOTATION.to_owned(),
+            name.to_owned(),
+        )]));
+    }
     Namespace {
-        metadata: meta(&domain.namespace_name(), None, name),
+        metadata,
         ..Namespace::default()
     }
+}
+
+/// What to do about the namespace a Domain names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NamespaceStep {
+    /// It does not exist: create it (and only then mark it as created by the operator).
+    Create,
+    /// It is the domain's: keep it labelled. `created` when the operator made it.
+    Keep {
+        /// The operator created it for this domain.
+        created: bool,
+    },
+    /// It is not the domain's to take; nothing in it is touched.
+    Refuse(Outcome),
+}
+
+/// Decide about the namespace `domain` names, given how it is (`None`: missing). A namespace
+/// belongs to a domain when it carries the domain's label (the operator made or adopted it, or
+/// a cluster admin labelled it), or a cluster admin annotated it for adoption by the domain.
+pub fn namespace_step(domain: &str, namespace: &str, live: Option<&Namespace>) -> NamespaceStep {
+    let Some(live) = live else {
+        return NamespaceStep::Create;
+    };
+    let annotation = |key: &str| live.annotations().get(key).map(String::as_str);
+    let created = annotation(CREATED_FOR_ANNOTATION) == Some(domain);
+    match live.labels().get(DOMAIN_LABEL) {
+        Some(owner) if owner == domain => NamespaceStep::Keep { created },
+        Some(owner) => NamespaceStep::Refuse(Outcome::stalled(
+            "NamespaceTaken",
+            format!(
+                "Namespace {namespace} belongs to domain {owner}; the operator changes nothing in it. Choose another spec.namespace."
+            ),
+        )),
+        None if annotation(ADOPT_NAMESPACE_ANNOTATION) == Some(domain) => {
+            NamespaceStep::Keep { created: false }
+        }
+        None => NamespaceStep::Refuse(Outcome::stalled(
+            "NamespaceNotAdoptable",
+            format!(
+                "Namespace {namespace} already exists and was not made for domain {domain}; the operator changes nothing in it. A cluster admin can let the domain take it over with the annotation {ADOPT_NAMESPACE_ANNOTATION}={domain} on the namespace, or choose another spec.namespace."
+            ),
+        )),
+    }
+}
+
+/// Whether the Domain's status records its Kafka and IAM users as made by the operator. The
+/// operator records them before it creates them, and changes or deletes only recorded ones.
+pub fn identities_recorded(domain: &Domain) -> bool {
+    let name = domain.name_any();
+    domain.status.as_ref().is_some_and(|status| {
+        status.kafka_principal.as_deref() == Some(kafka_principal(&kafka_user(&name)).as_str())
+            && status.storage_user.as_deref() == Some(storage_user(&name).as_str())
+    })
+}
+
+/// Why the operator may not take the domain's identities, when they exist without its record:
+/// a Kafka user or IAM user of that name made by someone else. `None` when none exists, or a
+/// cluster admin let the Domain adopt them ([`ADOPT_IDENTITIES_ANNOTATION`]).
+pub fn unowned_identities(
+    domain: &Domain,
+    kafka_user_exists: bool,
+    storage_user_exists: bool,
+) -> Option<Outcome> {
+    if domain
+        .annotations()
+        .get(ADOPT_IDENTITIES_ANNOTATION)
+        .is_some_and(|value| value == "true")
+    {
+        return None;
+    }
+    let name = domain.name_any();
+    let existing: Vec<String> = [
+        kafka_user_exists.then(|| format!("Kafka user {}", kafka_user(&name))),
+        storage_user_exists.then(|| format!("object-storage (IAM) user {}", storage_user(&name))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if existing.is_empty() {
+        return None;
+    }
+    Some(Outcome::stalled(
+        "IdentityNotOwned",
+        format!(
+            "The {} already exist(s) and the operator did not create it for this Domain, so it changes nothing: it never resets, hands out or deletes credentials it did not make. Rename the Domain, or a cluster admin can let it adopt them with the annotation {ADOPT_IDENTITIES_ANNOTATION}=true on the Domain.",
+            existing.join(" and ")
+        ),
+    ))
 }
 
 /// The ServiceAccount for the domain's workloads.
@@ -210,18 +320,131 @@ mod tests {
 
     #[test]
     fn the_namespace_defaults_to_the_domain_name_and_is_labelled() {
-        let ns = namespace(&domain("{}"));
+        let ns = namespace(&domain("{}"), false);
         assert_eq!(ns.metadata.name.as_deref(), Some("payments"));
         let labels = ns.metadata.labels.unwrap();
         assert_eq!(labels["datamesh.dev/domain"], "payments");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "datamesh-operator");
         assert_eq!(
-            namespace(&domain("namespace: pay"))
+            namespace(&domain("namespace: pay"), false)
                 .metadata
                 .name
                 .as_deref(),
             Some("pay")
         );
+    }
+
+    fn live_namespace(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
+        let map = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            )
+        };
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some("payments".into()),
+                labels: map(labels),
+                annotations: map(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    #[test]
+    fn a_namespace_is_created_kept_adopted_only_when_marked_or_refused() {
+        assert_eq!(
+            namespace_step("payments", "payments", None),
+            NamespaceStep::Create
+        );
+        let made = live_namespace(
+            &[(DOMAIN_LABEL, "payments")],
+            &[(CREATED_FOR_ANNOTATION, "payments")],
+        );
+        assert_eq!(
+            namespace_step("payments", "payments", Some(&made)),
+            NamespaceStep::Keep { created: true }
+        );
+        let adopted = live_namespace(&[(DOMAIN_LABEL, "payments")], &[]);
+        assert_eq!(
+            namespace_step("payments", "payments", Some(&adopted)),
+            NamespaceStep::Keep { created: false }
+        );
+        let marked = live_namespace(&[], &[(ADOPT_NAMESPACE_ANNOTATION, "payments")]);
+        assert_eq!(
+            namespace_step("payments", "payments", Some(&marked)),
+            NamespaceStep::Keep { created: false }
+        );
+        let reason = |step| match step {
+            NamespaceStep::Refuse(outcome) => outcome.reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let plain = live_namespace(&[], &[]);
+        assert_eq!(
+            reason(namespace_step("payments", "payments", Some(&plain))),
+            "NamespaceNotAdoptable"
+        );
+        let for_another = live_namespace(&[], &[(ADOPT_NAMESPACE_ANNOTATION, "marketing")]);
+        assert_eq!(
+            reason(namespace_step("payments", "payments", Some(&for_another))),
+            "NamespaceNotAdoptable"
+        );
+        // A created-for annotation alone (copied by someone) is no claim to the namespace.
+        let forged = live_namespace(&[], &[(CREATED_FOR_ANNOTATION, "payments")]);
+        assert_eq!(
+            reason(namespace_step("payments", "payments", Some(&forged))),
+            "NamespaceNotAdoptable"
+        );
+        let taken = live_namespace(&[(DOMAIN_LABEL, "marketing")], &[]);
+        assert_eq!(
+            reason(namespace_step("payments", "payments", Some(&taken))),
+            "NamespaceTaken"
+        );
+    }
+
+    #[test]
+    fn only_a_namespace_the_operator_created_is_marked_as_created() {
+        let created = namespace(&domain("{}"), true);
+        assert_eq!(
+            created.metadata.annotations.unwrap()[CREATED_FOR_ANNOTATION],
+            "payments"
+        );
+        assert_eq!(namespace(&domain("{}"), false).metadata.annotations, None);
+    }
+
+    #[test]
+    fn identities_the_operator_did_not_record_are_not_taken() {
+        let mut d = domain("{}");
+        assert!(!identities_recorded(&d));
+        assert_eq!(unowned_identities(&d, false, false), None);
+        let refused = unowned_identities(&d, true, false).unwrap();
+        assert_eq!(refused.reason, "IdentityNotOwned");
+        assert!(
+            refused.message.contains("Kafka user payments"),
+            "{}",
+            refused.message
+        );
+        let both = unowned_identities(&d, true, true).unwrap();
+        assert!(
+            both.message.contains("IAM) user payments"),
+            "{}",
+            both.message
+        );
+        d.status = Some(crate::api::domain::DomainStatus {
+            kafka_principal: Some("User:payments".into()),
+            storage_user: Some("payments".into()),
+            ..Default::default()
+        });
+        assert!(identities_recorded(&d));
+        let mut adopting = domain("{}");
+        adopting.metadata.annotations = Some(BTreeMap::from([(
+            ADOPT_IDENTITIES_ANNOTATION.to_owned(),
+            "true".to_owned(),
+        )]));
+        assert_eq!(unowned_identities(&adopting, true, true), None);
     }
 
     #[test]

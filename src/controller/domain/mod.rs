@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccoun
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -26,7 +26,7 @@ use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
-use self::desired::{Credentials, keys};
+use self::desired::{Credentials, NamespaceStep, keys};
 use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
 use crate::api::DeletionPolicy;
@@ -87,29 +87,65 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     let name = domain.name_any();
     let namespace = domain.namespace_name();
     let client = &ctx.client;
+    // What the operator has recorded so far (namespace, identities); grows as this runs.
+    let mut recorded = domain.status.clone().unwrap_or_default();
 
-    // A namespace that another domain claims is never taken over.
-    let namespaces = Api::<Namespace>::all(client.clone());
-    if let Some(existing) = namespaces
-        .get_opt(&namespace)
-        .await
-        .map_err(kube_context(format!("reading namespace {namespace}")))?
-        && let Some(owner) = existing.labels().get(DOMAIN_LABEL)
-        && *owner != name
-    {
-        let outcome = Outcome::stalled(
-            "NamespaceTaken",
-            format!(
-                "Namespace {namespace} belongs to domain {owner}; choose another spec.namespace."
-            ),
-        );
-        report(domain, ctx, outcome, None).await?;
+    if let Some(outcome) = ctx.reserved_names.refusal(&name, &namespace) {
+        report(domain, ctx, &recorded, outcome, None).await?;
         return Ok(Action::requeue(ctx.settings.resync));
     }
 
-    apply(&namespaces, &desired::namespace(domain))
+    // A Domain never moves: its products and grants live in the namespace it recorded. (The
+    // CRD refuses the change at admission; this holds where validation was bypassed.)
+    if let Some(owned) = recorded.namespace.as_deref()
+        && owned != namespace
+    {
+        let outcome = Outcome::stalled(
+            "NamespaceImmutable",
+            format!(
+                "Domain {name} owns namespace {owned}; spec.namespace cannot change to {namespace}. Set it back to {owned}."
+            ),
+        );
+        report(domain, ctx, &recorded, outcome, None).await?;
+        return Ok(Action::requeue(ctx.settings.resync));
+    }
+
+    // The namespace: created, or kept when it is the domain's; never taken over unmarked.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let live = namespaces
+        .get_opt(&namespace)
         .await
-        .map_err(kube_context(format!("applying namespace {namespace}")))?;
+        .map_err(kube_context(format!("reading namespace {namespace}")))?;
+    match desired::namespace_step(&name, &namespace, live.as_ref()) {
+        NamespaceStep::Refuse(outcome) => {
+            report(domain, ctx, &recorded, outcome, None).await?;
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+        NamespaceStep::Create => {
+            // A create, not an apply: if someone made the namespace meanwhile, it is not ours.
+            namespaces
+                .create(&PostParams::default(), &desired::namespace(domain, true))
+                .await
+                .map_err(|error| match error {
+                    kube::Error::Api(status) if status.code == 409 => {
+                        Error::Conflict(format!("creating namespace {namespace}"))
+                    }
+                    other => kube_context(format!("creating namespace {namespace}"))(other),
+                })?;
+            tracing::info!(domain = %name, %namespace, "created the domain's namespace");
+        }
+        NamespaceStep::Keep { created } => {
+            apply(&namespaces, &desired::namespace(domain, created))
+                .await
+                .map_err(kube_context(format!("applying namespace {namespace}")))?;
+        }
+    }
+    // Products and policies in the namespace act for this domain from now on.
+    if recorded.namespace.as_deref() != Some(namespace.as_str()) {
+        recorded.namespace = Some(namespace.clone());
+        record(ctx, &name, &recorded).await?;
+    }
+
     apply(
         &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
         &desired::service_account(domain),
@@ -139,6 +175,32 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
         None => delete_if_ours(&quotas, desired::RESOURCE_QUOTA, &name).await?,
     }
 
+    // The identities: recorded before they are made, so that only the operator's own are ever
+    // changed or deleted; one that exists unrecorded belongs to someone else.
+    let with_record = Domain {
+        status: Some(recorded.clone()),
+        ..domain.clone()
+    };
+    if !desired::identities_recorded(&with_record) {
+        let kafka_user = desired::kafka_user(&name);
+        let kafka_exists = ctx
+            .kafka
+            .describe_scram_users(std::slice::from_ref(&kafka_user))
+            .await?
+            .iter()
+            .any(|user| user.user == kafka_user);
+        let storage_exists = ctx
+            .storage
+            .user_exists(&desired::storage_user(&name))
+            .await?;
+        if let Some(outcome) = desired::unowned_identities(domain, kafka_exists, storage_exists) {
+            report(domain, ctx, &recorded, outcome, None).await?;
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+        recorded.kafka_principal = Some(domain.kafka_principal());
+        recorded.storage_user = Some(desired::storage_user(&name));
+        record(ctx, &name, &recorded).await?;
+    }
     ensure_credentials(domain, ctx).await?;
 
     let products = count_products(ctx, &namespace).await?;
@@ -160,7 +222,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
                     desired::RESOURCE_QUOTA
                 ),
             );
-            report(domain, ctx, outcome, Some(products)).await?;
+            report(domain, ctx, &recorded, outcome, Some(products)).await?;
             return Ok(Action::requeue(std::time::Duration::from_secs(1)));
         }
     }
@@ -173,8 +235,17 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
             secret = desired::credentials_secret_name(&name),
         ),
     );
-    report(domain, ctx, outcome, Some(products)).await?;
+    report(domain, ctx, &recorded, outcome, Some(products)).await?;
     Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// Write what the operator has taken for the Domain (its namespace, its identities) into its
+/// status before acting on it: only the operator writes a Domain's status, so the record is
+/// what later reconciles, and the other controllers, trust.
+async fn record(ctx: &Context, name: &str, status: &DomainStatus) -> Result<(), Error> {
+    apply_status(&Api::<Domain>::all(ctx.client.clone()), name, status)
+        .await
+        .map_err(kube_context(format!("recording status of Domain {name}")))
 }
 
 /// Make the domain's Kafka and object-store identities exist and the Secret hold their
@@ -345,10 +416,22 @@ impl CheckedIdentities {
     }
 }
 
-/// The Domain is being deleted: refuse while it has products, else remove its identities.
+/// The Domain is being deleted: refuse while it has products, else remove its identities. Only
+/// what the operator recorded as the domain's is touched: its namespace (deleted only if the
+/// operator created it), and identities it made (never a reserved or unrecorded one).
 async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     let name = domain.name_any();
     let namespace = domain.namespace_name();
+    let current = domain.status.clone().unwrap_or_default();
+    let owns_namespace = current.namespace.as_deref() == Some(namespace.as_str());
+    if ctx.reserved_names.refusal(&name, &namespace).is_some() || !owns_namespace {
+        let note = format!(
+            "Domain {name} never owned namespace {namespace} or any identity; nothing was changed."
+        );
+        ctx.publish(domain, EventType::Normal, "NothingToRemove", note)
+            .await;
+        return Ok(Action::await_change());
+    }
     let remaining = list_products(ctx, &namespace).await?;
     if !remaining.is_empty() {
         let listed = remaining.join(", ");
@@ -357,7 +440,7 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
             remaining.len()
         );
         let outcome = Outcome::stalled("DataProductsRemain", message.clone());
-        report(domain, ctx, outcome, Some(remaining.len())).await?;
+        report(domain, ctx, &current, outcome, Some(remaining.len())).await?;
         ctx.publish(
             domain,
             EventType::Warning,
@@ -371,6 +454,58 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
     // A Domain of the same name made again later must be checked from scratch.
     ctx.checked_identities.forget(&name);
     ctx.user_policies.forget_user(&desired::storage_user(&name));
+    let kafka_user = desired::kafka_user(&name);
+    let storage_user = desired::storage_user(&name);
+    let identities_note = if desired::identities_recorded(domain) {
+        remove_identities(domain, ctx).await?;
+        format!("Removed Kafka principal User:{kafka_user} and storage user {storage_user}")
+    } else {
+        format!(
+            "Kept Kafka user {kafka_user} and storage user {storage_user}, which the operator did not record as made for this Domain"
+        )
+    };
+
+    // The credentials name identities that no longer exist.
+    delete_if_ours(
+        &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
+        &desired::credentials_secret_name(&name),
+        &name,
+    )
+    .await?;
+    let namespace_note = match domain.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            let namespaces = Api::<Namespace>::all(ctx.client.clone());
+            let live = namespaces
+                .get_opt(&namespace)
+                .await
+                .map_err(kube_context(format!("reading namespace {namespace}")))?;
+            let created = live.is_some_and(|ns| {
+                desired::namespace_step(&name, &namespace, Some(&ns))
+                    == NamespaceStep::Keep { created: true }
+            });
+            if created {
+                delete_ignoring_missing(&namespaces, &namespace)
+                    .await
+                    .map_err(kube_context(format!("deleting namespace {namespace}")))?;
+                format!("namespace {namespace} deleted")
+            } else {
+                format!(
+                    "namespace {namespace} kept: the operator did not create it (deletionPolicy Delete deletes only a namespace it created)"
+                )
+            }
+        }
+        DeletionPolicy::Retain => format!("namespace {namespace} kept (deletionPolicy Retain)"),
+    };
+    let note = format!("{identities_note}; {namespace_note}.");
+    tracing::info!(domain = %name, "{note}");
+    ctx.publish(domain, EventType::Normal, "IdentitiesRemoved", note)
+        .await;
+    Ok(Action::await_change())
+}
+
+/// Remove the domain's ACLs, SCRAM credential, access keys, inline policies and IAM user.
+async fn remove_identities(domain: &Domain, ctx: &Context) -> Result<(), Error> {
+    let name = domain.name_any();
     let kafka_user = desired::kafka_user(&name);
     let deleted = ctx
         .kafka
@@ -394,33 +529,7 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
             .await?;
     }
     ctx.storage.delete_user(&storage_user).await?;
-
-    // The credentials name identities that no longer exist.
-    delete_if_ours(
-        &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
-        &desired::credentials_secret_name(&name),
-        &name,
-    )
-    .await?;
-    let namespace_note = match domain.spec.deletion_policy {
-        DeletionPolicy::Delete => {
-            delete_if_ours(
-                &Api::<Namespace>::all(ctx.client.clone()),
-                &namespace,
-                &name,
-            )
-            .await?;
-            format!("namespace {namespace} deleted")
-        }
-        DeletionPolicy::Retain => format!("namespace {namespace} kept (deletionPolicy Retain)"),
-    };
-    let note = format!(
-        "Removed Kafka principal User:{kafka_user} and storage user {storage_user}; {namespace_note}."
-    );
-    tracing::info!(domain = %name, "{note}");
-    ctx.publish(domain, EventType::Normal, "IdentitiesRemoved", note)
-        .await;
-    Ok(Action::await_change())
+    Ok(())
 }
 
 /// Delete an object only if it carries this domain's label, so nothing made by others goes.
@@ -452,18 +561,18 @@ async fn count_products(ctx: &Context, namespace: &str) -> Result<usize, Error> 
     Ok(list_products(ctx, namespace).await?.len())
 }
 
-/// Compute the status from the outcome and write it only when it changed; publish an Event
-/// when the Domain becomes Ready or stalls.
+/// Compute the status from the outcome and what was recorded (`current`), and write it only
+/// when it changed; publish an Event when the Domain becomes Ready or stalls.
 async fn report(
     domain: &Domain,
     ctx: &Context,
+    current: &DomainStatus,
     outcome: Outcome,
     products: Option<usize>,
 ) -> Result<(), Error> {
     let name = domain.name_any();
-    let current = domain.status.clone().unwrap_or_default();
-    let status = desired_status(domain, &current, &outcome, products);
-    if status == current {
+    let status = desired_status(domain, current, &outcome, products);
+    if status == *current {
         return Ok(());
     }
     let was_ready = is_true(&current.conditions, READY);
