@@ -36,6 +36,7 @@ CRD schema itself refuses (immutability, `default`/`kube-*`) is part of the cont
 
 import hashlib
 import json
+import re
 import time
 import urllib.parse
 import uuid
@@ -272,6 +273,17 @@ def victim_state(m):
     }
 
 
+def settle(m, timeout=60):
+    """Wait until two snapshots in a row are equal: the mesh is quiet before the attacks."""
+    last = [victim_state(m)]
+
+    def quiet():
+        now = victim_state(m)
+        same, last[0] = now == last[0], now
+        return same
+    wait_for(quiet, timeout=timeout, interval=1, message="the victims' state to settle")
+
+
 def assert_unchanged(m, before, since, hold=HOLD_SECONDS):
     """The victims' state equals `before` now, and still does `hold` seconds after `since`."""
     while True:
@@ -394,10 +406,24 @@ def mesh(operator, tmp_path_factory):
                  timeout=30, message=f"{pay} writes to {bucket}")
     kubectl("delete", "dataproduct", "old", "-n", pay, "--timeout", "60s")
 
+    for domain in (victim, consumer, pay):
+        wait_for(lambda: get_json("domain", domain)["status"].get("dataProducts") == 1, timeout=30,
+                 message=f"Domain {domain} counting its one product")
+    settle(m)
     assert_access_as_granted(m)
     yield m
     for namespace in (victim, consumer, attacker, pay):
         kubectl("delete", "accesspolicies,dataproducts", "--all", "-n", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(autouse=True)
+def operator_log_excerpt(operator):
+    """The operator's warnings and errors while the test ran; pytest shows them when it fails."""
+    start = operator.log_path.stat().st_size
+    yield
+    text = re.sub(r"\x1b\[[0-9;]*m", "", operator.log_path.read_bytes()[start:].decode(errors="replace"))
+    lines = [line[:400] for line in text.splitlines() if " WARN " in line or " ERROR " in line]
+    print(f"operator log {operator.log_path}: {len(lines)} warnings/errors during the test", *lines[-40:], sep="\n")
 
 
 @pytest.fixture
@@ -748,7 +774,9 @@ def test_identity_collisions_leave_the_platforms_and_others_identities_alone(mes
         # `default` and `kube-*`: refused at admission by the CRD, or Stalled ReservedName.
         for name, spec in at_admission:
             created = kubectl("apply", "-f", "-", input=json.dumps(domain_manifest(name, **spec)), check=False)
-            if created.returncode == 0:
+            if created.returncode != 0:
+                assert "'default'" in created.stderr and "kube-" in created.stderr, created.stderr
+            else:
                 wait_stalled("domain", name, None, "ReservedName")
                 kubectl("delete", "domain", name, "--timeout", "60s")
         since = time.monotonic()
