@@ -64,7 +64,7 @@ pub fn violations(product: &DataProduct, default_replicas: i32) -> Vec<Violation
         found.push(Violation {
             reason: "ScheduleInvalid",
             message: format!(
-                "spec.transformation.spark.schedule {schedule:?}: {problem}. Use five fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12, day of week 0-7), a descriptor such as @hourly, or @every 15m."
+                "spec.transformation.spark.schedule {schedule:?}: {problem}. Use five fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12, day of week 0-6), a descriptor such as @hourly, or @every 15m."
             ),
         });
     }
@@ -102,7 +102,8 @@ pub fn check_cron(schedule: &str) -> Result<(), String> {
     check_field("hour", hour, 0, 23, &[], false)?;
     check_field("day of month", day, 1, 31, &[], true)?;
     check_field("month", month, 1, 12, &MONTHS, false)?;
-    check_field("day of week", weekday, 0, 7, &WEEKDAYS, true)
+    // robfig/cron, which the spark-operator uses, takes Sunday as 0 only (not 7).
+    check_field("day of week", weekday, 0, 6, &WEEKDAYS, true)
 }
 
 /// A Go duration of whole units, e.g. `15m`, `1h30m`, `90s`: at least one second in all.
@@ -255,7 +256,7 @@ mod tests {
             "30 6 1,15 * ?",
             "0 0 1 jan *",
             "0 12 * JAN-MAR mon-fri",
-            "5-55/10 0-23/2 1-31 1-12 0-7",
+            "5-55/10 0-23/2 1-31 1-12 0-6",
             "@hourly",
             "@every 15m",
             "@every 1h30m",
@@ -268,7 +269,7 @@ mod tests {
             "* * 0 * *",
             "* * 32 * *",
             "* * * 13 *",
-            "* * * * 8",
+            "* * * * 7",
             "*/0 * * * *",
             "5-1 * * * *",
             "* * * *",

@@ -281,6 +281,47 @@ def test_transformations_are_spark_applications_the_real_crds_accept(operator):
     assert kubectl("get", "serviceaccount", "hourly-spark", "-n", domain, check=False).returncode != 0
 
 
+def test_adopting_an_existing_bucket_keeps_the_tags_others_set(operator, s3_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    bucket = f"{domain}-legacy-lake"
+    s3_admin.create_bucket(Bucket=bucket)
+    s3_admin.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "cost-center", "Value": "42"}]})
+    s3_admin.put_object(Bucket=bucket, Key="old.csv", Body=b"1\n")
+    apply(product_manifest(domain, "legacy", [{"name": "lake", "bucket": {}}]))
+    wait_product_ready(domain, "legacy")
+    tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    assert tags["cost-center"] == "42", tags
+    assert tags["datamesh.dev/domain"] == domain and tags["datamesh.dev/data-product"] == "legacy"
+    assert s3_admin.get_object(Bucket=bucket, Key="old.csv")["Body"].read() == b"1\n"
+    kubectl("delete", "dataproduct", "legacy", "-n", domain, "--timeout", "60s")
+
+
+def test_a_config_key_removed_from_the_spec_goes_back_to_the_broker_default(operator, kafka_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    port = {"name": "events", "kafka": {"retention": "7d", "config": {"cleanup.policy": "compact",
+                                                                     "max.message.bytes": "2000000"}}}
+    manifest = product_manifest(domain, "orders", [port])
+    apply(manifest)
+    wait_product_ready(domain, "orders")
+    topic = f"{domain}.orders.events"
+    # Someone else's key on the topic, which the operator never set.
+    set_topic_config(kafka_admin, topic, "segment.ms", "3600000")
+    assert topic_configs(kafka_admin, topic)["cleanup.policy"] == "compact"
+
+    port["kafka"]["config"] = {"max.message.bytes": "2000000"}
+    del port["kafka"]["retention"]
+    apply(manifest)
+    wait_for(lambda: "cleanup.policy" not in topic_configs(kafka_admin, topic)
+             and "retention.ms" not in topic_configs(kafka_admin, topic),
+             timeout=30, message="cleanup.policy and retention.ms removed from the topic")
+    configs = topic_configs(kafka_admin, topic)
+    assert configs["max.message.bytes"] == "2000000", "what is still declared stays"
+    assert configs["segment.ms"] == "3600000", "a key the operator never set is left alone"
+    kubectl("delete", "dataproduct", "orders", "-n", domain, "--timeout", "60s")
+
+
 def test_fields_removed_from_the_spark_transformation_leave_the_live_application(operator):
     """GitOps removes lines: what the spec no longer declares must leave the live child."""
     domain = unique("dp")
@@ -308,6 +349,41 @@ def test_fields_removed_from_the_spark_transformation_leave_the_live_application
     assert live["mainClass"] == "com.example.Job", "what is still declared stays"
     assert live["executor"]["memory"] == "2g"
     kubectl("delete", "dataproduct", "job", "-n", domain, "--timeout", "60s")
+
+
+def test_a_port_removed_from_the_spec_follows_the_deletion_policy(operator, kafka_admin, s3_admin):
+    domain = unique("dp")
+    ready_domain(domain)
+    kept = product_manifest(domain, "kept", [{"name": "events", "kafka": {}}, {"name": "audit", "kafka": {}}])
+    gone = product_manifest(domain, "gone", [{"name": "events", "kafka": {}}, {"name": "lake", "bucket": {}}],
+                            deletionPolicy="Delete")
+    apply(kept)
+    apply(gone)
+    wait_product_ready(domain, "kept")
+    wait_product_ready(domain, "gone")
+    s3_admin.put_object(Bucket=f"{domain}-gone-lake", Key="data.csv", Body=b"1\n")
+
+    kept["spec"]["outputPorts"] = [{"name": "events", "kafka": {}}]
+    gone["spec"]["outputPorts"] = [{"name": "events", "kafka": {}}]
+    apply(kept)
+    apply(gone)
+
+    # Retain: the topic stays with its data, without the producer's ACLs; the rest is untouched.
+    audit = f"{domain}.kept.audit"
+    wait_for(lambda: f"User:{domain}" not in kafka_admin.tool("kafka-acls.sh", "--list", "--topic", audit).stdout,
+             timeout=30, message="the removed port's producer ACLs gone")
+    assert topic_exists(kafka_admin, audit)
+    assert f"User:{domain}" in kafka_admin.tool("kafka-acls.sh", "--list", "--topic", f"{domain}.kept.events").stdout
+    # Delete: the bucket goes with its data.
+    def bucket_gone():
+        return f"{domain}-gone-lake" not in [b["Name"] for b in s3_admin.list_buckets()["Buckets"]]
+    wait_for(bucket_gone, timeout=30, message="the removed bucket port's bucket deleted")
+    assert topic_exists(kafka_admin, f"{domain}.gone.events")
+    for name in ("kept", "gone"):
+        wait_for(lambda: [p["name"] for p in get_json("dataproduct", name, "-n", domain)["status"]["outputPorts"]]
+                 == ["events"], timeout=30, message=f"{name} lists only its remaining port")
+        wait_product_ready(domain, name)
+    kubectl("delete", "dataproduct", "kept", "gone", "-n", domain, "--timeout", "60s")
 
 
 def test_retain_keeps_topic_and_bucket_and_delete_removes_them(operator, kafka_admin, s3_admin):

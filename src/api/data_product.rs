@@ -582,6 +582,11 @@ pub struct OutputPortStatus {
     /// The Kafka bootstrap servers, for a Kafka port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// The topic config keys the operator set from the spec, for a Kafka port. A key the
+    /// spec stops naming is removed from the topic, which then takes the broker's value;
+    /// config keys set by others are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_keys: Vec<String>,
     /// The bucket, for a bucket port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,

@@ -21,6 +21,14 @@ pub const DOMAIN_LABEL: &str = "datamesh.dev/domain";
 /// Label naming the data product an object belongs to.
 pub const DATA_PRODUCT_LABEL: &str = "datamesh.dev/data-product";
 
+/// The watch configuration for the operator's own children: only objects with its
+/// `managed-by` label, so that watching a kind cluster-wide holds only what the operator made.
+pub fn managed_children() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+        .any_semantic()
+}
+
 /// The labels every child of a domain carries.
 pub fn domain_labels(domain: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

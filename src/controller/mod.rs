@@ -5,7 +5,9 @@ pub mod access_policy;
 pub mod apply;
 pub mod data_product;
 pub mod domain;
+pub mod failure;
 pub mod leader;
+pub mod readable;
 pub mod stores_ready;
 pub mod tenancy;
 pub mod user_policies;
@@ -47,6 +49,8 @@ pub struct Context {
     pub checked_identities: domain::CheckedIdentities,
     /// The names no Domain may take (see [`tenancy::ReservedNames`]).
     pub reserved_names: tenancy::ReservedNames,
+    /// Per-object retry delays after failures.
+    pub backoff: failure::Backoff,
 }
 
 impl Context {
@@ -69,12 +73,19 @@ impl Context {
             user_policies: UserPolicies::new(settings.resync),
             checked_identities: domain::CheckedIdentities::new(settings.resync),
             reserved_names: tenancy::ReservedNames::from_settings(&settings, operator_namespace),
+            backoff: failure::Backoff::default(),
             client,
             settings,
             kafka,
             storage,
             metrics,
         }
+    }
+
+    /// Come back after the resync period, give or take a tenth at random, so that objects made
+    /// together do not all resync together.
+    pub fn resync(&self) -> Action {
+        Action::requeue(failure::jittered(self.settings.resync, 0.1))
     }
 
     /// Publish an Event on `object`. Failing to publish is logged, never fatal: an Event is
@@ -192,9 +203,16 @@ pub fn kube_context(context: impl Into<String>) -> impl FnOnce(kube::Error) -> E
     }
 }
 
-/// What to do after a failed reconcile: retry soon, with the error counted and logged.
-pub fn requeue_after_error(kind: &str, error: &Error, metrics: &Metrics) -> Action {
-    metrics.reconcile_failed(kind, error.category());
+/// What to do after a failed reconcile of `object`: retry, backing off per object, with the
+/// error counted by reason and logged.
+pub fn requeue_after_error<K: Resource>(
+    kind: &str,
+    object: &K,
+    error: &Error,
+    ctx: &Context,
+) -> Action {
+    let reason = failure::failure_reason(error);
+    ctx.metrics.reconcile_failed(kind, &reason);
     match error {
         // Waiting on a person (e.g. a Domain that still has products): retry calmly.
         Error::Blocked(_) => Action::requeue(Duration::from_secs(30)),
@@ -204,8 +222,19 @@ pub fn requeue_after_error(kind: &str, error: &Error, metrics: &Metrics) -> Acti
             Action::requeue(Duration::from_millis(200))
         }
         _ => {
-            tracing::warn!(kind, category = error.category(), %error, "reconcile failed");
-            Action::requeue(Duration::from_secs(5))
+            let delay = ctx.backoff.next_delay(&backoff_key(kind, object));
+            tracing::warn!(kind, %reason, %error, retry_in = ?delay, "reconcile failed");
+            Action::requeue(delay)
         }
     }
+}
+
+/// The key of an object's failures in [`Context::backoff`].
+pub fn backoff_key<K: Resource>(kind: &str, object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
 }

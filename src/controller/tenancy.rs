@@ -131,16 +131,22 @@ impl ReservedNames {
     /// platform's identities (the Kafka admin and super users, the S3 admin access key and
     /// user), and `reservedDomainNames`.
     pub fn from_settings(settings: &Settings, operator_namespace: &str) -> Self {
+        // Compared as the admission policy compares them: lower-case, and a super user
+        // written as a principal (`User:ops`) reserves its user name.
+        let normal = |name: &String| {
+            let name = name.strip_prefix("User:").unwrap_or(name);
+            name.to_ascii_lowercase()
+        };
         let identities = [&settings.kafka.admin_user, &settings.s3.admin_access_key]
             .into_iter()
             .chain(&settings.kafka.super_users)
             .chain(&settings.s3.admin_user)
-            .cloned()
+            .map(normal)
             .collect();
         Self {
             namespaces: BTreeSet::from([operator_namespace.to_owned()]),
             identities,
-            names: settings.reserved_domain_names.iter().cloned().collect(),
+            names: settings.reserved_domain_names.iter().map(normal).collect(),
         }
     }
 

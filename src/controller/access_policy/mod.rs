@@ -54,13 +54,16 @@ use self::desired::{
     consumers_role_binding, consumers_role_name, evaluate, group_binding, user_bucket_grants,
 };
 use super::apply::{
-    Applied, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status, apply_unless_foreign,
-    delete_ignoring_missing,
+    Applied, DATA_PRODUCT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status,
+    apply_unless_foreign, delete_ignoring_missing, managed_children,
 };
+use super::failure::report_failure;
+use super::readable;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
-    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+    Context, Error, backoff_key, batch_ok, domain_trigger, from_finalizer, kube_context,
+    requeue_after_error,
 };
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::Progress;
@@ -68,7 +71,7 @@ use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
 use crate::controller::domain::desired::storage_user;
-use crate::controller::tenancy::Owners;
+use crate::controller::tenancy::{Owners, owned_namespace};
 use crate::provision::kafka::{AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin};
 use crate::provision::storage::ObjectStore;
 use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
@@ -180,10 +183,16 @@ impl Drop for ProductGuard<'_> {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let config = || watcher::Config::default().any_semantic();
-    let controller = Controller::new(Api::<AccessPolicy>::all(client.clone()), config())
+    let (policies, policy_writer) = reflector::store();
+    let own_events = reflector(
+        policy_writer,
+        readable::watch::<AccessPolicy>(client.clone(), config(), true).default_backoff(),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(own_events, policies.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
-    let policies = controller.store();
     let (by_product, by_domain) = (policies.clone(), policies.clone());
+    let (by_role, by_binding, by_map) = (policies.clone(), policies.clone(), policies.clone());
     // The Domain and DataProduct watches both trigger reconciles and fill the stores those
     // reconciles read: `reflector` writes each event to its store before passing it on to
     // the trigger, so a reconcile never reads a store older than the event that caused it.
@@ -192,7 +201,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (products, product_writer) = reflector::store();
     let product_events = reflector(
         product_writer,
-        watcher(Api::<DataProduct>::all(client.clone()), config()).default_backoff(),
+        readable::watch::<DataProduct>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     // Grants depend on a product's spec and existence, never on its status, which changes
@@ -204,10 +213,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client), config()).default_backoff(),
+        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());
+    let domains_by_map = domains.clone();
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.
@@ -250,6 +260,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 .map(|policy| ObjectRef::from_obj(&*policy))
                 .collect::<Vec<_>>()
         })
+        // The consumers' Role and RoleBinding and the connection ConfigMaps: one deleted or
+        // edited by hand is made again at once, not at the next resync.
+        .watches(
+            Api::<Role>::all(client.clone()),
+            managed_children(),
+            move |role| policies_of_consumers_rbac(&by_role, &role),
+        )
+        .watches(
+            Api::<RoleBinding>::all(client.clone()),
+            managed_children(),
+            move |binding| policies_of_consumers_rbac(&by_binding, &binding),
+        )
+        .watches(
+            Api::<ConfigMap>::all(client),
+            managed_children(),
+            move |map| policies_of_connection_map(&by_map, &domains_by_map, &map),
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             reconcile,
@@ -271,24 +298,87 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
 }
 
-fn error_policy(_: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {
-    requeue_after_error(KIND, error, &state.ctx.metrics)
+/// The policies of the product whose consumers' Role or RoleBinding `child` is.
+fn policies_of_consumers_rbac<K: kube::Resource>(
+    policies: &Store<AccessPolicy>,
+    child: &K,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    let meta = child.meta();
+    let Some(product) = meta
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(DATA_PRODUCT_LABEL))
+        .filter(|product| meta.name.as_deref() == Some(consumers_role_name(product).as_str()))
+    else {
+        return vec![];
+    };
+    policies_naming(policies, meta.namespace.as_deref(), product)
+}
+
+/// The policies of the product whose connection details `map` (in a consumer's namespace)
+/// carries: those in the producing domain's namespace that name it.
+fn policies_of_connection_map(
+    policies: &Store<AccessPolicy>,
+    domains: &Store<Domain>,
+    map: &ConfigMap,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    let labels = map.labels();
+    let (Some(domain), Some(product)) = (
+        labels.get(SOURCE_DOMAIN_LABEL),
+        labels.get(SOURCE_PRODUCT_LABEL),
+    ) else {
+        return vec![];
+    };
+    let Some(domain) = domains.get(&ObjectRef::new(domain)) else {
+        return vec![];
+    };
+    policies_naming(policies, owned_namespace(&domain), product)
+}
+
+fn policies_naming(
+    policies: &Store<AccessPolicy>,
+    namespace: Option<&str>,
+    product: &str,
+) -> Vec<ObjectRef<AccessPolicy>> {
+    policies
+        .state()
+        .iter()
+        .filter(|policy| {
+            policy.namespace().as_deref() == namespace && policy.spec.data_product == product
+        })
+        .map(|policy| ObjectRef::from_obj(&**policy))
+        .collect()
+}
+
+fn error_policy(object: Arc<AccessPolicy>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
 async fn reconcile(policy: Arc<AccessPolicy>, state: Arc<State>) -> Result<Action, Error> {
     let _timer = state.ctx.metrics.reconcile_started(KIND, &*policy);
+    let backoff = backoff_key(KIND, &*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api = Api::<AccessPolicy>::namespaced(state.ctx.client.clone(), &namespace);
     // A product's grants are the union over what the stores hold: wait until they hold it all.
     state.ready().await?;
-    finalizer(&api, FINALIZER, policy, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, policy, |event| async {
         match event {
-            Finalizer::Apply(policy) => apply_policy(&policy, &state).await,
+            Finalizer::Apply(policy) => {
+                let applied = apply_policy(&policy, &state).await;
+                if let Err(error) = &applied {
+                    report_failure(&state.ctx, &api, &*policy, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(policy) => cleanup_policy(&policy, &state).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        state.ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// Grant what the policy declares (together with its product's other live policies), then

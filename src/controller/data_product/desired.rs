@@ -121,11 +121,24 @@ pub enum TopicStep {
     },
 }
 
+/// The topic config keys the operator set on `topic` for the product, as its status records
+/// them: those the spec no longer names are removed from the topic.
+pub fn previously_set_configs(product: &DataProduct, topic: &str) -> BTreeSet<String> {
+    product
+        .status
+        .iter()
+        .flat_map(|status| &status.output_ports)
+        .filter(|port| port.topic.as_deref() == Some(topic))
+        .flat_map(|port| port.config_keys.iter().cloned())
+        .collect()
+}
+
 /// Decide what to do with a planned topic, given how Kafka has it (`None`: missing).
 pub fn decide_topic(
     plan: &TopicPlan,
     current: Option<&TopicDescription>,
     default_replicas: i32,
+    previously: &BTreeSet<String>,
 ) -> TopicStep {
     let Some(current) = current else {
         let replicas = plan.replicas.unwrap_or(default_replicas);
@@ -160,7 +173,7 @@ pub fn decide_topic(
         topic: plan.topic.clone(),
         total_partitions: plan.partitions,
     });
-    let drift = config_drift(&plan.configs, current);
+    let drift = config_drift(&plan.configs, previously, current);
     TopicStep::Update {
         increase,
         alter: (!drift.is_empty()).then_some(drift),
@@ -283,6 +296,15 @@ pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
     tags
 }
 
+/// The tags a bucket should carry: what it has (tags others set stay, so adopting a bucket
+/// does not erase them) with the product's own tags set, and no longer the orphaned mark.
+pub fn merged_tags(live: &BucketTags, ours: &BucketTags) -> BucketTags {
+    let mut merged = live.clone();
+    merged.remove(ORPHANED_TAG);
+    merged.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+}
+
 /// The other domain a bucket's tags say it belongs to, if they name one other than `domain`.
 pub fn tagged_for_another_domain<'a>(tags: &'a BucketTags, domain: &str) -> Option<&'a str> {
     tags.get(DOMAIN_LABEL)
@@ -355,6 +377,39 @@ fn claims(product: &DataProduct, resource: &str) -> bool {
             port.bucket.is_some() && is_joined(resource, [&spec.domain, name, &port.name], '-');
         topic || bucket
     })
+}
+
+/// The topics and buckets the product's status lists as its own that its spec no longer
+/// declares (a port removed, or renamed): they are released by `deletionPolicy`, like a
+/// deleted product's. Only names of the product's domain count, and none that another product
+/// in `all` now declares (that one takes it over).
+pub fn removed_outputs(product: &DataProduct, all: &[&DataProduct]) -> (Vec<String>, Vec<String>) {
+    let Some(status) = &product.status else {
+        return (vec![], vec![]);
+    };
+    let declared = claimed_names(product);
+    let domain = &product.spec.domain;
+    let free = |name: &String| {
+        !declared.contains(name)
+            && !all
+                .iter()
+                .any(|other| !same_object(other, product) && claims(other, name))
+    };
+    let topics = status
+        .output_ports
+        .iter()
+        .filter_map(|port| port.topic.clone())
+        .filter(|topic| topic_in_domain(topic, domain))
+        .filter(free)
+        .collect();
+    let buckets = status
+        .output_ports
+        .iter()
+        .filter_map(|port| port.bucket.clone())
+        .filter(|bucket| bucket.starts_with(&format!("{domain}-")))
+        .filter(free)
+        .collect();
+    (topics, buckets)
 }
 
 /// Whether `text` is the three `parts` joined by `separator`.
@@ -838,7 +893,7 @@ pub(crate) mod tests {
         assert_eq!(plans[0].configs["cleanup.policy"], "delete");
         assert_eq!(plans[1].topic, "payments.audit-v2");
         assert_eq!(plans[1].replicas, Some(3));
-        match decide_topic(&plans[0], None, 2) {
+        match decide_topic(&plans[0], None, 2, &BTreeSet::new()) {
             TopicStep::Create(topic) => {
                 assert_eq!(topic.replication_factor, 2, "the default applies");
                 assert_eq!(topic.partitions, 6);
@@ -856,13 +911,13 @@ pub(crate) mod tests {
         );
         let plan = &topic_plans("orders", &p.spec)[0];
         assert_eq!(
-            decide_topic(plan, Some(&described(plan, 6, 1)), 1),
+            decide_topic(plan, Some(&described(plan, 6, 1)), 1, &BTreeSet::new()),
             TopicStep::Update {
                 increase: None,
                 alter: None
             }
         );
-        match decide_topic(plan, Some(&described(plan, 3, 1)), 1) {
+        match decide_topic(plan, Some(&described(plan, 3, 1)), 1, &BTreeSet::new()) {
             TopicStep::Update {
                 increase: Some(increase),
                 alter: None,
@@ -871,7 +926,7 @@ pub(crate) mod tests {
         }
         let mut drifted = described(plan, 6, 1);
         drifted.configs.get_mut("retention.ms").unwrap().value = Some("1000".into());
-        match decide_topic(plan, Some(&drifted), 1) {
+        match decide_topic(plan, Some(&drifted), 1, &BTreeSet::new()) {
             TopicStep::Update {
                 increase: None,
                 alter: Some(alter),
@@ -888,14 +943,14 @@ pub(crate) mod tests {
             json!({"outputPorts": [{"name": "events", "kafka": {"partitions": 2, "replicas": 1}}]}),
         );
         let plan = &topic_plans("orders", &p.spec)[0];
-        match decide_topic(plan, Some(&described(plan, 6, 1)), 1) {
+        match decide_topic(plan, Some(&described(plan, 6, 1)), 1, &BTreeSet::new()) {
             TopicStep::Refuse { reason, message } => {
                 assert_eq!(reason, "PartitionDecrease");
                 assert!(message.contains("6 partitions"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        match decide_topic(plan, Some(&described(plan, 2, 3)), 1) {
+        match decide_topic(plan, Some(&described(plan, 2, 3)), 1, &BTreeSet::new()) {
             TopicStep::Refuse { reason, .. } => assert_eq!(reason, "ReplicasChanged"),
             other => panic!("{other:?}"),
         }
@@ -905,7 +960,7 @@ pub(crate) mod tests {
             ..plan.clone()
         };
         assert!(matches!(
-            decide_topic(&unset, Some(&described(plan, 2, 3)), 1),
+            decide_topic(&unset, Some(&described(plan, 2, 3)), 1, &BTreeSet::new()),
             TopicStep::Update { .. }
         ));
     }
@@ -967,6 +1022,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn adopting_a_bucket_keeps_the_tags_others_set_and_drops_the_orphaned_mark() {
+        let live = BucketTags::from([
+            ("cost-center".to_owned(), "42".to_owned()),
+            (ORPHANED_TAG.to_owned(), "true".to_owned()),
+            (PORT_TAG.to_owned(), "old".to_owned()),
+        ]);
+        let ours = BucketTags::from([(PORT_TAG.to_owned(), "lake".to_owned())]);
+        assert_eq!(
+            merged_tags(&live, &ours),
+            BucketTags::from([
+                ("cost-center".to_owned(), "42".to_owned()),
+                (PORT_TAG.to_owned(), "lake".to_owned()),
+            ])
+        );
+        let settled = merged_tags(&live, &ours);
+        assert_eq!(
+            merged_tags(&settled, &ours),
+            settled,
+            "no write once merged"
+        );
+    }
+
+    #[test]
     fn versioning_is_only_changed_when_it_differs() {
         assert_eq!(versioning_change(true, Versioning::Unversioned), Some(true));
         assert_eq!(versioning_change(true, Versioning::Suspended), Some(true));
@@ -1021,6 +1099,53 @@ pub(crate) mod tests {
         ] {
             assert!(!claims(&p, other), "{other}");
         }
+    }
+
+    #[test]
+    fn outputs_the_status_lists_but_the_spec_no_longer_declares_are_released() {
+        use crate::api::data_product::{DataProductStatus, OutputPortStatus};
+        let mut p = product(
+            "orders",
+            10,
+            json!({"outputPorts": [{"name": "events", "kafka": {}}]}),
+        );
+        let listed = |topic: Option<&str>, bucket: Option<&str>| OutputPortStatus {
+            name: "x".into(),
+            topic: topic.map(str::to_owned),
+            bucket: bucket.map(str::to_owned),
+            ..OutputPortStatus::default()
+        };
+        p.status = Some(DataProductStatus {
+            output_ports: vec![
+                listed(Some("payments.orders.events"), None),
+                listed(Some("payments.orders.audit"), None),
+                listed(None, Some("payments-orders-lake")),
+                listed(Some("marketing.orders.audit"), None),
+                listed(None, Some("payments-orders-taken")),
+            ],
+            ..DataProductStatus::default()
+        });
+        // Another product of the domain now declares one of the removed buckets: it takes it
+        // over, so it is not released.
+        let mut taker = product(
+            "orders",
+            20,
+            json!({"outputPorts": [{"name": "taken", "bucket": {}}]}),
+        );
+        taker.metadata.namespace = Some("elsewhere".into());
+        taker.metadata.uid = Some("uid-another-orders".into());
+        let all = [&p, &taker];
+        let (topics, buckets) = removed_outputs(&p, &all);
+        assert_eq!(
+            topics,
+            ["payments.orders.audit"],
+            "still-declared and foreign topics stay"
+        );
+        assert_eq!(buckets, ["payments-orders-lake"]);
+        assert_eq!(
+            removed_outputs(&product("new", 1, json!({})), &[]),
+            (vec![], vec![])
+        );
     }
 
     #[test]

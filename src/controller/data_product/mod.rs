@@ -47,13 +47,16 @@ use self::desired::{
 };
 use super::apply::{
     DATA_PRODUCT_LABEL, FIELD_MANAGER, already_applied, apply, apply_status, declare,
-    delete_ignoring_missing, is_not_found,
+    delete_ignoring_missing, is_not_found, managed_children,
 };
 use super::domain::desired::storage_user;
+use super::failure::report_failure;
+use super::readable;
 use super::stores_ready::StoresReady;
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
-    Context, Error, batch_ok, domain_trigger, from_finalizer, kube_context, requeue_after_error,
+    Context, Error, backoff_key, batch_ok, domain_trigger, from_finalizer, kube_context,
+    requeue_after_error,
 };
 use crate::api::DeletionPolicy;
 use crate::api::access_policy::AccessPolicy;
@@ -69,8 +72,8 @@ use crate::api::naming::kafka_principal;
 use crate::controller::tenancy::{OWNED_BY_ANOTHER_DOMAIN, Owners, owned_namespace};
 use crate::governance;
 use crate::provision::kafka::{
-    AclBindingFilter, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode,
-    TopicConfigAlteration,
+    AclBindingFilter, AclResourceType, KafkaAdmin, KafkaAdminError, NewTopic, PartitionIncrease,
+    RDKafkaErrorCode, TopicConfigAlteration,
 };
 use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
 use crate::provision::storage::{BucketTags, ObjectStore};
@@ -131,7 +134,6 @@ impl State {
 /// Run the DataProduct controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let products = Api::<DataProduct>::all(client.clone());
     let config = || watcher::Config::default().any_semantic();
     // A product is reconciled when its spec or finalizers change, not on its own status
     // writes: those would add a reconcile per write that finds nothing to do (a third of all
@@ -139,7 +141,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (store, writer) = reflector::store();
     let own_events = reflector(
         writer,
-        watcher(products.clone(), config()).default_backoff(),
+        readable::watch::<DataProduct>(client.clone(), config(), true).default_backoff(),
     )
     .applied_objects()
     .predicate_filter(
@@ -147,27 +149,52 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         PredicateConfig::default(),
     );
     let controller = Controller::for_stream(own_events, store.clone())
-        .with_config(controller::Config::default().concurrency(CONCURRENCY));
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
+        // Its children (owned through ownerReferences): one deleted or edited by hand is made
+        // again at once, not at the next resync. Without the spark-operator CRDs installed
+        // their watches fail and retry with backoff; the product reports SparkOperatorMissing.
+        .owns(
+            Api::<ServiceAccount>::all(client.clone()),
+            managed_children(),
+        )
+        .owns(Api::<RoleBinding>::all(client.clone()), managed_children())
+        .owns_with(
+            Api::<DynamicObject>::all_with(client.clone(), &spark_resource(SPARK_APPLICATION)),
+            spark_resource(SPARK_APPLICATION),
+            managed_children(),
+        )
+        .owns_with(
+            Api::<DynamicObject>::all_with(
+                client.clone(),
+                &spark_resource(SCHEDULED_SPARK_APPLICATION),
+            ),
+            spark_resource(SCHEDULED_SPARK_APPLICATION),
+            managed_children(),
+        );
     let (domains, domain_writer) = reflector::store();
     let domain_events = reflector(
         domain_writer,
-        watcher(Api::<Domain>::all(client.clone()), config()).default_backoff(),
+        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(domain_trigger, PredicateConfig::default());
     let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
     controller
         // A grant given, changed, expired or revoked changes its consumers' input ports.
-        .watches(
-            Api::<AccessPolicy>::all(client.clone()),
-            config(),
+        .watches_stream(
+            readable::watch::<AccessPolicy>(client.clone(), config(), false)
+                .default_backoff()
+                .touched_objects(),
             move |policy| consumers_of_policy(&by_policy.state(), &policy),
         )
         // A product appearing, changing or going changes its consumers' inputs, and may free a
         // contested name or quota for its domain's products that wait.
-        .watches(products, config(), move |product| {
-            affected_by_product(&by_product.state(), &product)
-        })
+        .watches_stream(
+            readable::watch::<DataProduct>(client.clone(), config(), false)
+                .default_backoff()
+                .touched_objects(),
+            move |product| affected_by_product(&by_product.state(), &product),
+        )
         // A Domain becoming Ready (or its quotas changing) unblocks its products. The reflector
         // stores each event before it triggers, so the reconcile reads that Domain or newer.
         .watches_stream(domain_events, move |domain: Domain| {
@@ -253,23 +280,34 @@ fn products_of_domain(all: &[Arc<DataProduct>], domain: &str) -> Vec<ObjectRef<D
         .collect()
 }
 
-fn error_policy(_: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action {
-    requeue_after_error(KIND, error, &state.ctx.metrics)
+fn error_policy(object: Arc<DataProduct>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
 async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Action, Error> {
     let _timer = state.ctx.metrics.reconcile_started(KIND, &*product);
+    let backoff = backoff_key(KIND, &*product);
     let namespace = product.namespace().unwrap_or_default();
     let api = Api::<DataProduct>::namespaced(state.ctx.client.clone(), &namespace);
     state.ready().await?;
-    finalizer(&api, FINALIZER, product, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, product, |event| async {
         match event {
-            Finalizer::Apply(product) => apply_product(&product, &state).await,
+            Finalizer::Apply(product) => {
+                let applied = apply_product(&product, &state).await;
+                if let Err(error) = &applied {
+                    report_failure(&state.ctx, &api, &*product, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(product) => cleanup_product(&product, &state).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        state.ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// What a reconcile found and made, for the status.
@@ -293,7 +331,7 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let spec = &product.spec;
-    let resync = Action::requeue(ctx.settings.resync);
+    let resync = ctx.resync();
 
     // Authority comes from the namespace: a product acts only for the domain that owns it.
     let owners = state.owners();
@@ -372,6 +410,28 @@ async fn apply_product(product: &DataProduct, state: &State) -> Result<Action, E
                 .push(claimed("Bucket", &plan.bucket, &owner)),
             None => bucket_plans.push(plan),
         }
+    }
+
+    // Ports removed from the spec go the way a deleted product's ports go, by deletionPolicy.
+    let (removed_topics, removed_buckets) = desired::removed_outputs(product, &everyone);
+    if !removed_topics.is_empty() || !removed_buckets.is_empty() {
+        let note = release_external(
+            product,
+            ctx.kafka.as_ref(),
+            ctx.storage.as_ref(),
+            &removed_topics,
+            &removed_buckets,
+            false,
+        )
+        .await?;
+        tracing::info!(product = %name, %namespace, "output ports removed: {note}");
+        ctx.publish(
+            product,
+            EventType::Normal,
+            "PortsRemoved",
+            format!("Output ports removed from the spec: {note}"),
+        )
+        .await;
     }
 
     let default_replicas = ctx.settings.kafka.default_replicas;
@@ -484,7 +544,8 @@ async fn apply_topics(
     let mut increases: Vec<PartitionIncrease> = Vec::new();
     let mut alterations: Vec<TopicConfigAlteration> = Vec::new();
     for (plan, current) in plans.iter().zip(&described) {
-        match desired::decide_topic(plan, current.as_ref(), default_replicas) {
+        let previously = desired::previously_set_configs(product, &plan.topic);
+        match desired::decide_topic(plan, current.as_ref(), default_replicas, &previously) {
             TopicStep::Create(topic) => creates.push(topic),
             TopicStep::Update { increase, alter } => {
                 observed.topics.insert(plan.topic.clone());
@@ -609,8 +670,9 @@ async fn apply_buckets(
                 .put_expiration_days(bucket, plan.expire_after_days)
                 .await?;
         }
-        if tags != plan.tags {
-            storage.put_tags(bucket, &plan.tags).await?;
+        let merged = desired::merged_tags(&tags, &plan.tags);
+        if merged != tags {
+            storage.put_tags(bucket, &merged).await?;
         }
         observed.buckets.insert(bucket.clone());
     }
@@ -960,6 +1022,7 @@ fn desired_status(
         );
     }
     status.observed_generation = generation;
+    let plans = desired::topic_plans(&name, spec);
     let mut ready = 0;
     status.output_ports = spec
         .output_ports
@@ -972,6 +1035,7 @@ fn desired_status(
                     }
                     OutputPortStatus {
                         name: port.name.clone(),
+                        config_keys: port_config_keys(&plans, &topic),
                         topic: Some(topic),
                         bootstrap_servers: Some(bootstrap_servers.to_owned()),
                         ..OutputPortStatus::default()
@@ -996,6 +1060,15 @@ fn desired_status(
     status
 }
 
+/// The config keys the spec sets on `topic`, which the status records as set by the operator.
+fn port_config_keys(plans: &[TopicPlan], topic: &str) -> Vec<String> {
+    plans
+        .iter()
+        .filter(|plan| plan.topic == topic)
+        .flat_map(|plan| plan.configs.keys().cloned())
+        .collect()
+}
+
 /// The DataProduct is being deleted: remove its access and Spark objects, and keep or
 /// delete its topics and buckets by `deletionPolicy`.
 async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action, Error> {
@@ -1015,14 +1088,11 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
             .filter(|t| desired::topic_in_domain(t, &spec.domain))
             .filter(|t| desired::older_claimant(product, &everyone, t).is_none())
             .collect();
-        let buckets: Vec<BucketPlan> = desired::bucket_plans(product)
+        let buckets: Vec<String> = desired::bucket_plans(product)
             .into_iter()
-            .filter(|p| {
-                owners
-                    .bucket_domain_other_than(&p.bucket, &spec.domain)
-                    .is_none()
-            })
-            .filter(|p| desired::older_claimant(product, &everyone, &p.bucket).is_none())
+            .map(|p| p.bucket)
+            .filter(|b| owners.bucket_domain_other_than(b, &spec.domain).is_none())
+            .filter(|b| desired::older_claimant(product, &everyone, b).is_none())
             .collect();
 
         let note = release_external(
@@ -1031,6 +1101,7 @@ async fn cleanup_product(product: &DataProduct, state: &State) -> Result<Action,
             ctx.storage.as_ref(),
             &topics,
             &buckets,
+            true,
         )
         .await?;
         let owner = OwnerAccess {
@@ -1083,15 +1154,18 @@ async fn release_external(
     kafka: &dyn KafkaAdmin,
     storage: &dyn ObjectStore,
     topics: &[String],
-    buckets: &[BucketPlan],
+    buckets: &[String],
+    whole_product: bool,
 ) -> Result<String, Error> {
     let name = product.name_any();
     let spec = &product.spec;
-    // The owner's ACLs on these topics; the cluster-wide IdempotentWrite is the domain's.
+    // The owner's ACLs on these topics; the cluster-wide IdempotentWrite is the domain's. When
+    // only some ports go, the product's transactional-id and group prefixes stay for the rest.
     let shared = desired::shared_idempotent_write_acl(&spec.domain);
     let filters: Vec<AclBindingFilter> = desired::owner_acls(&spec.domain, &name, topics)
         .iter()
         .filter(|b| **b != shared)
+        .filter(|b| whole_product || b.resource_type == AclResourceType::Topic)
         .map(AclBindingFilter::exact)
         .collect();
     if !filters.is_empty() {
@@ -1106,20 +1180,20 @@ async fn release_external(
                     KafkaAdminError::is_unknown_topic,
                 )?;
             }
-            for plan in buckets {
+            for bucket in buckets {
                 // A bucket another domain's tag claims was never this product's.
-                if !storage.bucket_exists(&plan.bucket).await?
+                if !storage.bucket_exists(bucket).await?
                     || desired::tagged_for_another_domain(
-                        &storage.get_tags(&plan.bucket).await?,
+                        &storage.get_tags(bucket).await?,
                         &spec.domain,
                     )
                     .is_some()
                 {
                     continue;
                 }
-                let removed = storage.empty_bucket(&plan.bucket).await?;
-                storage.delete_bucket(&plan.bucket).await?;
-                tracing::info!(bucket = %plan.bucket, objects = removed, "deleted bucket");
+                let removed = storage.empty_bucket(bucket).await?;
+                storage.delete_bucket(bucket).await?;
+                tracing::info!(%bucket, objects = removed, "deleted bucket");
             }
             format!(
                 "deletionPolicy Delete: deleted topics [{}] and buckets [{}] with their data.",
@@ -1128,14 +1202,14 @@ async fn release_external(
             )
         }
         DeletionPolicy::Retain => {
-            for plan in buckets {
-                if storage.bucket_exists(&plan.bucket).await? {
-                    let mut tags = storage.get_tags(&plan.bucket).await?;
+            for bucket in buckets {
+                if storage.bucket_exists(bucket).await? {
+                    let mut tags = storage.get_tags(bucket).await?;
                     if desired::tagged_for_another_domain(&tags, &spec.domain).is_some() {
                         continue;
                     }
                     tags.insert(desired::ORPHANED_TAG.to_owned(), "true".to_owned());
-                    storage.put_tags(&plan.bucket, &tags).await?;
+                    storage.put_tags(bucket, &tags).await?;
                 }
             }
             format!(
@@ -1155,21 +1229,17 @@ async fn release_external(
 async fn revoke_owner_access(
     owner: &OwnerAccess<'_>,
     domain: &str,
-    buckets: &[BucketPlan],
+    buckets: &[String],
 ) -> Result<(), Error> {
-    let gone: BTreeSet<String> = buckets.iter().map(|plan| plan.bucket.clone()).collect();
+    let gone: BTreeSet<String> = buckets.iter().cloned().collect();
     match owner.converge(domain, &BTreeSet::new(), &gone).await {
         Err(Error::Storage(error)) if error.is_no_such_entity() => Ok(()),
         other => other,
     }
 }
 
-fn bucket_list(buckets: &[BucketPlan]) -> String {
-    buckets
-        .iter()
-        .map(|b| b.bucket.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn bucket_list(buckets: &[String]) -> String {
+    buckets.join(", ")
 }
 
 #[cfg(test)]

@@ -346,8 +346,11 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
             .put_object("payments-orders-lake", "a.parquet")
             .unwrap();
         let topics = vec!["payments.orders.events".to_owned()];
-        let buckets = desired::bucket_plans(&p);
-        let note = release_external(&p, &kafka, &storage, &topics, &buckets)
+        let buckets: Vec<String> = desired::bucket_plans(&p)
+            .into_iter()
+            .map(|plan| plan.bucket)
+            .collect();
+        let note = release_external(&p, &kafka, &storage, &topics, &buckets, true)
             .await
             .unwrap();
         with_owner(&p, &storage, async |owner| {
@@ -388,8 +391,37 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
             }
         }
         // Repeating the cleanup (a crash after it) succeeds.
-        release_external(&p, &kafka, &storage, &topics, &buckets)
+        release_external(&p, &kafka, &storage, &topics, &buckets, true)
             .await
             .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_removed_port_releases_its_topic_acls_but_not_the_products_prefixes() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let mut p = orders();
+    p.spec.deletion_policy = DeletionPolicy::Delete;
+    provision(&p, &kafka, &storage).await;
+    let topics = vec!["payments.orders.events".to_owned()];
+    let note = release_external(&p, &kafka, &storage, &topics, &[], false)
+        .await
+        .unwrap();
+    assert!(note.contains("Delete"), "{note}");
+    assert!(kafka.topic("payments.orders.events").is_none());
+    let left: Vec<AclResourceType> = kafka.acls().iter().map(|a| a.resource_type).collect();
+    assert!(
+        !left.contains(&AclResourceType::Topic),
+        "the removed topic's ACLs go: {left:?}"
+    );
+    for kept in [AclResourceType::TransactionalId, AclResourceType::Group] {
+        assert!(
+            left.contains(&kept),
+            "{kept:?} stays for the product's other ports"
+        );
+    }
+    assert!(
+        storage.bucket_exists("payments-orders-lake").await.unwrap(),
+        "the bucket port was not removed"
+    );
 }

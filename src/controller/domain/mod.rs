@@ -20,15 +20,20 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+
+use super::readable;
 use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, NamespaceStep, keys};
-use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
-use super::{Context, Error, batch_ok, from_finalizer, kube_context, requeue_after_error};
+use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing, managed_children};
+use super::failure::report_failure;
+use super::{
+    Context, Error, backoff_key, batch_ok, from_finalizer, kube_context, requeue_after_error,
+};
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
 use crate::api::data_product::DataProduct;
@@ -42,15 +47,21 @@ const KIND: &str = "Domain";
 
 /// Run the Domain controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let domains = Api::<Domain>::all(ctx.client.clone());
-    let products = Api::<DataProduct>::all(ctx.client.clone());
-    Controller::new(domains, watcher::Config::default().any_semantic())
+    let client = ctx.client.clone();
+    let config = || watcher::Config::default().any_semantic();
+    let (store, writer) = reflector::store();
+    let domains = reflector(
+        writer,
+        readable::watch::<Domain>(client.clone(), config(), true).default_backoff(),
+    )
+    .applied_objects();
+    Controller::for_stream(domains, store)
         // A product appearing or going changes its domain's count and may unblock deletion.
         // Its status writes change neither, and at thousands of products they would keep
         // every domain reconciling: only a new generation (creation, a spec change, the
         // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
         .watches_stream(
-            watcher(products, watcher::Config::default().any_semantic())
+            readable::watch::<DataProduct>(client.clone(), config(), false)
                 .default_backoff()
                 .touched_objects()
                 .predicate_filter(
@@ -59,27 +70,83 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 ),
             |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
         )
+        // A child deleted or edited by hand is made again at once, not at the next resync.
+        .watches(
+            Api::<Namespace>::all(ctx.client.clone()),
+            managed_children(),
+            |namespace| domain_of_child(&namespace, |_, _| true),
+        )
+        .watches(
+            Api::<ServiceAccount>::all(ctx.client.clone()),
+            managed_children(),
+            |account| {
+                domain_of_child(&account, |name, _| {
+                    name == desired::WORKLOAD_SERVICE_ACCOUNT
+                })
+            },
+        )
+        .watches(
+            Api::<RoleBinding>::all(ctx.client.clone()),
+            managed_children(),
+            |binding| domain_of_child(&binding, |name, _| name == desired::ADMIN_ROLE_BINDING),
+        )
+        .watches(
+            Api::<ResourceQuota>::all(ctx.client.clone()),
+            managed_children(),
+            |quota| domain_of_child(&quota, |name, _| name == desired::RESOURCE_QUOTA),
+        )
+        .watches(
+            Api::<Secret>::all(ctx.client.clone()),
+            managed_children(),
+            |secret| {
+                domain_of_child(&secret, |name, domain| {
+                    name == desired::credentials_secret_name(domain)
+                })
+            },
+        )
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
 }
 
-fn error_policy(_: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
-    requeue_after_error(KIND, error, &ctx.metrics)
+/// The Domain a child of the operator's belongs to (its domain label), when `is_child(name,
+/// domain)` says the object is one of that Domain's own children.
+fn domain_of_child<K: kube::Resource>(
+    child: &K,
+    is_child: impl Fn(&str, &str) -> bool,
+) -> Option<ObjectRef<Domain>> {
+    let meta = child.meta();
+    let domain = meta.labels.as_ref()?.get(DOMAIN_LABEL)?;
+    is_child(meta.name.as_deref()?, domain).then(|| ObjectRef::new(domain))
+}
+
+fn error_policy(object: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
+    requeue_after_error(KIND, &*object, error, &ctx)
 }
 
 async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(KIND, &*domain);
+    let backoff = backoff_key(KIND, &*domain);
     let api = Api::<Domain>::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, domain, |event| async {
+    let reconciled = finalizer(&api, FINALIZER, domain, |event| async {
         match event {
-            Finalizer::Apply(domain) => apply_domain(&domain, &ctx).await,
+            Finalizer::Apply(domain) => {
+                let applied = apply_domain(&domain, &ctx).await;
+                if let Err(error) = &applied {
+                    report_failure(&ctx, &api, &*domain, error).await;
+                }
+                applied
+            }
             Finalizer::Cleanup(domain) => cleanup_domain(&domain, &ctx).await,
         }
     })
     .await
-    .map_err(from_finalizer)
+    .map_err(from_finalizer);
+    if reconciled.is_ok() {
+        ctx.backoff.reset(&backoff);
+    }
+    reconciled
 }
 
 /// Make everything the Domain declares exist, then report it.
@@ -92,7 +159,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
 
     if let Some(outcome) = ctx.reserved_names.refusal(&name, &namespace) {
         report(domain, ctx, &recorded, outcome, None).await?;
-        return Ok(Action::requeue(ctx.settings.resync));
+        return Ok(ctx.resync());
     }
 
     // A Domain never moves: its products and grants live in the namespace it recorded. (The
@@ -107,7 +174,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
             ),
         );
         report(domain, ctx, &recorded, outcome, None).await?;
-        return Ok(Action::requeue(ctx.settings.resync));
+        return Ok(ctx.resync());
     }
 
     // The namespace: created, or kept when it is the domain's; never taken over unmarked.
@@ -119,7 +186,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     match desired::namespace_step(&name, &namespace, live.as_ref()) {
         NamespaceStep::Refuse(outcome) => {
             report(domain, ctx, &recorded, outcome, None).await?;
-            return Ok(Action::requeue(ctx.settings.resync));
+            return Ok(ctx.resync());
         }
         NamespaceStep::Create => {
             // A create, not an apply: if someone made the namespace meanwhile, it is not ours.
@@ -195,7 +262,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
             .await?;
         if let Some(outcome) = desired::unowned_identities(domain, kafka_exists, storage_exists) {
             report(domain, ctx, &recorded, outcome, None).await?;
-            return Ok(Action::requeue(ctx.settings.resync));
+            return Ok(ctx.resync());
         }
         recorded.kafka_principal = Some(domain.kafka_principal());
         recorded.storage_user = Some(desired::storage_user(&name));
@@ -236,7 +303,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
         ),
     );
     report(domain, ctx, &recorded, outcome, Some(products)).await?;
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(ctx.resync())
 }
 
 /// Write what the operator has taken for the Domain (its namespace, its identities) into its

@@ -45,8 +45,10 @@ impl KafkaSecurityProtocol {
     }
 }
 
-/// The default time Kafka has to answer one admin request.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time Kafka has to answer one admin request. A healthy cluster answers in
+/// milliseconds; while it is unreachable, librdkafka keeps reconnecting until this passes, and
+/// only then can the objects waiting on it say that Kafka is unavailable.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How to reach the Kafka cluster as its admin. `Debug` never shows the password.
 #[derive(Clone, Debug, PartialEq, Eq)]

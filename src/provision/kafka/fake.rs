@@ -855,14 +855,14 @@ mod tests {
         assert!(kafka.set_topic_config_directly("t", "retention.ms", Some("1")));
 
         let topic = kafka.topic("t").unwrap();
-        let drift = super::super::config_drift(&spec, &topic);
+        let drift = super::super::config_drift(&spec, &Default::default(), &topic);
         assert_eq!(drift.set, spec);
         kafka.alter_topic_configs(&[drift]).await.unwrap();
 
         kafka.clear_calls();
         let described = kafka.describe_topics(&names(&["t"])).await.unwrap();
         let topic = described[0].as_ref().unwrap().as_ref().unwrap();
-        assert!(super::super::config_drift(&spec, topic).is_empty());
+        assert!(super::super::config_drift(&spec, &Default::default(), topic).is_empty());
         assert!(kafka.write_calls().is_empty());
     }
 

@@ -101,15 +101,18 @@ impl TopicConfigAlteration {
     }
 }
 
-/// The configs the spec names whose value differs from what is set on the topic itself.
+/// The configs the spec names whose value differs from what is set on the topic itself, and
+/// the keys the operator set before (`previously`) that the spec no longer names.
 ///
-/// Only keys the spec names are managed: other dynamic configs on the topic are left alone.
-/// A key the spec names that is not set on the topic is drift even when the broker default
-/// happens to equal the spec, so that a later change of the broker default cannot change the
-/// product's topic; after the first alter the key is set and the topic stays in sync with
-/// no further writes.
+/// Only keys the spec names, or named before, are managed: other dynamic configs on the topic
+/// (set by whoever made an adopted topic) are left alone. A key the spec no longer names is
+/// removed from the topic, so it falls back to the broker's value. A key the spec names that is
+/// not set on the topic is drift even when the broker default happens to equal the spec, so
+/// that a later change of the broker default cannot change the product's topic; after the
+/// first alter the key is set and the topic stays in sync with no further writes.
 pub fn config_drift(
     desired: &BTreeMap<String, String>,
+    previously: &BTreeSet<String>,
     topic: &TopicDescription,
 ) -> TopicConfigAlteration {
     let dynamic = topic.dynamic_configs();
@@ -118,10 +121,15 @@ pub fn config_drift(
         .filter(|(key, value)| dynamic.get(key.as_str()) != Some(&value.as_str()))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
+    let delete = previously
+        .iter()
+        .filter(|key| !desired.contains_key(*key) && dynamic.contains_key(key.as_str()))
+        .cloned()
+        .collect();
     TopicConfigAlteration {
         topic: topic.name.clone(),
         set,
-        delete: BTreeSet::new(),
+        delete,
     }
 }
 
@@ -165,6 +173,7 @@ mod tests {
         ]);
         let drift = config_drift(
             &spec(&[("retention.ms", "604800000"), ("cleanup.policy", "delete")]),
+            &BTreeSet::new(),
             &topic,
         );
         assert!(drift.is_empty(), "{drift:?}");
@@ -174,7 +183,11 @@ mod tests {
     #[test]
     fn a_changed_value_is_drift_and_is_set_back() {
         let topic = topic(&[("retention.ms", "1000", ConfigSource::DynamicTopic)]);
-        let drift = config_drift(&spec(&[("retention.ms", "604800000")]), &topic);
+        let drift = config_drift(
+            &spec(&[("retention.ms", "604800000")]),
+            &BTreeSet::new(),
+            &topic,
+        );
         assert_eq!(drift.set, spec(&[("retention.ms", "604800000")]));
         assert!(drift.delete.is_empty());
     }
@@ -182,7 +195,11 @@ mod tests {
     #[test]
     fn a_named_key_that_only_has_its_default_is_drift() {
         let topic = topic(&[("cleanup.policy", "delete", ConfigSource::Default)]);
-        let drift = config_drift(&spec(&[("cleanup.policy", "delete")]), &topic);
+        let drift = config_drift(
+            &spec(&[("cleanup.policy", "delete")]),
+            &BTreeSet::new(),
+            &topic,
+        );
         assert_eq!(drift.set, spec(&[("cleanup.policy", "delete")]));
     }
 
@@ -192,8 +209,47 @@ mod tests {
             ("retention.ms", "604800000", ConfigSource::DynamicTopic),
             ("max.message.bytes", "2000000", ConfigSource::DynamicTopic),
         ]);
-        let drift = config_drift(&spec(&[("retention.ms", "604800000")]), &topic);
+        let drift = config_drift(
+            &spec(&[("retention.ms", "604800000")]),
+            &BTreeSet::new(),
+            &topic,
+        );
         assert!(drift.is_empty(), "{drift:?}");
+    }
+
+    #[test]
+    fn a_key_the_operator_set_and_the_spec_no_longer_names_is_removed() {
+        let topic = topic(&[
+            ("retention.ms", "604800000", ConfigSource::DynamicTopic),
+            ("cleanup.policy", "compact", ConfigSource::DynamicTopic),
+            ("max.message.bytes", "2000000", ConfigSource::DynamicTopic),
+        ]);
+        let previously = BTreeSet::from(["retention.ms".to_owned(), "cleanup.policy".to_owned()]);
+        let drift = config_drift(&spec(&[("retention.ms", "604800000")]), &previously, &topic);
+        assert!(drift.set.is_empty(), "{drift:?}");
+        assert_eq!(
+            drift.delete,
+            BTreeSet::from(["cleanup.policy".to_owned()]),
+            "only the key the operator set goes; max.message.bytes was set by someone else"
+        );
+        let gone_already = topic_without_dynamic_cleanup_policy();
+        assert!(
+            config_drift(&spec(&[]), &previously, &gone_already)
+                .delete
+                .contains("retention.ms")
+        );
+        assert!(
+            !config_drift(&spec(&[]), &previously, &gone_already)
+                .delete
+                .contains("cleanup.policy")
+        );
+    }
+
+    fn topic_without_dynamic_cleanup_policy() -> TopicDescription {
+        topic(&[
+            ("retention.ms", "604800000", ConfigSource::DynamicTopic),
+            ("cleanup.policy", "delete", ConfigSource::Default),
+        ])
     }
 
     #[test]
