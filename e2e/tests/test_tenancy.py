@@ -273,6 +273,27 @@ def victim_state(m):
     }
 
 
+def assert_the_snapshot_sees_the_mesh(m, state):
+    """The comparisons are only as good as what the snapshot sees: it must see the real grant,
+    the owners' rights and the data, or an attack that removed them could not show."""
+    victim, consumer = m.victim.name, m.consumer.name
+    assert ("TOPIC", m.topic, "LITERAL", f"User:{consumer}", "READ", "ALLOW") in state["acls"], state["acls"]
+    assert ("TOPIC", m.topic, "LITERAL", f"User:{victim}", "WRITE", "ALLOW") in state["acls"], state["acls"]
+    assert ("GROUP", f"{consumer}.", "PREFIXED", f"User:{consumer}", "READ", "ALLOW") in state["acls"], state["acls"]
+    assert {m.topic, m.archive_topic} <= state["topics"].keys(), state["topics"]
+    assert state["buckets"][m.bucket]["objects"] and state["buckets"][m.archive_bucket]["objects"]
+    assert state["buckets"][m.archive_bucket]["tags"]["datamesh.dev/orphaned"] == "true"
+    for bucket in m.pay_buckets.values():
+        assert state["buckets"][bucket]["objects"], bucket
+    assert any(m.bucket in document for document in state["iam"][consumer].values()), state["iam"][consumer]
+    assert any(m.bucket in document for document in state["iam"][victim].values()), state["iam"][victim]
+    assert state["attacker iam on victim buckets"] == []
+    assert "ConfigMap/orders-events" in state["namespaces"][consumer]
+    assert "AccessPolicy/consumer-reads" in state["namespaces"][victim]
+    assert "RoleBinding/datamesh-domain-admins" in state["namespaces"][victim]
+    assert state["domains"][victim]["dataProducts"] == 1
+
+
 def settle(m, timeout=60):
     """Wait until two snapshots in a row are equal: the mesh is quiet before the attacks."""
     last = [victim_state(m)]
@@ -414,6 +435,7 @@ def mesh(operator, tmp_path_factory):
         wait_for(lambda: get_json("domain", domain)["status"].get("dataProducts") == 1, timeout=30,
                  message=f"Domain {domain} counting its one product")
     settle(m)
+    assert_the_snapshot_sees_the_mesh(m, victim_state(m))
     assert_access_as_granted(m)
     yield m
     for namespace in (victim, consumer, attacker, pay):
@@ -725,6 +747,14 @@ def test_namespace_takeover(mesh):
         kubectl("delete", "domain", grabber, "--timeout", "60s")
         time.sleep(3)
         assert namespace_state(existing) == before, "deleting the Domain touched the namespace it did not own"
+
+        # Marked by a cluster admin for another domain: not adoptable by this one either.
+        kubectl("annotate", "namespace", existing, f"datamesh.dev/adopt-by-domain={adopter}")
+        before = namespace_state(existing)
+        apply(domain_manifest(grabber, namespace=existing, deletionPolicy="Delete"))
+        wait_stalled("domain", grabber, None, "NamespaceNotAdoptable")
+        kubectl("delete", "domain", grabber, "--timeout", "60s")
+        assert namespace_state(existing) == before
 
         # Annotated by a cluster admin for the domain: adopted, and kept when the Domain goes.
         kubectl("create", "namespace", adoptable)
