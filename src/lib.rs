@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod governance;
 pub mod http;
+pub mod jitter;
 pub mod metrics;
 pub mod provision;
 pub mod runner;

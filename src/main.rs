@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use datamesh_operator::controller::leader::LeaseTimings;
 use datamesh_operator::telemetry::{self, LogFormat};
 
 /// datamesh-operator: declared data mesh state, continuously reconciled.
@@ -48,6 +49,21 @@ struct RunArgs {
     /// This replica's identity in the election (in a cluster: the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// How long, in seconds, a leader's claim on the Lease lasts without renewal: a standby
+    /// takes over after it saw the Lease unchanged this long.
+    #[arg(long, env = "DATAMESH_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// How long, in seconds, the leader may go on leading after it sent its last successful
+    /// renewal; shorter than the lease duration.
+    #[arg(
+        long,
+        env = "DATAMESH_LEASE_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    lease_renew_deadline_seconds: u64,
+    /// How often, in seconds, the leader renews and a standby tries to acquire the Lease.
+    #[arg(long, env = "DATAMESH_LEASE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    lease_retry_period_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +94,17 @@ fn print_crds() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     telemetry::init(args.log_format);
+    let timings = match LeaseTimings::from_secs(
+        args.lease_duration_seconds,
+        args.lease_renew_deadline_seconds,
+        args.lease_retry_period_seconds,
+    ) {
+        Ok(timings) => timings,
+        Err(error) => {
+            tracing::error!(%error, "invalid leader election timings");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,9 +126,14 @@ fn run(args: RunArgs) -> ExitCode {
                 namespace: args.lease_namespace,
                 name: args.lease_name,
                 identity,
+                timings,
             }),
     };
-    match runtime.block_on(datamesh_operator::runner::run(options)) {
+    let result = runtime.block_on(datamesh_operator::runner::run(options));
+    // Whatever still runs was abandoned on purpose (a lost lease, a drain past its grace): a
+    // blocking call still waiting for Kafka must not hold the exit up.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "datamesh-operator stopped");

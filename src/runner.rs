@@ -6,12 +6,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use http::{HeaderValue, header::USER_AGENT};
+use kube::client::ClientBuilder;
+use kube::config::InferConfigError;
+use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
-use crate::controller::leader::{LeaderElector, LeaderError, LeaseTimings};
+use crate::controller::fence::FenceLayer;
+use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
 use crate::controller::{self, Context};
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdminConfig, KafkaAdminError, RdKafkaAdmin};
@@ -23,7 +27,14 @@ pub enum RunError {
     #[error("configuration: {0}")]
     Config(#[from] ConfigError),
     #[error("no Kubernetes client configuration (in-cluster or KUBECONFIG): {0}")]
+    KubernetesConfig(#[source] Box<InferConfigError>),
+    #[error("Kubernetes client: {0}")]
     Kubernetes(#[source] Box<kube::Error>),
+    #[error("User-Agent {user_agent:?} is not a valid header value: {source}")]
+    UserAgent {
+        user_agent: String,
+        source: http::header::InvalidHeaderValue,
+    },
     #[error("Kafka admin client: {0}")]
     Kafka(#[from] KafkaAdminError),
     #[error("object storage client: {0}")]
@@ -44,6 +55,7 @@ pub struct LeaderElection {
     pub namespace: String,
     pub name: String,
     pub identity: String,
+    pub timings: LeaseTimings,
 }
 
 /// What `run` needs from the command line.
@@ -60,9 +72,15 @@ pub struct Options {
 /// is lost (an error: the process should exit and be restarted as a candidate).
 pub async fn run(options: Options) -> Result<(), RunError> {
     let settings = Settings::load(options.config.as_deref())?;
-    let client = Client::try_default()
-        .await
-        .map_err(|e| RunError::Kubernetes(Box::new(e)))?;
+    let leadership = match &options.leader_election {
+        Some(election) => Leadership::elected(election.timings.renew_deadline()),
+        None => Leadership::unconditional(),
+    };
+    let identity = options
+        .leader_election
+        .as_ref()
+        .map(|e| e.identity.as_str());
+    let (client, lease_client) = kubernetes_clients(identity, &leadership).await?;
 
     let metrics = Arc::new(Metrics::default());
     let kafka_password = settings
@@ -119,7 +137,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             run_controllers(ctx, shutdown.clone()).await;
             Ok(())
         }
-        Some(election) => lead(client, election, ctx, &shutdown).await,
+        Some(election) => lead(lease_client, election, leadership, ctx, &shutdown).await,
     };
     shutdown.cancel();
     match http.await {
@@ -131,21 +149,68 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     }
 }
 
-/// Wait for the lease, run the controllers while holding it, release it on shutdown.
+/// The controllers' client, whose writes are fenced by `leadership`, and the unfenced client
+/// the elector acquires the lease with. Both say who they are in their User-Agent
+/// (`datamesh-operator/VERSION (IDENTITY)`), so the API server's audit log tells replicas apart.
+async fn kubernetes_clients(
+    identity: Option<&str>,
+    leadership: &Arc<Leadership>,
+) -> Result<(Client, Client), RunError> {
+    let mut config = Config::infer()
+        .await
+        .map_err(|e| RunError::KubernetesConfig(Box::new(e)))?;
+    let user_agent = match identity {
+        Some(identity) => format!(
+            "datamesh-operator/{} ({identity})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        None => format!("datamesh-operator/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let value = HeaderValue::from_str(&user_agent).map_err(|source| RunError::UserAgent {
+        user_agent: user_agent.clone(),
+        source,
+    })?;
+    config.headers.push((USER_AGENT, value));
+    let lease_client =
+        Client::try_from(config.clone()).map_err(|e| RunError::Kubernetes(Box::new(e)))?;
+    let client = ClientBuilder::try_from(config)
+        .map_err(|e| RunError::Kubernetes(Box::new(e)))?
+        .with_layer(&FenceLayer::new(leadership.clone()))
+        .build();
+    Ok((client, lease_client))
+}
+
+/// Wait for the lease and run the controllers while holding it.
+///
+/// Losing the lease abandons the controllers at once (their futures are dropped mid-reconcile:
+/// no further write is sent, and the fence refuses any that a woken task tries before then)
+/// and returns the loss as an error, so the process exits and restarts as a candidate. On
+/// shutdown the controllers drain their in-flight reconciles for at most [`DRAIN_GRACE`] while
+/// the lease is still renewed, then the lease is released (within 5 s).
 async fn lead(
-    client: Client,
+    lease_client: Client,
     election: LeaderElection,
+    leadership: Arc<Leadership>,
     ctx: Arc<Context>,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let mut elector = LeaderElector::new(
-        client,
+        lease_client,
         &election.namespace,
         &election.name,
         election.identity,
-        LeaseTimings::default(),
+        election.timings.clone(),
+        leadership,
     );
-    tracing::info!(identity = elector.identity(), lease = %election.name, namespace = %election.namespace, "waiting to lead");
+    tracing::info!(
+        identity = elector.identity(),
+        lease = %election.name,
+        namespace = %election.namespace,
+        lease_duration_seconds = election.timings.lease_duration().as_secs(),
+        renew_deadline_seconds = election.timings.renew_deadline().as_secs(),
+        retry_period_seconds = election.timings.retry_period().as_secs(),
+        "waiting to lead"
+    );
     if !elector.acquire(shutdown).await {
         return Ok(());
     }
@@ -154,25 +219,44 @@ async fn lead(
         "leading: starting the controllers"
     );
     ctx.metrics.set_leader(true);
-    let leading = shutdown.child_token();
     let metrics = ctx.metrics.clone();
-    let (renewed, ()) = tokio::join!(
-        elector.keep_renewing(&leading),
-        run_controllers(ctx, leading.clone())
-    );
+    let drain = CancellationToken::new();
+    let lost = {
+        let controllers = run_controllers(ctx, drain.clone());
+        tokio::pin!(controllers);
+        let renewing = elector.keep_renewing();
+        tokio::pin!(renewing);
+        tokio::select! {
+            lost = &mut renewing => Some(lost),
+            () = &mut controllers => None,
+            () = shutdown.cancelled() => {
+                drain.cancel();
+                tokio::select! {
+                    lost = &mut renewing => Some(lost),
+                    () = &mut controllers => None,
+                }
+            }
+        }
+        // Leaving this block drops the controllers, abandoning whatever they were doing.
+    };
     metrics.set_leader(false);
-    renewed?;
+    if let Some(lost) = lost {
+        tracing::error!(error = %lost, "lost the leader lease: controllers abandoned");
+        return Err(lost.into());
+    }
     elector.release().await?;
     tracing::info!("released the leader lease");
     Ok(())
 }
 
-/// How long the controllers get, once asked to stop, to finish their in-flight reconciles:
-/// within a pod's default 30 s termination grace, leaving time to release the lease.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// How long the controllers get, once asked to stop, to finish their in-flight reconciles.
+/// With the lease's release (at most [`RELEASE_TIMEOUT`](crate::controller::leader::RELEASE_TIMEOUT), 5 s) it must fit in the
+/// pod's termination grace period (`terminationGracePeriodSeconds` in the chart, 30 s) with
+/// margin: see the test `shutdown_fits_in_the_charts_grace_period`.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(15);
 
 /// Every controller, until `stop` is cancelled; each finishes its in-flight reconciles, for at
-/// most [`SHUTDOWN_GRACE`]. Reconciles are idempotent, so one cut short is finished by the
+/// most [`DRAIN_GRACE`]. Reconciles are idempotent, so one cut short is finished by the
 /// next leader; a shutdown that never ends would instead keep the lease from being released.
 async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
     let controllers = async {
@@ -187,7 +271,7 @@ async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
         () = &mut controllers => return,
         () = stop.cancelled() => {}
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, controllers)
+    if tokio::time::timeout(DRAIN_GRACE, controllers)
         .await
         .is_err()
     {
@@ -196,7 +280,7 @@ async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
                 kind,
                 object,
                 running_seconds = running.as_secs(),
-                grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                grace_seconds = DRAIN_GRACE.as_secs(),
                 "reconcile still running at shutdown: abandoned"
             );
         }
@@ -214,4 +298,56 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {
         shutdown.cancel();
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::leader::RELEASE_TIMEOUT;
+
+    /// Seconds left, after the drain and the lease's release, before the kubelet kills the pod.
+    const MARGIN: Duration = Duration::from_secs(5);
+
+    fn grace_period(path: &str, pointer: &str) -> Option<Duration> {
+        let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(full).ok()?;
+        let value: serde_json::Value = serde_yaml::from_str(&text).ok()?;
+        value
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_u64)
+            .map(Duration::from_secs)
+    }
+
+    #[test]
+    fn shutdown_fits_in_the_charts_grace_period() {
+        let shutdown = DRAIN_GRACE + RELEASE_TIMEOUT + MARGIN;
+        let chart = grace_period(
+            "charts/datamesh-operator/values.yaml",
+            "/terminationGracePeriodSeconds",
+        );
+        assert!(
+            chart.is_some_and(|grace| grace >= shutdown),
+            "chart: {chart:?} < {shutdown:?}"
+        );
+        let template = std::fs::read_to_string(format!(
+            "{}/charts/datamesh-operator/templates/deployment.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap_or_default();
+        assert!(template.contains(
+            "terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}"
+        ));
+        assert!(template.contains(&format!(
+            "lt (int .Values.terminationGracePeriodSeconds) {}",
+            shutdown.as_secs()
+        )));
+        let kustomize = grace_period(
+            "config/manager/deployment.yaml",
+            "/spec/template/spec/terminationGracePeriodSeconds",
+        );
+        assert!(
+            kustomize.is_some_and(|grace| grace >= shutdown),
+            "kustomize: {kustomize:?} < {shutdown:?}"
+        );
+    }
 }

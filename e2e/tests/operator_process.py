@@ -57,7 +57,7 @@ def install_chart_rbac():
 class OperatorProcess:
     """One `datamesh-operator run` process with the chart's ServiceAccount credentials."""
 
-    def __init__(self, workdir: Path, name: str, extra_env=None, extra_config=None):
+    def __init__(self, workdir: Path, name: str, extra_env=None, extra_args=(), extra_config=None):
         """extra_config: top-level keys added to the operator's config.yaml (e.g.
         `reservedDomainNames`)."""
         self.name = name
@@ -90,7 +90,7 @@ class OperatorProcess:
         })
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [str(BINARY), "run", "--config", str(config), "--metrics-addr", f"127.0.0.1:{self.port}"],
+            [str(BINARY), "run", "--config", str(config), "--metrics-addr", f"127.0.0.1:{self.port}", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
         )
         self.wait_ready()
@@ -125,6 +125,9 @@ class OperatorProcess:
     def logs(self) -> str:
         self.log.flush()
         return self.log_path.read_text()
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
 
     def kill(self):
         if self.process.poll() is None:

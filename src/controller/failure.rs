@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::jitter::jittered;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -127,7 +127,8 @@ fn storage_outcome(error: &StorageError) -> Outcome {
     }
 }
 
-/// Per-object retry delays after failures: doubling from one second up to five minutes, each
+/// Per-object retry delays after failures: doubling from one second up to half a minute (so an
+/// object is back within about that long of its system's return), each
 /// with up to a fifth more or less at random, so that objects failing together (a broker
 /// down) do not retry in lockstep. A success forgets the object's failures.
 #[derive(Default)]
@@ -138,7 +139,7 @@ pub struct Backoff {
 /// The first retry delay.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest retry delay.
-const LONGEST_RETRY: Duration = Duration::from_secs(300);
+const LONGEST_RETRY: Duration = Duration::from_secs(30);
 
 impl Backoff {
     /// The delay before retrying `key` once more, counting this failure.
@@ -167,17 +168,6 @@ pub fn retry_delay(failures: u32) -> Duration {
     FIRST_RETRY
         .saturating_mul(1 << doublings)
         .min(LONGEST_RETRY)
-}
-
-/// `delay` made up to `fraction` longer or shorter at random.
-pub fn jittered(delay: Duration, fraction: f64) -> Duration {
-    let mut bytes = [0u8; 2];
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        return delay;
-    }
-    // A number in [-1, 1], from 16 random bits.
-    let unit = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX) * 2.0 - 1.0;
-    delay.mul_f64(1.0 + fraction.clamp(0.0, 1.0) * unit)
 }
 
 /// A kind whose status carries kstatus conditions.
@@ -260,7 +250,8 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
         assert_eq!(retry_delay(2), Duration::from_secs(2));
         assert_eq!(retry_delay(5), Duration::from_secs(16));
-        assert_eq!(retry_delay(40), Duration::from_secs(300));
+        assert_eq!(retry_delay(6), Duration::from_secs(30));
+        assert_eq!(retry_delay(40), Duration::from_secs(30));
         let backoff = Backoff::default();
         let first = backoff.next_delay("DataProduct/payments/orders");
         assert!(

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod data_product;
 pub mod domain;
 pub mod failure;
+pub mod fence;
 pub mod leader;
 pub mod readable;
 pub mod stores_ready;
@@ -85,7 +86,7 @@ impl Context {
     /// Come back after the resync period, give or take a tenth at random, so that objects made
     /// together do not all resync together.
     pub fn resync(&self) -> Action {
-        Action::requeue(failure::jittered(self.settings.resync, 0.1))
+        Action::requeue(crate::jitter::jittered(self.settings.resync, 0.1))
     }
 
     /// Publish an Event on `object`. Failing to publish is logged, never fatal: an Event is

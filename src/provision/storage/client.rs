@@ -43,6 +43,9 @@ struct Endpoint {
     base_path: String,
 }
 
+/// How many times a call is sent when it keeps failing transiently.
+const ATTEMPTS: u32 = 3;
+
 impl Endpoint {
     fn parse(url: &str, what: &str) -> Result<Self, StorageError> {
         let invalid = |why: &str| StorageError::Config(format!("{what} {url:?} {why}"));
@@ -249,8 +252,31 @@ impl HttpObjectStore {
         .await
     }
 
-    /// Signs and sends one call; the body of a 2xx answer, or the error it describes.
+    /// Sends one call, retrying a transient failure (the connection failed, throttling, a 5xx,
+    /// `SlowDown`) up to [`ATTEMPTS`] times in all, 200 ms then 400 ms apart with jitter, before
+    /// the failure is reported. A timeout is not retried here: it already took the whole
+    /// request timeout, and the reconcile's own backoff retries it.
     async fn execute(&self, call: Call) -> Result<Bytes, StorageError> {
+        let mut attempt = 1;
+        loop {
+            match self.execute_once(&call).await {
+                Err(error)
+                    if attempt < ATTEMPTS
+                        && error.is_transient()
+                        && !matches!(error, StorageError::Timeout { .. }) =>
+                {
+                    let pause = Duration::from_millis(100 << attempt);
+                    tracing::debug!(operation = %call.operation, attempt, %error, "retrying a transient failure");
+                    tokio::time::sleep(crate::jitter::jittered(pause, 0.2)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Signs and sends one call; the body of a 2xx answer, or the error it describes.
+    async fn execute_once(&self, call: &Call) -> Result<Bytes, StorageError> {
         let (endpoint, system) = match call.service {
             Service::S3 => (&self.s3, "s3"),
             Service::Iam => (&self.iam, "iam"),
@@ -336,7 +362,7 @@ impl HttpObjectStore {
             Err(_) => {
                 return Err(StorageError::Timeout {
                     operation: call.operation,
-                    subject: call.subject,
+                    subject: call.subject.clone(),
                     endpoint: endpoint.to_string(),
                     timeout: self.timeout,
                 });
@@ -344,7 +370,7 @@ impl HttpObjectStore {
             Ok(Err(source)) => {
                 return Err(StorageError::Transport {
                     operation: call.operation,
-                    subject: call.subject,
+                    subject: call.subject.clone(),
                     endpoint: endpoint.to_string(),
                     source,
                 });
@@ -360,7 +386,12 @@ impl HttpObjectStore {
         if status.is_success() {
             Ok(body)
         } else {
-            Err(service_error(call.operation, call.subject, status, &body))
+            Err(service_error(
+                call.operation,
+                call.subject.clone(),
+                status,
+                &body,
+            ))
         }
     }
 
@@ -1171,6 +1202,69 @@ mod tests {
             shown.contains("admin") && !shown.contains("very-secret"),
             "{shown}"
         );
+    }
+
+    /// A server on loopback answering each request (one a connection) with the next status of
+    /// `statuses`, then 200; returns its address and how many requests it served.
+    async fn scripted_server(
+        statuses: Vec<u16>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let index = count.fetch_add(1, Ordering::SeqCst);
+                let status = statuses.get(index).copied().unwrap_or(200);
+                let answer = format!(
+                    "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (address, served)
+    }
+
+    fn store_at(address: &str) -> HttpObjectStore {
+        HttpObjectStore::new(StorageConfig::new(
+            address,
+            address,
+            "admin",
+            SecretString::new("s"),
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_before_it_is_reported() {
+        use std::sync::atomic::Ordering;
+        let (address, served) = scripted_server(vec![503, 503]).await;
+        assert!(store_at(&address).bucket_exists("b").await.unwrap());
+        assert_eq!(
+            served.load(Ordering::SeqCst),
+            3,
+            "two 503s, then the answer"
+        );
+
+        let (address, served) = scripted_server(vec![503; 10]).await;
+        let error = store_at(&address).bucket_exists("b").await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert_eq!(served.load(Ordering::SeqCst), 3, "three attempts in all");
+
+        let (address, served) = scripted_server(vec![403]).await;
+        store_at(&address).bucket_exists("b").await.unwrap_err();
+        assert_eq!(served.load(Ordering::SeqCst), 1, "a refusal is not retried");
     }
 
     #[tokio::test]
