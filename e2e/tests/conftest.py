@@ -5,6 +5,7 @@ tools and boto3. Connection details come from `eval "$(e2e/stack env)"`; a missi
 the test run rather than skipping it.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -12,7 +13,9 @@ import uuid
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pytest
+import yaml
 from botocore.config import Config
 
 E2E_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +51,24 @@ def kubectl(*args, kubeconfig=None, input=None, check=True):
     return run(cmd, input=input, check=check)
 
 
+def apply(manifest: dict, kubeconfig=None):
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest), kubeconfig=kubeconfig)
+
+
+def get_json(*args, kubeconfig=None):
+    return json.loads(kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+
+def secret_data(namespace, name, kubeconfig=None):
+    data = get_json("secret", name, "-n", namespace, kubeconfig=kubeconfig)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def condition(obj, type_):
+    """The object's status condition of this type, or None."""
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
 class Kafka:
     """Kafka's own command-line tools, authenticated with SCRAM-SHA-512 as a given user."""
 
@@ -80,6 +101,20 @@ class Kafka:
         result = self.tool("kafka-console-consumer.sh", *args, check=check, timeout=90)
         return [line for line in result.stdout.splitlines() if line]
 
+    def try_consume(self, topic, count, group):
+        """The records read, or the authorization error Kafka answered with."""
+        result = self.tool("kafka-console-consumer.sh", "--topic", topic, "--from-beginning", "--max-messages",
+                           str(count), "--timeout-ms", "15000", "--group", group, check=False, timeout=90)
+        output = result.stdout + result.stderr
+        for error in ("TopicAuthorizationException", "GroupAuthorizationException"):
+            if error in output:
+                return error
+        return [line for line in result.stdout.splitlines() if line]
+
+    def authenticates(self) -> bool:
+        """Whether Kafka accepts these credentials (kafka-topics.sh --list succeeds)."""
+        return self.tool("kafka-topics.sh", "--list", check=False, timeout=60).returncode == 0
+
 
 @pytest.fixture
 def kafka_admin(tmp_path):
@@ -97,6 +132,17 @@ def s3_client(access_key: str, secret_key: str, service: str = "s3"):
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
                       connect_timeout=5, read_timeout=30),
     )
+
+
+def s3_key_state(access_key: str, secret_key: str) -> str:
+    """'valid' when S3 knows the key (even if it may do nothing), else the error code."""
+    client = s3_client(access_key, secret_key)
+    try:
+        client.list_objects_v2(Bucket=unique("nobody-s-bucket"))
+        return "valid"
+    except botocore.exceptions.ClientError as error:
+        code = error.response["Error"]["Code"]
+        return "valid" if code in ("AccessDenied", "NoSuchBucket") else code
 
 
 @pytest.fixture

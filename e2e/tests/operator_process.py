@@ -57,7 +57,9 @@ def install_chart_rbac():
 class OperatorProcess:
     """One `datamesh-operator run` process with the chart's ServiceAccount credentials."""
 
-    def __init__(self, workdir: Path, name: str, extra_env=None, extra_args=()):
+    def __init__(self, workdir: Path, name: str, extra_env=None, extra_args=(), extra_config=None):
+        """extra_config: top-level keys added to the operator's config.yaml (e.g.
+        `reservedDomainNames`)."""
         self.name = name
         self.port = free_port()
         self.log_path = workdir / f"operator-{name}.log"
@@ -76,6 +78,7 @@ class OperatorProcess:
                 "adminAccessKey": env("S3_ADMIN_ACCESS_KEY"),
                 "adminSecretKey": {"secretKeyRef": {"namespace": NAMESPACE, "name": "s3-admin", "key": "secretKey"}},
             },
+            **(extra_config or {}),
         }))
         process_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "S3_"))}
         process_env.update({

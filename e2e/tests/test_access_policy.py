@@ -7,7 +7,6 @@ DataProduct reconciler names them (`<domain>.<product>.<port>`, `<domain>-<produ
 this file does not depend on that reconciler; so are the producer's own rights on them.
 """
 
-import base64
 import json
 import re
 import time
@@ -16,9 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 import botocore.exceptions
 import pytest
-import yaml
 
-from conftest import Kafka, env, kubectl, policy, s3_client, unique
+from conftest import Kafka, apply, env, get_json, kubectl, policy, s3_client, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -39,19 +37,6 @@ class Operator:
         if between:
             between()
         self.process = OperatorProcess(self.directory, "access-policy-restarted")
-
-
-def apply(manifest: dict):
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_json(*args):
-    return json.loads(kubectl("get", *args, "-o", "json").stdout)
-
-
-def secret_data(namespace, name):
-    data = get_json("secret", name, "-n", namespace)["data"]
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 class Domain:

@@ -6,8 +6,6 @@ deletionPolicy.
 The operator runs out of cluster with the Helm chart's RBAC, resyncing every 5 seconds.
 """
 
-import base64
-import json
 import re
 import time
 
@@ -15,7 +13,7 @@ import botocore.exceptions
 import pytest
 import yaml
 
-from conftest import Kafka, kubectl, run, s3_client, unique
+from conftest import Kafka, apply, condition, get_json, kubectl, run, s3_client, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 RESYNC_SECONDS = 5
@@ -32,23 +30,6 @@ def operator():
     final = getattr(process, "restarted", process)
     code = final.terminate()
     assert code == 0, f"the operator did not shut down cleanly ({code}):\n{final.logs()}"
-
-
-def apply(manifest: dict):
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_json(*args):
-    return json.loads(kubectl("get", *args, "-o", "json").stdout)
-
-
-def secret_data(namespace, name):
-    data = get_json("secret", name, "-n", namespace)["data"]
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
-
-
-def condition(obj, type_):
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def ready_domain(name, **spec):

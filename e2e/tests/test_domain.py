@@ -5,15 +5,11 @@ and removes its identities when it has none.
 The operator runs out of cluster with the Helm chart's RBAC and ServiceAccount token.
 """
 
-import base64
-import json
 import time
 
-import botocore.exceptions
 import pytest
-import yaml
 
-from conftest import Kafka, kubectl, s3_client, unique
+from conftest import Kafka, apply, get_json, kubectl, s3_key_state, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 
@@ -27,10 +23,6 @@ def operator():
     assert code == 0, f"the operator did not shut down cleanly ({code}):\n{process.logs()}"
 
 
-def apply(manifest: dict):
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
 def domain_manifest(name, **spec):
     return {"apiVersion": "datamesh.dev/v1alpha1", "kind": "Domain", "metadata": {"name": name}, "spec": spec}
 
@@ -40,30 +32,6 @@ def wait_ready(kind, name, namespace=None, timeout="90s"):
     if namespace:
         args += ["-n", namespace]
     kubectl(*args)
-
-
-def get_json(*args):
-    return json.loads(kubectl("get", *args, "-o", "json").stdout)
-
-
-def secret_data(namespace, name):
-    data = get_json("secret", name, "-n", namespace)["data"]
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
-
-
-def kafka_authenticates(tmp_path, user, password) -> bool:
-    return Kafka(tmp_path, user, password).tool("kafka-topics.sh", "--list", check=False, timeout=60).returncode == 0
-
-
-def s3_key_state(access_key, secret_key) -> str:
-    """'valid' when S3 knows the key (even if it may do nothing), else the error code."""
-    client = s3_client(access_key, secret_key)
-    try:
-        client.list_objects_v2(Bucket=unique("nobody-s-bucket"))
-        return "valid"
-    except botocore.exceptions.ClientError as error:
-        code = error.response["Error"]["Code"]
-        return "valid" if code in ("AccessDenied", "NoSuchBucket") else code
 
 
 def test_a_domain_gets_its_namespace_rbac_quota_and_identities(operator, tmp_path):
@@ -107,8 +75,8 @@ def test_a_domain_gets_its_namespace_rbac_quota_and_identities(operator, tmp_pat
     assert creds["KAFKA_USERNAME"] == name
     assert creds["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     # The domain's own credentials authenticate to Kafka and to S3, with independent clients.
-    assert kafka_authenticates(tmp_path, name, creds["KAFKA_PASSWORD"])
-    assert not kafka_authenticates(tmp_path, name, creds["KAFKA_PASSWORD"] + "-wrong")
+    assert Kafka(tmp_path, name, creds["KAFKA_PASSWORD"]).authenticates()
+    assert not Kafka(tmp_path, name, creds["KAFKA_PASSWORD"] + "-wrong").authenticates()
     assert s3_key_state(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]) == "valid"
     assert s3_key_state(creds["AWS_ACCESS_KEY_ID"], "wrong-secret") != "valid"
 
@@ -126,14 +94,14 @@ def test_a_domain_gets_its_namespace_rbac_quota_and_identities(operator, tmp_pat
     kubectl("annotate", "domain", name, f"test/poke={time.time()}", "--overwrite")
     remade = wait_for(lambda: kubectl("get", "secret", f"{name}-credentials", "-n", name, check=False).returncode == 0
                       and secret_data(name, f"{name}-credentials"), message="credentials Secret re-created")
-    assert kafka_authenticates(tmp_path, name, remade["KAFKA_PASSWORD"])
+    assert Kafka(tmp_path, name, remade["KAFKA_PASSWORD"]).authenticates()
     assert s3_key_state(remade["AWS_ACCESS_KEY_ID"], remade["AWS_SECRET_ACCESS_KEY"]) == "valid"
     if remade["AWS_ACCESS_KEY_ID"] != creds["AWS_ACCESS_KEY_ID"]:
         assert s3_key_state(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]) != "valid", \
             "a replaced access key must stop working"
 
     kubectl("delete", "domain", name, "--timeout", "60s")
-    assert not kafka_authenticates(tmp_path, name, remade["KAFKA_PASSWORD"]), "the SCRAM user must be gone"
+    assert not Kafka(tmp_path, name, remade["KAFKA_PASSWORD"]).authenticates(), "the SCRAM user must be gone"
     assert s3_key_state(remade["AWS_ACCESS_KEY_ID"], remade["AWS_SECRET_ACCESS_KEY"]) != "valid"
     # deletionPolicy Retain (the default): the namespace stays.
     assert get_json("namespace", name)["status"]["phase"] == "Active"
@@ -165,14 +133,14 @@ def test_a_domain_with_products_cannot_be_deleted(operator, tmp_path):
                                       "-o", "jsonpath={.items[*].message}").stdout, message="DeletionBlocked Event")
     assert "orders" in events, "an Event must name the remaining products"
     creds = secret_data(name, f"{name}-credentials")
-    assert kafka_authenticates(tmp_path, name, creds["KAFKA_PASSWORD"]), "identities stay while deletion is blocked"
+    assert Kafka(tmp_path, name, creds["KAFKA_PASSWORD"]).authenticates(), "identities stay while deletion is blocked"
 
     # Once the product is gone, the domain goes, and with deletionPolicy Delete so does its namespace.
     kubectl("delete", "dataproduct", "orders", "-n", name, "--timeout", "60s")
     wait_for(lambda: kubectl("get", "domain", name, check=False).returncode != 0, timeout=60, message="domain gone")
     wait_for(lambda: kubectl("get", "namespace", name, check=False).returncode != 0, timeout=90,
              message="namespace deleted")
-    assert not kafka_authenticates(tmp_path, name, creds["KAFKA_PASSWORD"])
+    assert not Kafka(tmp_path, name, creds["KAFKA_PASSWORD"]).authenticates()
 
 
 def test_metrics_count_reconciles(operator):
