@@ -29,13 +29,8 @@ BACK_WITHIN = 60
 def operator():
     install_crds()
     install_chart_rbac()
-    # A long resync: recovery must come from the retries, not from the periodic resync. A
-    # generous lease: restarting Kafka loads this 2-core machine enough that the API server can
-    # take seconds to answer, and this test is about Kafka and S3, not about leader election
-    # (test_leader_election.py is).
-    process = OperatorProcess(workdir(), "outages", extra_env={"DATAMESH_RESYNC_SECONDS": "3600"},
-                              extra_args=("--lease-duration-seconds", "60", "--lease-renew-deadline-seconds", "45",
-                                          "--lease-retry-period-seconds", "5"))
+    # A long resync: recovery must come from the retries, not from the periodic resync.
+    process = OperatorProcess(workdir(), "outages", extra_env={"DATAMESH_RESYNC_SECONDS": "3600"})
     yield process
     assert process.terminate() == 0, process.logs()
 

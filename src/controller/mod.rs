@@ -175,6 +175,12 @@ pub fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Error {
         {
             Error::Conflict("updating the finalizers".into())
         }
+        // The object went while its finalizer was being removed: nothing is left to do.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(status))
+            if status.code == 404 =>
+        {
+            Error::Conflict("removing the finalizer of an object already gone".into())
+        }
         other => Error::Finalizer(other.to_string()),
     }
 }

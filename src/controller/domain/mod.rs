@@ -624,8 +624,19 @@ async fn list_products(ctx: &Context, namespace: &str) -> Result<Vec<String>, Er
     Ok(products.items.iter().map(|p| p.name_any()).collect())
 }
 
+/// How many products the domain has, not counting those being deleted: the last event of a
+/// product's deletion that reaches the Domain is its finalizer's removal, when the product is
+/// still listed with its deletion mark.
 async fn count_products(ctx: &Context, namespace: &str) -> Result<usize, Error> {
-    Ok(list_products(ctx, namespace).await?.len())
+    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
+    Ok(products
+        .items
+        .iter()
+        .filter(|product| product.metadata.deletion_timestamp.is_none())
+        .count())
 }
 
 /// Compute the status from the outcome and what was recorded (`current`), and write it only
