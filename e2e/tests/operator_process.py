@@ -91,10 +91,11 @@ class OperatorProcess:
         if not any(str(arg).startswith("--lease-") for arg in extra_args):
             # This 2-core machine runs the whole platform, and while a JVM starts or a suite
             # loads it the API server can take seconds to answer a lease renewal. The operator
-            # rightly stops when it cannot renew within the renew deadline (10 s by default);
-            # suites that are not about leader election get a lease that outlasts such stalls.
-            # test_leader_election.py passes timings of its own.
-            extra_args = ("--lease-duration-seconds", "60", "--lease-renew-deadline-seconds", "45",
+            # rightly stops when it cannot renew within the renew deadline (10 s by default, at
+            # most 5 s an attempt): suites that are not about leader election get a lease that
+            # outlasts longer stalls (15 s, 7.5 s an attempt) and is still taken over within
+            # 20 s after a kill. test_leader_election.py passes timings of its own.
+            extra_args = ("--lease-duration-seconds", "20", "--lease-renew-deadline-seconds", "15",
                           "--lease-retry-period-seconds", "2", *extra_args)
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(

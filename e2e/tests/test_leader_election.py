@@ -29,8 +29,12 @@ def test_only_the_lease_holder_reconciles_and_a_standby_takes_over():
     install_crds()
     install_chart_rbac()
     directory = workdir()
-    first = OperatorProcess(directory, "a")
-    second = OperatorProcess(directory, "b")
+    # The chart's (client-go's) timings, which the standby's takeover time below is judged by.
+    chart_lease = ("--lease-duration-seconds", str(LEASE_DURATION_SECONDS),
+                   "--lease-renew-deadline-seconds", "10",
+                   "--lease-retry-period-seconds", str(RETRY_PERIOD_SECONDS))
+    first = OperatorProcess(directory, "a", extra_args=chart_lease)
+    second = OperatorProcess(directory, "b", extra_args=chart_lease)
     processes = [first, second]
     try:
         leader = wait_for(lambda: next((p for p in processes if p.metric("datamesh_operator_leader") == 1), None),
