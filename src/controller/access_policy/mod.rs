@@ -370,7 +370,14 @@ async fn reconcile(policy: Arc<AccessPolicy>, state: Arc<State>) -> Result<Actio
                 }
                 applied
             }
-            Finalizer::Cleanup(policy) => cleanup_policy(&policy, &state).await,
+            Finalizer::Cleanup(policy) => {
+                // A deletion that fails (a system down) says so too, while it waits.
+                let cleaned = cleanup_policy(&policy, &state).await;
+                if let Err(error) = &cleaned {
+                    report_failure(&state.ctx, &api, &*policy, error).await;
+                }
+                cleaned
+            }
         }
     })
     .await

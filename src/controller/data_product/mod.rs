@@ -299,7 +299,14 @@ async fn reconcile(product: Arc<DataProduct>, state: Arc<State>) -> Result<Actio
                 }
                 applied
             }
-            Finalizer::Cleanup(product) => cleanup_product(&product, &state).await,
+            Finalizer::Cleanup(product) => {
+                // A deletion that fails (a system down) says so too, while it waits.
+                let cleaned = cleanup_product(&product, &state).await;
+                if let Err(error) = &cleaned {
+                    report_failure(&state.ctx, &api, &*product, error).await;
+                }
+                cleaned
+            }
         }
     })
     .await

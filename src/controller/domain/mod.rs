@@ -138,7 +138,14 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
                 }
                 applied
             }
-            Finalizer::Cleanup(domain) => cleanup_domain(&domain, &ctx).await,
+            Finalizer::Cleanup(domain) => {
+                // A deletion that fails (a system down) says so too, while it waits.
+                let cleaned = cleanup_domain(&domain, &ctx).await;
+                if let Err(error) = &cleaned {
+                    report_failure(&ctx, &api, &*domain, error).await;
+                }
+                cleaned
+            }
         }
     })
     .await
