@@ -10,13 +10,11 @@ the platform.
 """
 
 import base64
-import json
 import time
 
 import pytest
-import yaml
 
-from conftest import STACK, Kafka, kubectl, run, unique
+from conftest import STACK, Kafka, apply, condition, get_json, kubectl, run, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -35,17 +33,8 @@ def operator():
     assert process.terminate() == 0, process.logs()
 
 
-def apply(manifest):
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_json(*args):
-    return json.loads(kubectl("get", *args, "-o", "json").stdout)
-
-
 def ready_condition(*args):
-    conditions = get_json(*args).get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == "Ready"), None)
+    return condition(get_json(*args), "Ready")
 
 
 def domain(name):

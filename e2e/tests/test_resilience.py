@@ -15,7 +15,7 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO_DIR, kubectl, unique
+from conftest import REPO_DIR, apply, condition, get_json, kubectl, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -29,14 +29,6 @@ def operator():
     process = OperatorProcess(workdir(), "children", extra_env={"DATAMESH_RESYNC_SECONDS": "3600"})
     yield process
     assert process.terminate() == 0, process.logs()
-
-
-def apply(manifest: dict):
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_json(*args):
-    return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
 def exists(kind, name, namespace):
@@ -99,10 +91,6 @@ def test_deleted_or_edited_children_come_back_within_seconds(operator):
     kubectl("delete", "accesspolicy", "reader", "-n", producer, "--timeout", "60s")
     kubectl("delete", "dataproduct", "reader", "-n", consumer, "--timeout", "60s")
     kubectl("delete", "dataproduct", "orders", "-n", producer, "--timeout", "60s")
-
-
-def condition(obj, type_):
-    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def test_an_object_the_operator_cannot_read_does_not_stop_the_others(operator):
