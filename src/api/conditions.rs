@@ -62,7 +62,8 @@ impl Outcome {
         Self::new(Progress::Stalled, reason, message)
     }
 
-    fn new(progress: Progress, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An outcome in `progress`.
+    pub fn new(progress: Progress, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             progress,
             reason: reason.into(),

@@ -221,9 +221,20 @@ pub async fn report_failure<K: Conditioned>(
     object: &K,
     error: &Error,
 ) {
-    let Some(outcome) = failure_outcome(error) else {
-        return;
-    };
+    if let Some(outcome) = failure_outcome(error) {
+        report_outcome(ctx, api, object, outcome).await;
+    }
+}
+
+/// Report what a failed apply means (see [`super::applied::Applied::outcome`]) on `object`:
+/// its `Ready` condition and a Warning Event, the rest of its status as it was. Failing to
+/// report is logged: the failure itself is what gets retried.
+pub async fn report_outcome<K: Conditioned>(
+    ctx: &Context,
+    api: &Api<K>,
+    object: &K,
+    outcome: Outcome,
+) {
     let status = failed_status(object, &outcome);
     if status == object.current_status() {
         return;

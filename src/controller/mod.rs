@@ -2,6 +2,7 @@
 //! write helpers and leader election.
 
 pub mod access_policy;
+pub mod applied;
 pub mod apply;
 pub mod data_product;
 pub mod domain;
