@@ -1,16 +1,38 @@
-//! The reconciler's Kafka and storage steps against the in-process fakes: what a first
-//! reconcile makes, that a resync with nothing drifted writes nothing, and what deletion does.
+//! The reconciler's plan, and the plan applied to the in-process fakes: what a first
+//! reconcile makes, that a resync with nothing drifted writes nothing, what a failure while
+//! applying reports, and what deletion does.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use super::apply::{Done, Edges, apply_cleanup_edges, apply_edges};
+use super::observe::{self, Cluster, InputSeen, Observation, SparkSeen};
+use super::plan::{self, BucketRelease, Plan, Platform};
+use super::report::{Provisioned, desired_status, overall_outcome};
 use super::*;
-use crate::api::conditions::{RECONCILING, STALLED};
-use crate::provision::kafka::{
-    AclOperation, AclResourceType, AuthorizationRequest, FakeKafka, NewTopic,
+use crate::api::DeletionPolicy;
+use crate::api::conditions::{Outcome, Progress, RECONCILING, STALLED, is_true, set_progress};
+use crate::api::data_product::{
+    DataProductStatus, InputAccess, InputPortStatus, Lifecycle, OutputPortStatus,
 };
-use crate::provision::storage::{FakeObjectStore, Versioning};
+use crate::api::domain::{DomainSpec, DomainStatus};
+use crate::controller::user_policies::UserPolicies;
+use crate::provision::kafka::{
+    AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka,
+    KafkaAdminError, NewTopic,
+};
+use crate::provision::storage::policy::OWNER_POLICY_NAME;
+use crate::provision::storage::{FakeObjectStore, ObjectStore, Versioning};
+
+const PLATFORM: Platform<'static> = Platform {
+    default_replicas: 1,
+    s3_endpoint: "http://s3",
+    spark_driver_cluster_role: "spark-driver",
+};
 
 fn product(spec: serde_json::Value) -> DataProduct {
     let mut p = desired::tests::product("orders", 1, spec);
@@ -32,46 +54,114 @@ async fn storage_with_user() -> FakeObjectStore {
     storage
 }
 
-/// Run `act` with the owner access of a mesh that has only `product`.
-async fn with_owner<T>(
-    product: &DataProduct,
-    storage: &FakeObjectStore,
-    act: impl AsyncFnOnce(&OwnerAccess<'_>) -> T,
-) -> T {
-    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
-    let everyone = [product];
-    let namespace = product.namespace().unwrap_or_default();
-    let owner = OwnerAccess {
-        storage,
-        policies: &policies,
-        everyone: &everyone,
-        namespace: &namespace,
+/// The Ready Domain `payments`, owning the namespace `namespace`.
+fn payments(namespace: &str) -> Domain {
+    let mut domain = Domain::new(
+        "payments",
+        serde_json::from_value::<DomainSpec>(json!({})).unwrap(),
+    );
+    let mut status = DomainStatus {
+        namespace: Some(namespace.into()),
+        ..DomainStatus::default()
     };
-    act(&owner).await
+    set_progress(
+        &mut status.conditions,
+        &Outcome::ready("Provisioned", "ok"),
+        None,
+        &Time(Timestamp::now()),
+    );
+    domain.status = Some(status);
+    domain
 }
 
+/// A mesh with the Ready domain `payments` (namespace `payments`) and only `product`.
+fn mesh_of(product: &DataProduct) -> Cluster {
+    let domain = payments("payments");
+    Cluster {
+        owners: Owners::of([&domain]),
+        domain: Some(Arc::new(domain)),
+        acting_products: vec![Arc::new(product.clone())],
+        inputs: product
+            .spec
+            .input_ports
+            .iter()
+            .map(|_| InputSeen::default())
+            .collect(),
+    }
+}
+
+/// What `observe` reads, with the fakes standing in for Kafka and S3.
+async fn observe_fakes(
+    product: &DataProduct,
+    cluster: Cluster,
+    kafka: &FakeKafka,
+    storage: &FakeObjectStore,
+) -> Observation {
+    let scope = plan::scope(product, &cluster, PLATFORM.default_replicas);
+    let external = observe::external(product, &scope, kafka, storage)
+        .await
+        .unwrap();
+    Observation {
+        cluster,
+        scope,
+        external,
+        spark: SparkSeen::new(),
+        now: Timestamp::now(),
+    }
+}
+
+/// Observe, plan and apply `product` against the fakes.
+async fn reconcile_fakes(
+    product: &DataProduct,
+    kafka: &FakeKafka,
+    storage: &FakeObjectStore,
+) -> (Plan, Done) {
+    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let seen = observe_fakes(product, mesh_of(product), kafka, storage).await;
+    let plan = plan::plan(product, &seen, &PLATFORM);
+    let edges = Edges {
+        kafka,
+        storage,
+        policies: &policies,
+    };
+    let done = apply_edges(product, &plan, &edges).await;
+    (plan, done)
+}
+
+/// What exists after a reconcile against the fakes in which nothing failed.
 async fn provision(
     product: &DataProduct,
     kafka: &FakeKafka,
     storage: &FakeObjectStore,
-) -> Observed {
-    let mut observed = Observed::default();
-    let topics = desired::topic_plans(&product.name_any(), &product.spec);
-    apply_topics(product, kafka, 1, &topics, &mut observed)
+) -> Provisioned {
+    let (plan, done) = reconcile_fakes(product, kafka, storage).await;
+    assert!(done.applied.succeeded(), "{:?}", done.applied.errors());
+    Provisioned::of(&plan, &done)
+}
+
+/// Delete `product` (its edges) against the fakes; the Event's note.
+async fn delete(product: &DataProduct, kafka: &FakeKafka, storage: &FakeObjectStore) -> String {
+    let cluster = mesh_of(product);
+    let external = observe::cleanup_external(product, &cluster, storage)
         .await
         .unwrap();
-    with_owner(product, storage, async |owner| {
-        apply_buckets(
-            product,
-            owner,
-            &desired::bucket_plans(product),
-            &mut observed,
-        )
-        .await
-        .unwrap()
-    })
-    .await;
-    observed
+    let seen = Observation {
+        cluster,
+        scope: plan::Scope::default(),
+        external,
+        spark: SparkSeen::new(),
+        now: Timestamp::now(),
+    };
+    let cleanup = plan::plan_cleanup(product, &seen);
+    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let edges = Edges {
+        kafka,
+        storage,
+        policies: &policies,
+    };
+    let applied = apply_cleanup_edges(&cleanup, &edges).await;
+    assert!(applied.succeeded(), "{:?}", applied.errors());
+    cleanup.note
 }
 
 #[tokio::test]
@@ -293,13 +383,13 @@ async fn a_config_kafka_rejects_stalls_the_product_with_kafkas_reason() {
 #[test]
 fn a_pending_input_keeps_the_product_reconciling_and_says_which_grant() {
     let p = orders();
-    let observed = Observed {
+    let observed = Provisioned {
         inputs: vec![InputPortStatus {
             name: "customers".into(),
             access: InputAccess::Pending,
             message: Some("Waiting for an AccessPolicy in domain customers".into()),
         }],
-        ..Observed::default()
+        ..Provisioned::default()
     };
     let outcome = overall_outcome(&p, &observed);
     assert_eq!(outcome.progress, Progress::Reconciling);
@@ -325,13 +415,13 @@ fn a_deprecated_product_carries_a_deprecated_condition() {
         &p,
         &DataProductStatus::default(),
         &outcome,
-        &Observed::default(),
+        &Provisioned::default(),
         "k",
         "s",
     );
     assert!(is_true(&status.conditions, DEPRECATED));
     p.spec.status = Lifecycle::Active;
-    let status = desired_status(&p, &status, &outcome, &Observed::default(), "k", "s");
+    let status = desired_status(&p, &status, &outcome, &Provisioned::default(), "k", "s");
     assert!(!is_true(&status.conditions, DEPRECATED));
 }
 
@@ -345,20 +435,7 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
         storage
             .put_object("payments-orders-lake", "a.parquet")
             .unwrap();
-        let topics = vec!["payments.orders.events".to_owned()];
-        let buckets: Vec<String> = desired::bucket_plans(&p)
-            .into_iter()
-            .map(|plan| plan.bucket)
-            .collect();
-        let note = release_external(&p, &kafka, &storage, &topics, &buckets, true)
-            .await
-            .unwrap();
-        with_owner(&p, &storage, async |owner| {
-            revoke_owner_access(owner, "payments", &buckets)
-                .await
-                .unwrap()
-        })
-        .await;
+        let note = delete(&p, &kafka, &storage).await;
         let user_acls: Vec<_> = kafka
             .acls()
             .into_iter()
@@ -388,26 +465,51 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
             DeletionPolicy::Delete => {
                 assert!(kafka.topic("payments.orders.events").is_none());
                 assert!(!storage.bucket_exists("payments-orders-lake").await.unwrap());
+                assert!(note.contains("Delete"), "{note}");
             }
         }
         // Repeating the cleanup (a crash after it) succeeds.
-        release_external(&p, &kafka, &storage, &topics, &buckets, true)
-            .await
-            .unwrap();
+        delete(&p, &kafka, &storage).await;
     }
+}
+
+/// The product as the status of its last reconcile shows it: `orders` holding both ports.
+fn orders_provisioned() -> DataProduct {
+    let mut p = orders();
+    p.status = Some(DataProductStatus {
+        output_ports: vec![
+            OutputPortStatus {
+                name: "events".into(),
+                topic: Some("payments.orders.events".into()),
+                ..OutputPortStatus::default()
+            },
+            OutputPortStatus {
+                name: "lake".into(),
+                bucket: Some("payments-orders-lake".into()),
+                ..OutputPortStatus::default()
+            },
+        ],
+        ..DataProductStatus::default()
+    });
+    p
 }
 
 #[tokio::test]
 async fn a_removed_port_releases_its_topic_acls_but_not_the_products_prefixes() {
     let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
-    let mut p = orders();
+    let mut p = orders_provisioned();
     p.spec.deletion_policy = DeletionPolicy::Delete;
     provision(&p, &kafka, &storage).await;
-    let topics = vec!["payments.orders.events".to_owned()];
-    let note = release_external(&p, &kafka, &storage, &topics, &[], false)
-        .await
-        .unwrap();
-    assert!(note.contains("Delete"), "{note}");
+    p.spec.output_ports.retain(|port| port.name != "events");
+    let (plan, done) = reconcile_fakes(&p, &kafka, &storage).await;
+    assert_eq!(plan.release.delete_topics, ["payments.orders.events"]);
+    assert!(
+        plan.release.note.contains("Delete"),
+        "{}",
+        plan.release.note
+    );
+    assert!(done.applied.succeeded(), "{:?}", done.applied.errors());
+    assert!(done.released, "its Event is due");
     assert!(kafka.topic("payments.orders.events").is_none());
     let left: Vec<AclResourceType> = kafka.acls().iter().map(|a| a.resource_type).collect();
     assert!(
@@ -424,4 +526,105 @@ async fn a_removed_port_releases_its_topic_acls_but_not_the_products_prefixes() 
         storage.bucket_exists("payments-orders-lake").await.unwrap(),
         "the bucket port was not removed"
     );
+}
+
+#[tokio::test]
+async fn a_removed_bucket_port_is_retained_tagged_orphaned_and_no_longer_granted() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let mut p = orders_provisioned();
+    provision(&p, &kafka, &storage).await;
+    p.spec.output_ports.retain(|port| port.name != "lake");
+    let (plan, done) = reconcile_fakes(&p, &kafka, &storage).await;
+    assert!(matches!(
+        plan.release.buckets.as_slice(),
+        [BucketRelease::Tag(bucket, tags)]
+            if bucket == "payments-orders-lake" && tags["datamesh.dev/orphaned"] == "true"
+    ));
+    let access = plan.owner_access.as_ref().unwrap();
+    assert!(access.gone.contains("payments-orders-lake"), "{access:?}");
+    assert!(done.applied.succeeded(), "{:?}", done.applied.errors());
+    assert!(storage.bucket_exists("payments-orders-lake").await.unwrap());
+    assert!(!storage.allows("payments", "s3:GetObject", "payments-orders-lake"));
+}
+
+#[tokio::test]
+async fn a_product_outside_its_domains_namespace_plans_nothing_and_reads_nothing() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let mut p = orders();
+    p.metadata.namespace = Some("marketing".into());
+    let cluster = mesh_of(&p);
+    let scope = plan::scope(&p, &cluster, 1);
+    assert_eq!(
+        scope.gate.as_ref().map(|g| g.reason.as_str()),
+        Some("NamespaceNotOwned")
+    );
+    assert!(scope.topics.is_empty() && scope.buckets.is_empty());
+    let seen = observe_fakes(&p, cluster, &kafka, &storage).await;
+    assert_eq!(kafka.calls(), [], "nothing read from Kafka");
+    assert_eq!(storage.calls(), [], "nothing read from S3");
+    let plan = plan::plan(&p, &seen, &PLATFORM);
+    assert!(plan.topics.is_empty() && plan.acls.is_empty() && plan.buckets.is_empty());
+    assert!(plan.owner_access.is_none() && plan.spark.run.is_none());
+    assert_eq!(plan.problems.len(), 1);
+}
+
+#[tokio::test]
+async fn kafka_failing_while_applying_is_reported_and_the_buckets_still_get_made() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let p = orders();
+    let seen = observe_fakes(&p, mesh_of(&p), &kafka, &storage).await;
+    let plan = plan::plan(&p, &seen, &PLATFORM);
+    assert_eq!(plan.topics.create.len(), 1);
+    kafka.start_outage(KafkaAdminError::TimedOut {
+        operation: AdminOperation::CreateTopics,
+        timeout: std::time::Duration::from_secs(15),
+    });
+    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let edges = Edges {
+        kafka: &kafka,
+        storage: &storage,
+        policies: &policies,
+    };
+    let done = apply_edges(&p, &plan, &edges).await;
+    assert_eq!(
+        done.applied.errors().len(),
+        1,
+        "{:?}",
+        done.applied.errors()
+    );
+    let outcome = done.applied.outcome().unwrap();
+    assert_eq!(outcome.reason, "KafkaUnavailable");
+    assert_eq!(outcome.progress, Progress::Reconciling);
+    assert!(done.unmade.contains("payments.orders.events"));
+    assert!(
+        storage.bucket_exists("payments-orders-lake").await.unwrap(),
+        "the object store's steps do not depend on Kafka's"
+    );
+    assert!(storage.allows("payments", "s3:PutObject", "payments-orders-lake"));
+    assert!(done.applied.into_result().is_err(), "retried with backoff");
+}
+
+#[tokio::test]
+async fn a_bucket_another_domain_tagged_is_refused_and_not_written() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    storage.ensure_bucket("payments-orders-lake").await.unwrap();
+    let foreign = BTreeMap::from([("datamesh.dev/domain".to_owned(), "marketing".to_owned())]);
+    storage
+        .put_tags("payments-orders-lake", &foreign)
+        .await
+        .unwrap();
+    storage.clear_calls();
+    let (plan, done) = reconcile_fakes(&orders(), &kafka, &storage).await;
+    assert!(plan.buckets.is_empty(), "{:?}", plan.buckets);
+    assert!(
+        plan.problems
+            .iter()
+            .any(|p| p.reason == crate::controller::tenancy::OWNED_BY_ANOTHER_DOMAIN)
+    );
+    assert!(done.applied.succeeded());
+    assert_eq!(
+        storage.get_tags("payments-orders-lake").await.unwrap(),
+        foreign
+    );
+    assert!(!storage.allows("payments", "s3:GetObject", "payments-orders-lake"));
 }

@@ -1,0 +1,407 @@
+//! Carrying out a DataProduct's [`Plan`]: each write as planned, every failure recorded and
+//! the writes that do not depend on a failed one still made. Kafka's steps stop at Kafka's
+//! first failure (the next ones would wait for the same broker), the object store's go on per
+//! bucket, and the Spark job is applied either way.
+//!
+//! Kafka answers some writes per item: an item Kafka refuses because of the spec (an invalid
+//! config, say) is a problem for the product's owners (`KafkaRefused`, Stalled), not a failure
+//! to retry.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+
+use super::desired;
+use super::plan::{BucketRelease, Cleanup, OwnerAccess, Plan, Release, SparkWrites};
+use crate::api::conditions::Outcome;
+use crate::api::data_product::DataProduct;
+use crate::controller::applied::Applied;
+use crate::controller::apply::{FIELD_MANAGER, apply, delete_ignoring_missing, is_not_found};
+use crate::controller::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
+use crate::controller::{Context, Error, batch_ok, kube_context};
+use crate::provision::kafka::{KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
+use crate::provision::storage::ObjectStore;
+
+/// What applying a plan did.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// Every failure.
+    pub applied: Applied,
+    /// What Kafka or Kubernetes refused because of the spec: for people to change.
+    pub problems: Vec<Outcome>,
+    /// Topics and buckets the plan made that were not made.
+    pub unmade: BTreeSet<String>,
+    /// The removed ports were released (their Event is due).
+    pub released: bool,
+}
+
+/// The systems a product's writes go to, besides Kubernetes.
+pub struct Edges<'a> {
+    /// Kafka's admin API.
+    pub kafka: &'a dyn KafkaAdmin,
+    /// S3 and IAM.
+    pub storage: &'a dyn ObjectStore,
+    /// The domains' owner policies, as last written or read.
+    pub policies: &'a UserPolicies,
+}
+
+impl<'a> Edges<'a> {
+    /// The edges of the operator's context.
+    pub fn of(ctx: &'a Context) -> Self {
+        Self {
+            kafka: ctx.kafka.as_ref(),
+            storage: ctx.storage.as_ref(),
+            policies: &ctx.user_policies,
+        }
+    }
+}
+
+/// Carry out `plan` for `product`.
+pub async fn apply_plan(product: &DataProduct, plan: &Plan, ctx: &Context) -> Done {
+    let mut done = apply_edges(product, plan, &Edges::of(ctx)).await;
+    apply_spark(product, &plan.spark, ctx, &mut done).await;
+    done
+}
+
+/// The Kafka and object-store part of `plan`: the removed ports' release, topics and ACLs,
+/// buckets and the owner policy.
+pub async fn apply_edges(product: &DataProduct, plan: &Plan, edges: &Edges<'_>) -> Done {
+    let mut done = Done::default();
+    if !plan.release.is_empty() {
+        let failures = done.applied.errors().len();
+        release(&plan.release, edges, &mut done.applied).await;
+        done.released = done.applied.errors().len() == failures;
+    }
+    topics(product, plan, edges.kafka, &mut done).await;
+    buckets(plan, edges.storage, &mut done).await;
+    if let Some(access) = &plan.owner_access {
+        let mut access = access.clone();
+        access
+            .needed
+            .retain(|grant| !done.unmade.contains(&grant.bucket));
+        let converged = converge(&access, edges).await;
+        done.applied.record(converged);
+    }
+    done
+}
+
+/// Topics: at most one create, one partition increase and one config alteration; then the
+/// owner's missing ACLs, except on topics that were not made.
+async fn topics(product: &DataProduct, plan: &Plan, kafka: &dyn KafkaAdmin, done: &mut Done) {
+    let writes = &plan.topics;
+    let name = product.name_any();
+    if !writes.create.is_empty() {
+        let names: Vec<String> = writes.create.iter().map(|t| t.name.clone()).collect();
+        match kafka.create_topics(&writes.create).await {
+            Ok(results) => {
+                let made = settle(results, KafkaAdminError::is_topic_already_exists, done);
+                done.unmade.extend(
+                    names
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| !made.contains(index))
+                        .map(|(_, topic)| topic.clone()),
+                );
+                tracing::info!(product = %name, topics = made.len(), "created topics");
+            }
+            Err(error) => {
+                done.unmade.extend(names);
+                done.applied.record::<()>(Err(error.into()));
+                return;
+            }
+        }
+    }
+    if !writes.increase.is_empty() {
+        match kafka.create_partitions(&writes.increase).await {
+            Ok(results) => {
+                settle(results, |_| false, done);
+                tracing::info!(product = %name, topics = writes.increase.len(), "added partitions");
+            }
+            Err(error) => {
+                done.applied.record::<()>(Err(error.into()));
+                return;
+            }
+        }
+    }
+    if !writes.alter.is_empty() {
+        match kafka.alter_topic_configs(&writes.alter).await {
+            Ok(results) => {
+                settle(results, |_| false, done);
+                tracing::info!(product = %name, topics = writes.alter.len(), "set topic configs back to the spec");
+            }
+            Err(error) => {
+                done.applied.record::<()>(Err(error.into()));
+                return;
+            }
+        }
+    }
+    let missing: Vec<_> = plan
+        .acls
+        .iter()
+        .filter(|binding| !done.unmade.contains(&binding.resource_name))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        let created = match kafka.create_acls(&missing).await {
+            Ok(results) => batch_ok(results, |_| false).map(|_| ()),
+            Err(error) => Err(error.into()),
+        };
+        if done.applied.record(created).is_some() {
+            tracing::info!(product = %name, acls = missing.len(), "created the owner's ACLs");
+        }
+    }
+}
+
+/// Kafka errors that mean the spec asks for something Kafka refuses: a person must change it.
+fn is_rejection(error: &KafkaAdminError) -> bool {
+    matches!(error, KafkaAdminError::InvalidInput { .. })
+        || matches!(
+            error.code(),
+            Some(
+                RDKafkaErrorCode::InvalidConfig
+                    | RDKafkaErrorCode::InvalidReplicationFactor
+                    | RDKafkaErrorCode::InvalidPartitions
+                    | RDKafkaErrorCode::PolicyViolation
+                    | RDKafkaErrorCode::InvalidRequest
+                    | RDKafkaErrorCode::InvalidTopic
+            )
+        )
+}
+
+/// Settle one batch's results: refusals become problems, `ignore`d errors pass, any other
+/// failure is recorded. Returns the indices that succeeded.
+fn settle(
+    results: Vec<Result<(), KafkaAdminError>>,
+    ignore: impl Fn(&KafkaAdminError) -> bool,
+    done: &mut Done,
+) -> BTreeSet<usize> {
+    let mut ok = BTreeSet::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => {
+                ok.insert(index);
+            }
+            Err(error) if ignore(&error) => {
+                ok.insert(index);
+            }
+            Err(error) if is_rejection(&error) => done
+                .problems
+                .push(Outcome::stalled("KafkaRefused", error.to_string())),
+            Err(error) => {
+                done.applied.record::<()>(Err(error.into()));
+            }
+        }
+    }
+    ok
+}
+
+/// Buckets: each made and set as planned; a failure leaves that bucket unmade (it gets no
+/// grant) and the others go on.
+async fn buckets(plan: &Plan, storage: &dyn ObjectStore, done: &mut Done) {
+    for write in &plan.buckets {
+        let bucket = &write.bucket;
+        if write.create {
+            match storage.ensure_bucket(bucket).await {
+                Ok(true) => tracing::info!(%bucket, "created bucket"),
+                // Made by someone else since it was observed: the next reconcile looks at it
+                // (its tags may name another domain) before anything is written to it.
+                Ok(false) => {
+                    done.unmade.insert(bucket.clone());
+                    continue;
+                }
+                Err(error) => {
+                    done.unmade.insert(bucket.clone());
+                    done.applied.record::<()>(Err(error.into()));
+                    continue;
+                }
+            }
+        }
+        if let Some(enabled) = write.versioning {
+            let put = storage.put_versioning(bucket, enabled).await;
+            done.applied.record(put.map_err(Error::from));
+        }
+        if let Some(days) = write.expiration_days {
+            let put = storage.put_expiration_days(bucket, days).await;
+            done.applied.record(put.map_err(Error::from));
+        }
+        if let Some(tags) = &write.tags {
+            let put = storage.put_tags(bucket, tags).await;
+            if done.applied.record(put.map_err(Error::from)).is_none() && write.create {
+                // A new bucket without its owner tags is not yet the domain's.
+                done.unmade.insert(bucket.clone());
+            }
+        }
+    }
+}
+
+/// Make the domain's owner policy hold what `access` asks.
+async fn converge(access: &OwnerAccess, edges: &Edges<'_>) -> Result<(), Error> {
+    let request = PolicyRequest {
+        user: &access.user,
+        policy: OwnerAccess::POLICY,
+        needed: &access.needed,
+        gone: &access.gone,
+    };
+    let write = edges
+        .policies
+        .converge(edges.storage, &request, || access.whole.clone())
+        .await?;
+    if write != PolicyWrite::Unchanged {
+        tracing::info!(user = %access.user, ?write, "wrote the domain's owner policy");
+    }
+    Ok(())
+}
+
+/// Release outputs as planned: ACLs, then topics, then buckets, each failure recorded.
+async fn release(release: &Release, edges: &Edges<'_>, applied: &mut Applied) {
+    if !release.acls.is_empty() {
+        let deleted = match edges.kafka.delete_acls(&release.acls).await {
+            Ok(results) => batch_ok(results, |_| false).map(|_| ()),
+            Err(error) => Err(error.into()),
+        };
+        applied.record(deleted);
+    }
+    if !release.delete_topics.is_empty() {
+        let deleted = match edges.kafka.delete_topics(&release.delete_topics).await {
+            Ok(results) => batch_ok(results, KafkaAdminError::is_unknown_topic).map(|_| ()),
+            Err(error) => Err(error.into()),
+        };
+        applied.record(deleted);
+    }
+    let storage = edges.storage;
+    for bucket in &release.buckets {
+        let released = match bucket {
+            BucketRelease::Delete(bucket) => {
+                async {
+                    let removed = storage.empty_bucket(bucket).await?;
+                    storage.delete_bucket(bucket).await?;
+                    tracing::info!(%bucket, objects = removed, "deleted bucket");
+                    Ok::<(), Error>(())
+                }
+                .await
+            }
+            BucketRelease::Tag(bucket, tags) => {
+                storage.put_tags(bucket, tags).await.map_err(Error::from)
+            }
+        };
+        applied.record(released);
+    }
+}
+
+/// Carry out a deletion's plan: the release, the owner policy, then the Spark objects, the
+/// driver's RoleBinding and ServiceAccount.
+pub async fn apply_cleanup(product: &DataProduct, cleanup: &Cleanup, ctx: &Context) -> Applied {
+    let mut applied = apply_cleanup_edges(cleanup, &Edges::of(ctx)).await;
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    for kind in &cleanup.spark {
+        let deleted = delete_ignoring_missing(&super::spark_api(ctx, &namespace, kind), &name)
+            .await
+            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")));
+        applied.record(deleted);
+    }
+    let account = desired::spark_service_account_name(&name);
+    let deleted = delete_ignoring_missing(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
+        &account,
+    )
+    .await
+    .map_err(kube_context(format!(
+        "deleting RoleBinding {namespace}/{account}"
+    )));
+    applied.record(deleted);
+    let deleted = delete_ignoring_missing(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
+        &account,
+    )
+    .await
+    .map_err(kube_context(format!(
+        "deleting ServiceAccount {namespace}/{account}"
+    )));
+    applied.record(deleted);
+    applied
+}
+
+/// The Kafka and object-store part of a deletion. A domain whose IAM user is already gone has
+/// no owner policy left to change.
+pub async fn apply_cleanup_edges(cleanup: &Cleanup, edges: &Edges<'_>) -> Applied {
+    let mut applied = Applied::default();
+    release(&cleanup.release, edges, &mut applied).await;
+    if let Some(access) = &cleanup.owner_access {
+        let revoked = match converge(access, edges).await {
+            Err(Error::Storage(error)) if error.is_no_such_entity() => Ok(()),
+            other => other,
+        };
+        applied.record(revoked);
+    }
+    applied
+}
+
+/// The Spark job: this product's objects of kinds no longer wanted deleted, then the
+/// ServiceAccount, RoleBinding and the wanted object applied server-side (the object only when
+/// the live one does not already hold it). A missing spark-operator or an object the API
+/// server refuses is a problem for people, not a failure to retry.
+async fn apply_spark(product: &DataProduct, spark: &SparkWrites, ctx: &Context, done: &mut Done) {
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    for kind in &spark.delete {
+        let deleted = delete_ignoring_missing(&super::spark_api(ctx, &namespace, kind), &name)
+            .await
+            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")));
+        done.applied.record(deleted);
+    }
+    let Some(run) = &spark.run else {
+        return;
+    };
+    let account = desired::spark_service_account_name(&name);
+    let applied_account = apply(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace),
+        &run.service_account,
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying ServiceAccount {namespace}/{account}"
+    )));
+    let applied_binding = apply(
+        &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
+        &run.role_binding,
+    )
+    .await
+    .map_err(kube_context(format!(
+        "applying RoleBinding {namespace}/{account}"
+    )));
+    let ready = done.applied.record(applied_account).is_some()
+        & done.applied.record(applied_binding).is_some();
+    if !ready || run.unchanged {
+        return;
+    }
+    let kind = run.kind;
+    let patched = super::spark_api(ctx, &namespace, kind)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&run.object),
+        )
+        .await;
+    match patched {
+        Ok(_) => tracing::info!(product = %name, kind, "applied the Spark application"),
+        Err(error) if is_not_found(&error) => done.problems.push(Outcome::stalled(
+            "SparkOperatorMissing",
+            format!(
+                "The {kind} kind (sparkoperator.k8s.io/v1beta2) is not installed; install the kubeflow spark-operator to run this product's transformation."
+            ),
+        )),
+        Err(error) if matches!(&error, kube::Error::Api(s) if s.code == 422) => done
+            .problems
+            .push(Outcome::stalled("SparkApplicationInvalid", error.to_string())),
+        Err(error) => {
+            done.applied
+                .record::<()>(Err(kube_context(format!("applying {kind} {namespace}/{name}"))(
+                    error,
+                )));
+        }
+    }
+}
