@@ -22,7 +22,7 @@ use crate::controller::applied::Applied;
 use crate::controller::apply::{FIELD_MANAGER, apply, delete_ignoring_missing, is_not_found};
 use crate::controller::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use crate::controller::{Context, Error, batch_ok, kube_context};
-use crate::provision::kafka::{KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
+use crate::provision::kafka::{BatchResult, KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
 use crate::provision::storage::ObjectStore;
 
 /// What applying a plan did.
@@ -93,50 +93,30 @@ pub async fn apply_edges(product: &DataProduct, plan: &Plan, edges: &Edges<'_>) 
 async fn topics(product: &DataProduct, plan: &Plan, kafka: &dyn KafkaAdmin, done: &mut Done) {
     let writes = &plan.topics;
     let name = product.name_any();
-    if !writes.create.is_empty() {
-        let names: Vec<String> = writes.create.iter().map(|t| t.name.clone()).collect();
-        match kafka.create_topics(&writes.create).await {
-            Ok(results) => {
-                let made = settle(results, KafkaAdminError::is_topic_already_exists, done);
-                done.unmade.extend(
-                    names
-                        .iter()
-                        .enumerate()
-                        .filter(|(index, _)| !made.contains(index))
-                        .map(|(_, topic)| topic.clone()),
-                );
-                tracing::info!(product = %name, topics = made.len(), "created topics");
-            }
-            Err(error) => {
-                done.unmade.extend(names);
-                done.applied.record::<()>(Err(error.into()));
-                return;
-            }
-        }
+    let names: Vec<String> = writes.create.iter().map(|t| t.name.clone()).collect();
+    if !names.is_empty() {
+        let created = kafka.create_topics(&writes.create).await;
+        let Some(made) = settled(created, KafkaAdminError::is_topic_already_exists, done) else {
+            done.unmade.extend(names);
+            return;
+        };
+        let unmade = names.iter().enumerate().filter(|(i, _)| !made.contains(i));
+        done.unmade.extend(unmade.map(|(_, topic)| topic.clone()));
+        tracing::info!(product = %name, topics = made.len(), "created topics");
     }
     if !writes.increase.is_empty() {
-        match kafka.create_partitions(&writes.increase).await {
-            Ok(results) => {
-                settle(results, |_| false, done);
-                tracing::info!(product = %name, topics = writes.increase.len(), "added partitions");
-            }
-            Err(error) => {
-                done.applied.record::<()>(Err(error.into()));
-                return;
-            }
+        let increased = kafka.create_partitions(&writes.increase).await;
+        if settled(increased, |_| false, done).is_none() {
+            return;
         }
+        tracing::info!(product = %name, topics = writes.increase.len(), "added partitions");
     }
     if !writes.alter.is_empty() {
-        match kafka.alter_topic_configs(&writes.alter).await {
-            Ok(results) => {
-                settle(results, |_| false, done);
-                tracing::info!(product = %name, topics = writes.alter.len(), "set topic configs back to the spec");
-            }
-            Err(error) => {
-                done.applied.record::<()>(Err(error.into()));
-                return;
-            }
+        let altered = kafka.alter_topic_configs(&writes.alter).await;
+        if settled(altered, |_| false, done).is_none() {
+            return;
         }
+        tracing::info!(product = %name, topics = writes.alter.len(), "set topic configs back to the spec");
     }
     let missing: Vec<_> = plan
         .acls
@@ -145,12 +125,30 @@ async fn topics(product: &DataProduct, plan: &Plan, kafka: &dyn KafkaAdmin, done
         .cloned()
         .collect();
     if !missing.is_empty() {
-        let created = match kafka.create_acls(&missing).await {
-            Ok(results) => batch_ok(results, |_| false).map(|_| ()),
-            Err(error) => Err(error.into()),
-        };
+        let created = all_ok(kafka.create_acls(&missing).await, |_| false);
         if done.applied.record(created).is_some() {
             tracing::info!(product = %name, acls = missing.len(), "created the owner's ACLs");
+        }
+    }
+}
+
+/// A batched Kafka call that must succeed for every item (but those `ignore`d).
+fn all_ok<T>(call: BatchResult<T>, ignore: impl Fn(&KafkaAdminError) -> bool) -> Result<(), Error> {
+    batch_ok(call?, ignore).map(|_| ())
+}
+
+/// A batched Kafka write's results [`settle`]d, or, when the whole call failed, the failure
+/// recorded and `None` (Kafka's later steps would wait for the same broker).
+fn settled(
+    call: BatchResult<()>,
+    ignore: impl Fn(&KafkaAdminError) -> bool,
+    done: &mut Done,
+) -> Option<BTreeSet<usize>> {
+    match call {
+        Ok(results) => Some(settle(results, ignore, done)),
+        Err(error) => {
+            done.applied.record::<()>(Err(error.into()));
+            None
         }
     }
 }
@@ -258,17 +256,14 @@ async fn converge(access: &OwnerAccess, edges: &Edges<'_>) -> Result<(), Error> 
 /// Release outputs as planned: ACLs, then topics, then buckets, each failure recorded.
 async fn release(release: &Release, edges: &Edges<'_>, applied: &mut Applied) {
     if !release.acls.is_empty() {
-        let deleted = match edges.kafka.delete_acls(&release.acls).await {
-            Ok(results) => batch_ok(results, |_| false).map(|_| ()),
-            Err(error) => Err(error.into()),
-        };
+        let deleted = all_ok(edges.kafka.delete_acls(&release.acls).await, |_| false);
         applied.record(deleted);
     }
     if !release.delete_topics.is_empty() {
-        let deleted = match edges.kafka.delete_topics(&release.delete_topics).await {
-            Ok(results) => batch_ok(results, KafkaAdminError::is_unknown_topic).map(|_| ()),
-            Err(error) => Err(error.into()),
-        };
+        let deleted = all_ok(
+            edges.kafka.delete_topics(&release.delete_topics).await,
+            KafkaAdminError::is_unknown_topic,
+        );
         applied.record(deleted);
     }
     let storage = edges.storage;
