@@ -10,6 +10,8 @@ pub mod failure;
 pub mod fence;
 pub mod leader;
 pub mod readable;
+pub mod shared_watch;
+pub mod stores;
 pub mod stores_ready;
 pub mod tenancy;
 pub mod user_policies;

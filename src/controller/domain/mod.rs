@@ -16,27 +16,27 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccoun
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, reflector};
-use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Predicate, predicates};
 
-use super::readable;
+use super::shared_watch::changed;
+use super::stores::{Shared, Stores, Watches};
 use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, NamespaceStep, keys};
-use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing, managed_children};
+use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::failure::report_failure;
 use super::{
     Context, Error, backoff_key, batch_ok, from_finalizer, kube_context, requeue_after_error,
 };
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
-use crate::api::data_product::DataProduct;
 use crate::api::domain::{Domain, DomainStatus};
 use crate::config::{SecretString, secret_value};
 use crate::provision::kafka::{AclBindingFilter, ScramCredentialUpsert};
@@ -45,69 +45,53 @@ use crate::provision::kafka::{AclBindingFilter, ScramCredentialUpsert};
 pub const FINALIZER: &str = "datamesh.dev/domain";
 const KIND: &str = "Domain";
 
-/// Run the Domain controller until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = ctx.client.clone();
-    let config = || watcher::Config::default().any_semantic();
-    let (store, writer) = reflector::store();
-    let domains = reflector(
-        writer,
-        readable::watch::<Domain>(client.clone(), config(), true).default_backoff(),
-    )
-    .applied_objects();
-    Controller::for_stream(domains, store)
+/// What each reconcile is handed: the shared context and the watches' caches (the products,
+/// counted and listed from the cache rather than the API server). It derefs to [`Stores`].
+pub type State = Shared;
+
+/// The Domain controller, subscribed to its watches in `watches`; it runs (until `shutdown` is
+/// cancelled) once the returned future is polled, while the watches run.
+pub fn run(
+    ctx: Arc<Context>,
+    stores: Arc<Stores>,
+    watches: &mut Watches,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    Controller::for_shared_stream(watches.domains.applied(), stores.domains.clone())
         // A product appearing or going changes its domain's count and may unblock deletion.
         // Its status writes change neither, and at thousands of products they would keep
         // every domain reconciling: only a new generation (creation, a spec change, the
         // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
-        .watches_stream(
-            readable::watch::<DataProduct>(client.clone(), config(), false)
-                .default_backoff()
-                .touched_objects()
-                .predicate_filter(
-                    predicates::generation.combine(predicates::finalizers),
-                    PredicateConfig::default(),
-                ),
+        .watches_shared_stream(
+            changed(
+                watches.products.touched(),
+                predicates::generation.combine(predicates::finalizers),
+            ),
             |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
         )
         // A child deleted or edited by hand is made again at once, not at the next resync.
-        .watches(
-            Api::<Namespace>::all(ctx.client.clone()),
-            managed_children(),
-            |namespace| domain_of_child(&namespace, |_, _| true),
-        )
-        .watches(
-            Api::<ServiceAccount>::all(ctx.client.clone()),
-            managed_children(),
-            |account| {
-                domain_of_child(&account, |name, _| {
-                    name == desired::WORKLOAD_SERVICE_ACCOUNT
-                })
-            },
-        )
-        .watches(
-            Api::<RoleBinding>::all(ctx.client.clone()),
-            managed_children(),
-            |binding| domain_of_child(&binding, |name, _| name == desired::ADMIN_ROLE_BINDING),
-        )
-        .watches(
-            Api::<ResourceQuota>::all(ctx.client.clone()),
-            managed_children(),
-            |quota| domain_of_child(&quota, |name, _| name == desired::RESOURCE_QUOTA),
-        )
-        .watches(
-            Api::<Secret>::all(ctx.client.clone()),
-            managed_children(),
-            |secret| {
-                domain_of_child(&secret, |name, domain| {
-                    name == desired::credentials_secret_name(domain)
-                })
-            },
-        )
+        .watches_shared_stream(watches.namespaces.touched(), |namespace| {
+            domain_of_child(&*namespace, |_, _| true)
+        })
+        .watches_shared_stream(watches.service_accounts.touched(), |account| {
+            domain_of_child(&*account, |name, _| {
+                name == desired::WORKLOAD_SERVICE_ACCOUNT
+            })
+        })
+        .watches_shared_stream(watches.role_bindings.touched(), |binding| {
+            domain_of_child(&*binding, |name, _| name == desired::ADMIN_ROLE_BINDING)
+        })
+        .watches_shared_stream(watches.resource_quotas.touched(), |quota| {
+            domain_of_child(&*quota, |name, _| name == desired::RESOURCE_QUOTA)
+        })
+        .watches_shared_stream(watches.secrets.touched(), |secret| {
+            domain_of_child(&*secret, |name, domain| {
+                name == desired::credentials_secret_name(domain)
+            })
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(State { ctx, stores }))
         .for_each(|_| futures::future::ready(()))
-        .await;
 }
 
 /// The Domain a child of the operator's belongs to (its domain label), when `is_child(name,
@@ -121,18 +105,19 @@ fn domain_of_child<K: kube::Resource>(
     is_child(meta.name.as_deref()?, domain).then(|| ObjectRef::new(domain))
 }
 
-fn error_policy(object: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
-    requeue_after_error(KIND, &*object, error, &ctx)
+fn error_policy(object: Arc<Domain>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
-async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(domain: Arc<Domain>, state: Arc<State>) -> Result<Action, Error> {
+    let ctx = state.ctx.clone();
     let _timer = ctx.metrics.reconcile_started(KIND, &*domain);
     let backoff = backoff_key(KIND, &*domain);
     let api = Api::<Domain>::all(ctx.client.clone());
     let reconciled = finalizer(&api, FINALIZER, domain, |event| async {
         match event {
             Finalizer::Apply(domain) => {
-                let applied = apply_domain(&domain, &ctx).await;
+                let applied = apply_domain(&domain, &state).await;
                 if let Err(error) = &applied {
                     report_failure(&ctx, &api, &*domain, error).await;
                 }
@@ -140,7 +125,7 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
             }
             Finalizer::Cleanup(domain) => {
                 // A deletion that fails (a system down) says so too, while it waits.
-                let cleaned = cleanup_domain(&domain, &ctx).await;
+                let cleaned = cleanup_domain(&domain, &state).await;
                 if let Err(error) = &cleaned {
                     report_failure(&ctx, &api, &*domain, error).await;
                 }
@@ -157,7 +142,8 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
 }
 
 /// Make everything the Domain declares exist, then report it.
-async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+async fn apply_domain(domain: &Domain, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
     let name = domain.name_any();
     let namespace = domain.namespace_name();
     let client = &ctx.client;
@@ -277,7 +263,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     }
     ensure_credentials(domain, ctx).await?;
 
-    let products = count_products(ctx, &namespace).await?;
+    let products = count_products(state, &namespace).await?;
     // Until the quota controller has counted a new ResourceQuota, the API server refuses every
     // DataProduct in the namespace ("status unknown for quota"): not Ready before then.
     if let Some(quota) = desired::resource_quota(domain) {
@@ -493,7 +479,8 @@ impl CheckedIdentities {
 /// The Domain is being deleted: refuse while it has products, else remove its identities. Only
 /// what the operator recorded as the domain's is touched: its namespace (deleted only if the
 /// operator created it), and identities it made (never a reserved or unrecorded one).
-async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup_domain(domain: &Domain, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
     let name = domain.name_any();
     let namespace = domain.namespace_name();
     let current = domain.status.clone().unwrap_or_default();
@@ -506,7 +493,7 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
             .await;
         return Ok(Action::await_change());
     }
-    let remaining = list_products(ctx, &namespace).await?;
+    let remaining = list_products(state, &namespace).await?;
     if !remaining.is_empty() {
         let listed = remaining.join(", ");
         let message = format!(
@@ -623,27 +610,35 @@ where
     Ok(())
 }
 
-async fn list_products(ctx: &Context, namespace: &str) -> Result<Vec<String>, Error> {
-    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
-    Ok(products.items.iter().map(|p| p.name_any()).collect())
+/// The products in the domain's namespace, from the cache (once it has listed them all). A
+/// product whose last finalizer is gone is not one: the API server deletes it with that very
+/// write, and the Domain, triggered by it, must not wait for the deletion's own event.
+async fn list_products(state: &State, namespace: &str) -> Result<Vec<String>, Error> {
+    state.ready().await?;
+    Ok(state
+        .products
+        .state_filter(|product| {
+            product.metadata.namespace.as_deref() == Some(namespace)
+                && (product.metadata.deletion_timestamp.is_none()
+                    || !product.finalizers().is_empty())
+        })
+        .iter()
+        .map(|product| product.name_any())
+        .collect())
 }
 
 /// How many products the domain has, not counting those being deleted: the last event of a
 /// product's deletion that reaches the Domain is its finalizer's removal, when the product is
-/// still listed with its deletion mark.
-async fn count_products(ctx: &Context, namespace: &str) -> Result<usize, Error> {
-    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
-    Ok(products
-        .items
-        .iter()
-        .filter(|product| product.metadata.deletion_timestamp.is_none())
-        .count())
+/// still cached with its deletion mark.
+async fn count_products(state: &State, namespace: &str) -> Result<usize, Error> {
+    state.ready().await?;
+    Ok(state
+        .products
+        .state_filter(|product| {
+            product.metadata.namespace.as_deref() == Some(namespace)
+                && product.metadata.deletion_timestamp.is_none()
+        })
+        .len())
 }
 
 /// Compute the status from the outcome and what was recorded (`current`), and write it only
