@@ -7,9 +7,9 @@
 //! still gives survives the revocation of this one, and a reconcile interrupted anywhere is
 //! finished by the next one.
 //!
-//! Reads come from watch caches, not from the API server: the controller's own store of
-//! policies, and stores of the Domains and DataProducts fed by the very watches that trigger
-//! reconciles, so a store has seen an event before the reconcile it triggers reads it.
+//! Reads come from watch caches, not from the API server: the caches of the policies, Domains
+//! and DataProducts every controller shares ([`super::stores`]), fed by the very watches that
+//! trigger reconciles, so a cache has seen an event before the reconcile it triggers reads it.
 //!
 //! Concurrency: policies are reconciled `CONCURRENCY` at a time, but the convergence of one
 //! product is serialized in this process (a lock per product), so two policies of the same
