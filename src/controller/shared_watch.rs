@@ -96,7 +96,8 @@ where
     }
 
     /// Watch for good: fill the store, then pass each change on (see the module docs). Watch
-    /// errors are logged; the watcher retries with backoff, and the other watches go on.
+    /// errors are logged (once per failing spell); the watcher retries with backoff, and the
+    /// other watches go on.
     pub async fn run(self) {
         let Self {
             kind,
@@ -106,7 +107,19 @@ where
             mut subscribers,
         } = self;
         let mut events = std::pin::pin!(reflector::reflector(writer, events));
+        // Whether the last event was an error: a watch that keeps failing (the spark-operator
+        // kinds where their CRDs are not installed) warns once, not at every retry.
+        let mut failing = false;
         while let Some(event) = events.next().await {
+            match (&event, failing) {
+                (Err(error), false) => {
+                    tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+                }
+                (Err(error), true) => tracing::debug!(kind, %error, "watch still failing"),
+                (Ok(_), true) => tracing::info!(kind, "watch recovered"),
+                (Ok(_), false) => {}
+            }
+            failing = event.is_err();
             match event {
                 // The reflector has stored it already.
                 Ok(Event::Apply(object)) => send(&mut subscribers, &Arc::new(object), false),
@@ -117,10 +130,7 @@ where
                         send(&mut subscribers, &object, false);
                     }
                 }
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => {
-                    tracing::warn!(kind, %error, "watch failed; retrying with backoff");
-                }
+                Ok(Event::Init | Event::InitApply(_)) | Err(_) => {}
             }
         }
     }
