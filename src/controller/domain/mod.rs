@@ -37,6 +37,7 @@ use super::{
 };
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, Progress, READY, is_true, set_progress};
+use crate::api::data_product::DataProduct;
 use crate::api::domain::{Domain, DomainStatus};
 use crate::config::{SecretString, secret_value};
 use crate::provision::kafka::{AclBindingFilter, ScramCredentialUpsert};
@@ -610,35 +611,47 @@ where
     Ok(())
 }
 
-/// The products in the domain's namespace, from the cache (once it has listed them all). A
-/// product whose last finalizer is gone is not one: the API server deletes it with that very
-/// write, and the Domain, triggered by it, must not wait for the deletion's own event.
+/// The products in the domain's namespace, from the cache once it has listed them all.
 async fn list_products(state: &State, namespace: &str) -> Result<Vec<String>, Error> {
     state.ready().await?;
-    Ok(state
-        .products
-        .state_filter(|product| {
-            product.metadata.namespace.as_deref() == Some(namespace)
-                && (product.metadata.deletion_timestamp.is_none()
-                    || !product.finalizers().is_empty())
-        })
-        .iter()
-        .map(|product| product.name_any())
-        .collect())
+    Ok(remaining_products(&state.products.state(), namespace))
 }
 
-/// How many products the domain has, not counting those being deleted: the last event of a
-/// product's deletion that reaches the Domain is its finalizer's removal, when the product is
-/// still cached with its deletion mark.
+/// How many products the domain has (see [`counted_products`]).
 async fn count_products(state: &State, namespace: &str) -> Result<usize, Error> {
     state.ready().await?;
-    Ok(state
-        .products
-        .state_filter(|product| {
-            product.metadata.namespace.as_deref() == Some(namespace)
-                && product.metadata.deletion_timestamp.is_none()
+    Ok(counted_products(&state.products.state(), namespace))
+}
+
+/// How many products are in `namespace`, not counting those being deleted: the last event of
+/// a product's deletion that reaches the Domain is its finalizer's removal, when the product is
+/// still cached with its deletion mark. Pure.
+fn counted_products(products: &[Arc<DataProduct>], namespace: &str) -> usize {
+    products_in(products, namespace)
+        .filter(|product| product.metadata.deletion_timestamp.is_none())
+        .count()
+}
+
+/// The names of the products in `namespace` that still hold the Domain's deletion back. A
+/// product whose last finalizer is gone is not one: the API server deletes it with that very
+/// write, and the Domain, triggered by that write, must not wait for the deletion's own event
+/// (which changes neither generation nor finalizers, so it triggers nothing). Pure.
+fn remaining_products(products: &[Arc<DataProduct>], namespace: &str) -> Vec<String> {
+    products_in(products, namespace)
+        .filter(|product| {
+            product.metadata.deletion_timestamp.is_none() || !product.finalizers().is_empty()
         })
-        .len())
+        .map(|product| product.name_any())
+        .collect()
+}
+
+fn products_in<'a>(
+    products: &'a [Arc<DataProduct>],
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a Arc<DataProduct>> {
+    products
+        .iter()
+        .filter(move |product| product.metadata.namespace.as_deref() == Some(namespace))
 }
 
 /// Compute the status from the outcome and what was recorded (`current`), and write it only
@@ -720,6 +733,48 @@ mod tests {
     use crate::api::conditions::{READY, STALLED};
     use crate::api::domain::DomainSpec;
 
+    fn product(
+        namespace: &str,
+        name: &str,
+        deleting: bool,
+        finalizers: &[&str],
+    ) -> Arc<DataProduct> {
+        let mut product: DataProduct = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datamesh.dev/v1alpha1", "kind": "DataProduct",
+            "metadata": {"name": name, "namespace": namespace,
+                         "finalizers": finalizers},
+            "spec": {"domain": "payments", "description": {"purpose": "p", "usage": "u"},
+                     "owner": {"name": "alice"}}
+        }))
+        .unwrap();
+        if deleting {
+            product.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        }
+        Arc::new(product)
+    }
+
+    #[test]
+    fn a_product_holds_its_domain_back_until_its_last_finalizer_goes() {
+        let products = [
+            product("payments", "kept", false, &[]),
+            product("payments", "going", true, &["datamesh.dev/data-product"]),
+            product("payments", "gone", true, &[]),
+            product("marketing", "elsewhere", false, &[]),
+        ];
+        assert_eq!(remaining_products(&products, "payments"), ["kept", "going"]);
+        assert!(remaining_products(&products, "bi").is_empty());
+    }
+
+    #[test]
+    fn products_being_deleted_do_not_count() {
+        let products = [
+            product("payments", "kept", false, &[]),
+            product("payments", "going", true, &["datamesh.dev/data-product"]),
+            product("marketing", "elsewhere", false, &[]),
+        ];
+        assert_eq!(counted_products(&products, "payments"), 1);
+        assert_eq!(counted_products(&products, "marketing"), 1);
+    }
     fn domain() -> Domain {
         let mut d = Domain::new(
             "payments",
