@@ -107,19 +107,23 @@ where
             mut subscribers,
         } = self;
         let mut events = std::pin::pin!(reflector::reflector(writer, events));
-        // Whether the last event was an error: a watch that keeps failing (the spark-operator
-        // kinds where their CRDs are not installed) warns once, not at every retry.
+        // Whether the watch is failing: one that keeps failing (the spark-operator kinds where
+        // their CRDs are not installed) warns once, not at every retry. Each retry starts with
+        // `Init` before its list fails, so only a list completed or a change seen is recovery.
         let mut failing = false;
         while let Some(event) = events.next().await {
-            match (&event, failing) {
-                (Err(error), false) => {
+            match &event {
+                Err(error) if !failing => {
                     tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+                    failing = true;
                 }
-                (Err(error), true) => tracing::debug!(kind, %error, "watch still failing"),
-                (Ok(_), true) => tracing::info!(kind, "watch recovered"),
-                (Ok(_), false) => {}
+                Err(error) => tracing::debug!(kind, %error, "watch still failing"),
+                Ok(Event::InitDone | Event::Apply(_) | Event::Delete(_)) if failing => {
+                    tracing::info!(kind, "watch recovered");
+                    failing = false;
+                }
+                Ok(_) => {}
             }
-            failing = event.is_err();
             match event {
                 // The reflector has stored it already.
                 Ok(Event::Apply(object)) => send(&mut subscribers, &Arc::new(object), false),
