@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, Settings};
 use crate::controller::fence::FenceLayer;
 use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
+use crate::controller::stores::Watches;
 use crate::controller::{self, Context};
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdminConfig, KafkaAdminError, RdKafkaAdmin};
@@ -258,13 +259,23 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(15);
 /// Every controller, until `stop` is cancelled; each finishes its in-flight reconciles, for at
 /// most [`DRAIN_GRACE`]. Reconciles are idempotent, so one cut short is finished by the
 /// next leader; a shutdown that never ends would instead keep the lease from being released.
+///
+/// The controllers share one watch per kind ([`Watches`]): each subscribes to what it needs,
+/// then the watches run alongside them, and stop with them.
 async fn run_controllers(ctx: Arc<Context>, stop: CancellationToken) {
+    let mut watches = Watches::new(&ctx.client);
+    let stores = Arc::new(watches.stores());
+    let domains = controller::domain::run(ctx.clone(), stores.clone(), &mut watches, stop.clone());
+    let products =
+        controller::data_product::run(ctx.clone(), stores.clone(), &mut watches, stop.clone());
+    let policies = controller::access_policy::run(ctx.clone(), stores, &mut watches, stop.clone());
+    let watching = watches.run();
     let controllers = async {
-        tokio::join!(
-            controller::domain::run(ctx.clone(), stop.clone()),
-            controller::data_product::run(ctx.clone(), stop.clone()),
-            controller::access_policy::run(ctx.clone(), stop.clone()),
-        );
+        tokio::select! {
+            _ = async { tokio::join!(domains, products, policies) } => {}
+            // The watches retry for good: they end only when the controllers do.
+            () = watching => {}
+        }
     };
     tokio::pin!(controllers);
     tokio::select! {

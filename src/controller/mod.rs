@@ -1,5 +1,6 @@
-//! The reconcilers, one per kind, and what they share: the [`Context`], the error type, the
-//! write helpers and leader election.
+//! The reconcilers, one per kind, and what they share: the [`Context`], the watches and their
+//! caches (one watch per kind, see [`stores`]), the error type, the write helpers and leader
+//! election.
 
 pub mod access_policy;
 pub mod applied;
@@ -10,6 +11,8 @@ pub mod failure;
 pub mod fence;
 pub mod leader;
 pub mod readable;
+pub mod shared_watch;
+pub mod stores;
 pub mod stores_ready;
 pub mod tenancy;
 pub mod user_policies;

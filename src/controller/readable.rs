@@ -28,8 +28,9 @@ const FIELD_MANAGER: &str = "datamesh-operator-unreadable";
 /// The reason an unreadable object shows.
 pub const UNREADABLE: &str = "UnreadableObject";
 
-/// Watch every object of kind `K` (see the module docs). The controller of the kind
-/// `reports` what it cannot read; the other controllers watching the kind only leave it out.
+/// Watch every object of kind `K` (see the module docs). A watch that `reports` writes what it
+/// cannot read on the object (once per generation); one that does not only leaves it out. The
+/// operator's one watch per CRD ([`super::stores`]) reports.
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,

@@ -7,9 +7,9 @@
 //! still gives survives the revocation of this one, and a reconcile interrupted anywhere is
 //! finished by the next one.
 //!
-//! Reads come from watch caches, not from the API server: the controller's own store of
-//! policies, and stores of the Domains and DataProducts fed by the very watches that trigger
-//! reconciles, so a store has seen an event before the reconcile it triggers reads it.
+//! Reads come from watch caches, not from the API server: the caches of the policies, Domains
+//! and DataProducts every controller shares ([`super::stores`]), fed by the very watches that
+//! trigger reconciles, so a cache has seen an event before the reconcile it triggers reads it.
 //!
 //! Concurrency: policies are reconciled `CONCURRENCY` at a time, but the convergence of one
 //! product is serialized in this process (a lock per product), so two policies of the same
@@ -31,6 +31,7 @@
 pub mod desired;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Deref;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -42,8 +43,8 @@ use kube::api::ListParams;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Predicate, predicates};
 use kube::{Api, ResourceExt};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
@@ -55,11 +56,11 @@ use self::desired::{
 };
 use super::apply::{
     Applied, DATA_PRODUCT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, apply, apply_status,
-    apply_unless_foreign, delete_ignoring_missing, managed_children,
+    apply_unless_foreign, delete_ignoring_missing,
 };
 use super::failure::report_failure;
-use super::readable;
-use super::stores_ready::StoresReady;
+use super::shared_watch::changed;
+use super::stores::{Meta, Stores, Watches};
 use super::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
 use super::{
     Context, Error, backoff_key, batch_ok, domain_trigger, from_finalizer, kube_context,
@@ -90,28 +91,25 @@ const CONCURRENCY: u16 = 32;
 /// Serializes the consumer-group ACL section of [`sync_kafka`] across products (see there).
 static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
 
-/// What each reconcile is handed: the shared context, the watches' views of the Domains,
+/// What each reconcile is handed: the shared context, the watches' caches of the Domains,
 /// DataProducts and AccessPolicies (so a reconcile lists nothing), and the per-product locks.
+/// It derefs to [`Stores`]: `state.domains`, `state.products`, `state.policies`,
+/// `state.ready()` (every cache has listed once: before that a missing object might only be
+/// not listed yet, and a grant computed from it would be wrongly revoked).
 pub struct State {
     /// Clients, settings, events and metrics.
     pub ctx: Arc<Context>,
-    /// Every Domain, as the controller's Domain watch sees it.
-    pub domains: Store<Domain>,
-    /// Every DataProduct, as the controller's DataProduct watch sees it.
-    pub products: Store<DataProduct>,
-    /// Every AccessPolicy: the controller's own store.
-    pub policies: Store<AccessPolicy>,
+    /// The shared caches.
+    pub stores: Arc<Stores>,
     /// One lock per product being converged.
     converging: ProductLocks,
-    /// The three stores have listed everything once.
-    ready: StoresReady,
 }
 
-impl State {
-    /// Wait until every store has seen its first full list: before that a missing object
-    /// might only be not listed yet, and a grant computed from it would be wrongly revoked.
-    async fn ready(&self) -> Result<(), Error> {
-        self.ready.wait().await
+impl Deref for State {
+    type Target = Stores;
+
+    fn deref(&self) -> &Stores {
+        &self.stores
     }
 }
 
@@ -179,49 +177,37 @@ impl Drop for ProductGuard<'_> {
     }
 }
 
-/// Run the AccessPolicy controller until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = ctx.client.clone();
-    let config = || watcher::Config::default().any_semantic();
-    let (policies, policy_writer) = reflector::store();
-    let own_events = reflector(
-        policy_writer,
-        readable::watch::<AccessPolicy>(client.clone(), config(), true).default_backoff(),
-    )
-    .applied_objects();
-    let controller = Controller::for_stream(own_events, policies.clone())
+/// The AccessPolicy controller, subscribed to its watches in `watches`; it runs (until
+/// `shutdown` is cancelled) once the returned future is polled, while the watches run.
+pub fn run(
+    ctx: Arc<Context>,
+    stores: Arc<Stores>,
+    watches: &mut Watches,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let policies = stores.policies.clone();
+    let controller = Controller::for_shared_stream(watches.policies.applied(), policies.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY));
     let (by_product, by_domain) = (policies.clone(), policies.clone());
-    let (by_role, by_binding, by_map) = (policies.clone(), policies.clone(), policies.clone());
-    // The Domain and DataProduct watches both trigger reconciles and fill the stores those
-    // reconciles read: `reflector` writes each event to its store before passing it on to
-    // the trigger, so a reconcile never reads a store older than the event that caused it.
-    // (With `.watches` plus separate reflectors, the trigger could win that race, and the
+    let (by_role, by_binding, by_map) = (policies.clone(), policies.clone(), policies);
+    // The Domain and DataProduct triggers come from the watches that fill the stores the
+    // reconciles read, and each event is stored before it is passed on (see
+    // `shared_watch`), so a reconcile never reads a store older than the event that caused
+    // it. (With triggers from watches of their own, the trigger could win that race, and the
     // reconcile converge on the old state with nothing left to trigger it again.)
-    let (products, product_writer) = reflector::store();
-    let product_events = reflector(
-        product_writer,
-        readable::watch::<DataProduct>(client.clone(), config(), false).default_backoff(),
-    )
-    .touched_objects()
+    //
     // Grants depend on a product's spec and existence, never on its status, which changes
     // several times while the product is provisioned.
-    .predicate_filter(
+    let product_events = changed(
+        watches.products.touched(),
         predicates::generation.combine(predicates::finalizers),
-        PredicateConfig::default(),
     );
-    let (domains, domain_writer) = reflector::store();
-    let domain_events = reflector(
-        domain_writer,
-        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
-    )
-    .touched_objects()
-    .predicate_filter(domain_trigger, PredicateConfig::default());
-    let domains_by_map = domains.clone();
+    let domain_events = changed(watches.domains.touched(), domain_trigger);
+    let domains_by_map = stores.domains.clone();
     controller
         // A product appearing, changing ports or lifecycle, or a consumer adding an input
         // port changes what its policies make.
-        .watches_stream(product_events, move |product: DataProduct| {
+        .watches_shared_stream(product_events, move |product| {
             let namespace = product.namespace();
             let name = product.name_any();
             let read: BTreeSet<String> = product
@@ -241,7 +227,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                 .collect::<Vec<_>>()
         })
         // A consumer domain appearing (or going) resolves (or breaks) the policies naming it.
-        .watches_stream(domain_events, move |domain: Domain| {
+        .watches_shared_stream(domain_events, move |domain| {
             let name = domain.name_any();
             let namespace = domain.namespace_name();
             by_domain
@@ -262,40 +248,26 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         })
         // The consumers' Role and RoleBinding and the connection ConfigMaps: one deleted or
         // edited by hand is made again at once, not at the next resync.
-        .watches(
-            Api::<Role>::all(client.clone()),
-            managed_children(),
-            move |role| policies_of_consumers_rbac(&by_role, &role),
-        )
-        .watches(
-            Api::<RoleBinding>::all(client.clone()),
-            managed_children(),
-            move |binding| policies_of_consumers_rbac(&by_binding, &binding),
-        )
-        .watches(
-            Api::<ConfigMap>::all(client),
-            managed_children(),
-            move |map| policies_of_connection_map(&by_map, &domains_by_map, &map),
-        )
+        .watches_shared_stream(watches.roles.touched(), move |role| {
+            policies_of_consumers_rbac(&by_role, &*role)
+        })
+        .watches_shared_stream(watches.role_bindings.touched(), move |binding| {
+            policies_of_consumers_rbac(&by_binding, &*binding)
+        })
+        .watches_shared_stream(watches.config_maps.touched(), move |map| {
+            policies_of_connection_map(&by_map, &domains_by_map, &map)
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             reconcile,
             error_policy,
             Arc::new(State {
                 ctx,
-                ready: StoresReady::spawn(vec![
-                    StoresReady::of("Domain", &domains),
-                    StoresReady::of("DataProduct", &products),
-                    StoresReady::of("AccessPolicy", &policies),
-                ]),
-                domains,
-                products,
-                policies,
+                stores,
                 converging: ProductLocks::default(),
             }),
         )
         .for_each(|_| futures::future::ready(()))
-        .await;
 }
 
 /// The policies of the product whose consumers' Role or RoleBinding `child` is.
@@ -320,7 +292,7 @@ fn policies_of_consumers_rbac<K: kube::Resource>(
 fn policies_of_connection_map(
     policies: &Store<AccessPolicy>,
     domains: &Store<Domain>,
-    map: &ConfigMap,
+    map: &Meta<ConfigMap>,
 ) -> Vec<ObjectRef<AccessPolicy>> {
     let labels = map.labels();
     let (Some(domain), Some(product)) = (
@@ -943,6 +915,7 @@ mod tests {
     use crate::api::domain::{DomainSpec, DomainStatus};
     use crate::provision::kafka::{AclBinding, AclOperation, AuthorizationRequest, FakeKafka};
     use crate::provision::storage::FakeObjectStore;
+    use kube::runtime::{reflector, watcher};
 
     const TOPIC: &str = "payments.orders.events";
     const BUCKET: &str = "payments-orders-lake";

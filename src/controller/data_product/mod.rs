@@ -33,27 +33,22 @@ pub mod report;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Predicate, predicates};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{SCHEDULED_SPARK_APPLICATION, SPARK_APPLICATION};
 use self::plan::{CLAIMED, Platform, QUOTA_EXCEEDED};
-use super::apply::managed_children;
-use super::readable;
-use super::stores_ready::StoresReady;
+use super::shared_watch::changed;
+use super::stores::{Shared, Stores, Watches};
 use super::{Context, Error, backoff_key, domain_trigger, from_finalizer, requeue_after_error};
 use crate::api::access_policy::AccessPolicy;
 use crate::api::conditions::{READY, find_condition};
 use crate::api::data_product::DataProduct;
-use crate::api::domain::Domain;
-use crate::controller::tenancy::Owners;
 
 /// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
 /// (and, with `deletionPolicy: Delete`, its topics and buckets) before it goes.
@@ -66,129 +61,76 @@ const WAITS_ON_SIBLINGS: &[&str] = &[QUOTA_EXCEEDED, CLAIMED];
 /// How many DataProducts are reconciled at once.
 const CONCURRENCY: u16 = 32;
 
-/// What each reconcile is handed: the shared context and the watch's view of every product
-/// (for claims, quotas and input ports, without listing on every reconcile).
-pub struct State {
-    /// Clients, settings, events and metrics.
-    pub ctx: Arc<Context>,
-    /// Every DataProduct in the cluster, as the controller's watch sees it.
-    pub products: Store<DataProduct>,
-    /// Every Domain, as the Domain watch sees it.
-    pub domains: Store<Domain>,
-    /// Both stores have listed everything once.
-    pub ready: StoresReady,
-}
+/// What each reconcile is handed: the shared context and the watches' caches (every product,
+/// for claims, quotas and input ports; the Domains; the AccessPolicies), read without listing.
+/// It derefs to [`Stores`]: `state.products`, `state.domains`, `state.policies`,
+/// `state.domain(..)`, `state.owners()`, `state.acting_products(..)`, `state.ready()`.
+pub type State = Shared;
 
-impl State {
-    /// Wait until both watches have listed everything once: claims, quotas and inputs compare
-    /// with every product and domain.
-    async fn ready(&self) -> Result<(), Error> {
-        self.ready.wait().await
-    }
-
-    /// The Domain called `name`, as the watch last saw it.
-    fn domain(&self, name: &str) -> Option<Arc<Domain>> {
-        self.domains.get(&ObjectRef::new(name))
-    }
-
-    /// Which domain owns which namespace, as the Domains' statuses record it.
-    fn owners(&self) -> Owners {
-        Owners::of(self.domains.state().iter().map(AsRef::as_ref))
-    }
-
-    /// Every product that acts for its domain (it lives in that domain's namespace). Only these
-    /// claim names, count against quotas and hold access: a copy elsewhere takes part in nothing.
-    fn acting_products(&self, owners: &Owners) -> Vec<Arc<DataProduct>> {
-        self.products
-            .state_filter(|product| owners.acts_for_its_domain(product))
-    }
-}
-
-/// Run the DataProduct controller until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = ctx.client.clone();
-    let config = || watcher::Config::default().any_semantic();
+/// The DataProduct controller, subscribed to its watches in `watches`; it runs (until
+/// `shutdown` is cancelled) once the returned future is polled, while the watches run.
+pub fn run(
+    ctx: Arc<Context>,
+    stores: Arc<Stores>,
+    watches: &mut Watches,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let store = stores.products.clone();
     // A product is reconciled when its spec or finalizers change, not on its own status
     // writes: those would add a reconcile per write that finds nothing to do (a third of all
     // reconciles when many products are created at once).
-    let (store, writer) = reflector::store();
-    let own_events = reflector(
-        writer,
-        readable::watch::<DataProduct>(client.clone(), config(), true).default_backoff(),
-    )
-    .applied_objects()
-    .predicate_filter(
+    let own_events = changed(
+        watches.products.applied(),
         predicates::generation.combine(predicates::finalizers),
-        PredicateConfig::default(),
     );
-    let controller = Controller::for_stream(own_events, store.clone())
+    let controller = Controller::for_shared_stream(own_events, store.clone())
         .with_config(controller::Config::default().concurrency(CONCURRENCY))
         // Its children (owned through ownerReferences): one deleted or edited by hand is made
         // again at once, not at the next resync. Without the spark-operator CRDs installed
         // their watches fail and retry with backoff; the product reports SparkOperatorMissing.
-        .owns(
-            Api::<ServiceAccount>::all(client.clone()),
-            managed_children(),
-        )
-        .owns(Api::<RoleBinding>::all(client.clone()), managed_children())
-        .owns_with(
-            Api::<DynamicObject>::all_with(client.clone(), &spark_resource(SPARK_APPLICATION)),
+        .owns_shared_stream(watches.service_accounts.touched())
+        .owns_shared_stream(watches.role_bindings.touched())
+        .watches_shared_stream_with(
+            watches.spark_applications.touched(),
+            |child| owning_products(&*child),
             spark_resource(SPARK_APPLICATION),
-            managed_children(),
         )
-        .owns_with(
-            Api::<DynamicObject>::all_with(
-                client.clone(),
-                &spark_resource(SCHEDULED_SPARK_APPLICATION),
-            ),
+        .watches_shared_stream_with(
+            watches.scheduled_spark_applications.touched(),
+            |child| owning_products(&*child),
             spark_resource(SCHEDULED_SPARK_APPLICATION),
-            managed_children(),
         );
-    let (domains, domain_writer) = reflector::store();
-    let domain_events = reflector(
-        domain_writer,
-        readable::watch::<Domain>(client.clone(), config(), false).default_backoff(),
-    )
-    .touched_objects()
-    .predicate_filter(domain_trigger, PredicateConfig::default());
-    let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store.clone());
+    let domain_events = changed(watches.domains.touched(), domain_trigger);
+    let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store);
     controller
         // A grant given, changed, expired or revoked changes its consumers' input ports.
-        .watches_stream(
-            readable::watch::<AccessPolicy>(client.clone(), config(), false)
-                .default_backoff()
-                .touched_objects(),
-            move |policy| consumers_of_policy(&by_policy.state(), &policy),
-        )
+        .watches_shared_stream(watches.policies.touched(), move |policy| {
+            consumers_of_policy(&by_policy.state(), &policy)
+        })
         // A product appearing, changing or going changes its consumers' inputs, and may free a
         // contested name or quota for its domain's products that wait.
-        .watches_stream(
-            readable::watch::<DataProduct>(client.clone(), config(), false)
-                .default_backoff()
-                .touched_objects(),
-            move |product| affected_by_product(&by_product.state(), &product),
-        )
-        // A Domain becoming Ready (or its quotas changing) unblocks its products. The reflector
-        // stores each event before it triggers, so the reconcile reads that Domain or newer.
-        .watches_stream(domain_events, move |domain: Domain| {
+        .watches_shared_stream(watches.products.touched(), move |product| {
+            affected_by_product(&by_product.state(), &product)
+        })
+        // A Domain becoming Ready (or its quotas changing) unblocks its products. The shared
+        // watch stores each event before it triggers, so the reconcile reads that Domain or newer.
+        .watches_shared_stream(domain_events, move |domain| {
             products_of_domain(&by_domain.state(), &domain.name_any())
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            reconcile,
-            error_policy,
-            Arc::new(State {
-                ctx,
-                ready: StoresReady::spawn(vec![
-                    StoresReady::of("DataProduct", &store),
-                    StoresReady::of("Domain", &domains),
-                ]),
-                products: store,
-                domains,
-            }),
-        )
+        .run(reconcile, error_policy, Arc::new(State { ctx, stores }))
         .for_each(|_| futures::future::ready(()))
-        .await;
+}
+
+/// The DataProducts that own `child` (its ownerReferences), for the children whose kind is
+/// only known at run time (the spark-operator's).
+fn owning_products<C: kube::Resource>(child: &C) -> Vec<ObjectRef<DataProduct>> {
+    let meta = child.meta();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter_map(|owner| ObjectRef::from_owner_ref(meta.namespace.as_deref(), owner, ()))
+        .collect()
 }
 
 fn reference(product: &DataProduct) -> ObjectRef<DataProduct> {
@@ -307,7 +249,7 @@ async fn release(product: &DataProduct, state: &State) -> Result<Action, Error> 
     report::report_cleanup(product, &cleanup, applied, ctx).await
 }
 
-fn spark_resource(kind: &str) -> ApiResource {
+pub(crate) fn spark_resource(kind: &str) -> ApiResource {
     let plural = if kind == SPARK_APPLICATION {
         "sparkapplications"
     } else {

@@ -19,7 +19,9 @@ use crate::api::conditions::{Outcome, Progress, RECONCILING, STALLED, is_true, s
 use crate::api::data_product::{
     DataProductStatus, InputAccess, InputPortStatus, Lifecycle, OutputPortStatus,
 };
+use crate::api::domain::Domain;
 use crate::api::domain::{DomainSpec, DomainStatus};
+use crate::controller::tenancy::Owners;
 use crate::controller::user_policies::UserPolicies;
 use crate::provision::kafka::{
     AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka,

@@ -16,20 +16,21 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret, ServiceAccoun
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, reflector};
-use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Predicate, predicates};
 
-use super::readable;
+use super::shared_watch::changed;
+use super::stores::{Shared, Stores, Watches};
 use kube::{Api, ResourceExt};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
 use self::desired::{Credentials, NamespaceStep, keys};
-use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing, managed_children};
+use super::apply::{DOMAIN_LABEL, apply, apply_status, delete_ignoring_missing};
 use super::failure::report_failure;
 use super::{
     Context, Error, backoff_key, batch_ok, from_finalizer, kube_context, requeue_after_error,
@@ -45,69 +46,53 @@ use crate::provision::kafka::{AclBindingFilter, ScramCredentialUpsert};
 pub const FINALIZER: &str = "datamesh.dev/domain";
 const KIND: &str = "Domain";
 
-/// Run the Domain controller until `shutdown` is cancelled.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = ctx.client.clone();
-    let config = || watcher::Config::default().any_semantic();
-    let (store, writer) = reflector::store();
-    let domains = reflector(
-        writer,
-        readable::watch::<Domain>(client.clone(), config(), true).default_backoff(),
-    )
-    .applied_objects();
-    Controller::for_stream(domains, store)
+/// What each reconcile is handed: the shared context and the watches' caches (the products,
+/// counted and listed from the cache rather than the API server). It derefs to [`Stores`].
+pub type State = Shared;
+
+/// The Domain controller, subscribed to its watches in `watches`; it runs (until `shutdown` is
+/// cancelled) once the returned future is polled, while the watches run.
+pub fn run(
+    ctx: Arc<Context>,
+    stores: Arc<Stores>,
+    watches: &mut Watches,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    Controller::for_shared_stream(watches.domains.applied(), stores.domains.clone())
         // A product appearing or going changes its domain's count and may unblock deletion.
         // Its status writes change neither, and at thousands of products they would keep
         // every domain reconciling: only a new generation (creation, a spec change, the
         // deletion mark) or a change of finalizers (its removal, then the delete) triggers.
-        .watches_stream(
-            readable::watch::<DataProduct>(client.clone(), config(), false)
-                .default_backoff()
-                .touched_objects()
-                .predicate_filter(
-                    predicates::generation.combine(predicates::finalizers),
-                    PredicateConfig::default(),
-                ),
+        .watches_shared_stream(
+            changed(
+                watches.products.touched(),
+                predicates::generation.combine(predicates::finalizers),
+            ),
             |product| Some(ObjectRef::<Domain>::new(&product.spec.domain)),
         )
         // A child deleted or edited by hand is made again at once, not at the next resync.
-        .watches(
-            Api::<Namespace>::all(ctx.client.clone()),
-            managed_children(),
-            |namespace| domain_of_child(&namespace, |_, _| true),
-        )
-        .watches(
-            Api::<ServiceAccount>::all(ctx.client.clone()),
-            managed_children(),
-            |account| {
-                domain_of_child(&account, |name, _| {
-                    name == desired::WORKLOAD_SERVICE_ACCOUNT
-                })
-            },
-        )
-        .watches(
-            Api::<RoleBinding>::all(ctx.client.clone()),
-            managed_children(),
-            |binding| domain_of_child(&binding, |name, _| name == desired::ADMIN_ROLE_BINDING),
-        )
-        .watches(
-            Api::<ResourceQuota>::all(ctx.client.clone()),
-            managed_children(),
-            |quota| domain_of_child(&quota, |name, _| name == desired::RESOURCE_QUOTA),
-        )
-        .watches(
-            Api::<Secret>::all(ctx.client.clone()),
-            managed_children(),
-            |secret| {
-                domain_of_child(&secret, |name, domain| {
-                    name == desired::credentials_secret_name(domain)
-                })
-            },
-        )
+        .watches_shared_stream(watches.namespaces.touched(), |namespace| {
+            domain_of_child(&*namespace, |_, _| true)
+        })
+        .watches_shared_stream(watches.service_accounts.touched(), |account| {
+            domain_of_child(&*account, |name, _| {
+                name == desired::WORKLOAD_SERVICE_ACCOUNT
+            })
+        })
+        .watches_shared_stream(watches.role_bindings.touched(), |binding| {
+            domain_of_child(&*binding, |name, _| name == desired::ADMIN_ROLE_BINDING)
+        })
+        .watches_shared_stream(watches.resource_quotas.touched(), |quota| {
+            domain_of_child(&*quota, |name, _| name == desired::RESOURCE_QUOTA)
+        })
+        .watches_shared_stream(watches.secrets.touched(), |secret| {
+            domain_of_child(&*secret, |name, domain| {
+                name == desired::credentials_secret_name(domain)
+            })
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(State { ctx, stores }))
         .for_each(|_| futures::future::ready(()))
-        .await;
 }
 
 /// The Domain a child of the operator's belongs to (its domain label), when `is_child(name,
@@ -121,18 +106,19 @@ fn domain_of_child<K: kube::Resource>(
     is_child(meta.name.as_deref()?, domain).then(|| ObjectRef::new(domain))
 }
 
-fn error_policy(object: Arc<Domain>, error: &Error, ctx: Arc<Context>) -> Action {
-    requeue_after_error(KIND, &*object, error, &ctx)
+fn error_policy(object: Arc<Domain>, error: &Error, state: Arc<State>) -> Action {
+    requeue_after_error(KIND, &*object, error, &state.ctx)
 }
 
-async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(domain: Arc<Domain>, state: Arc<State>) -> Result<Action, Error> {
+    let ctx = state.ctx.clone();
     let _timer = ctx.metrics.reconcile_started(KIND, &*domain);
     let backoff = backoff_key(KIND, &*domain);
     let api = Api::<Domain>::all(ctx.client.clone());
     let reconciled = finalizer(&api, FINALIZER, domain, |event| async {
         match event {
             Finalizer::Apply(domain) => {
-                let applied = apply_domain(&domain, &ctx).await;
+                let applied = apply_domain(&domain, &state).await;
                 if let Err(error) = &applied {
                     report_failure(&ctx, &api, &*domain, error).await;
                 }
@@ -140,7 +126,7 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
             }
             Finalizer::Cleanup(domain) => {
                 // A deletion that fails (a system down) says so too, while it waits.
-                let cleaned = cleanup_domain(&domain, &ctx).await;
+                let cleaned = cleanup_domain(&domain, &state).await;
                 if let Err(error) = &cleaned {
                     report_failure(&ctx, &api, &*domain, error).await;
                 }
@@ -157,7 +143,8 @@ async fn reconcile(domain: Arc<Domain>, ctx: Arc<Context>) -> Result<Action, Err
 }
 
 /// Make everything the Domain declares exist, then report it.
-async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+async fn apply_domain(domain: &Domain, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
     let name = domain.name_any();
     let namespace = domain.namespace_name();
     let client = &ctx.client;
@@ -277,7 +264,7 @@ async fn apply_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
     }
     ensure_credentials(domain, ctx).await?;
 
-    let products = count_products(ctx, &namespace).await?;
+    let products = count_products(state, &namespace).await?;
     // Until the quota controller has counted a new ResourceQuota, the API server refuses every
     // DataProduct in the namespace ("status unknown for quota"): not Ready before then.
     if let Some(quota) = desired::resource_quota(domain) {
@@ -493,7 +480,8 @@ impl CheckedIdentities {
 /// The Domain is being deleted: refuse while it has products, else remove its identities. Only
 /// what the operator recorded as the domain's is touched: its namespace (deleted only if the
 /// operator created it), and identities it made (never a reserved or unrecorded one).
-async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup_domain(domain: &Domain, state: &State) -> Result<Action, Error> {
+    let ctx = &*state.ctx;
     let name = domain.name_any();
     let namespace = domain.namespace_name();
     let current = domain.status.clone().unwrap_or_default();
@@ -506,7 +494,7 @@ async fn cleanup_domain(domain: &Domain, ctx: &Context) -> Result<Action, Error>
             .await;
         return Ok(Action::await_change());
     }
-    let remaining = list_products(ctx, &namespace).await?;
+    let remaining = list_products(state, &namespace).await?;
     if !remaining.is_empty() {
         let listed = remaining.join(", ");
         let message = format!(
@@ -623,27 +611,47 @@ where
     Ok(())
 }
 
-async fn list_products(ctx: &Context, namespace: &str) -> Result<Vec<String>, Error> {
-    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
-    Ok(products.items.iter().map(|p| p.name_any()).collect())
+/// The products in the domain's namespace, from the cache once it has listed them all.
+async fn list_products(state: &State, namespace: &str) -> Result<Vec<String>, Error> {
+    state.ready().await?;
+    Ok(remaining_products(&state.products.state(), namespace))
 }
 
-/// How many products the domain has, not counting those being deleted: the last event of a
-/// product's deletion that reaches the Domain is its finalizer's removal, when the product is
-/// still listed with its deletion mark.
-async fn count_products(ctx: &Context, namespace: &str) -> Result<usize, Error> {
-    let products = Api::<DataProduct>::namespaced(ctx.client.clone(), namespace)
-        .list_metadata(&ListParams::default())
-        .await
-        .map_err(kube_context(format!("listing DataProducts in {namespace}")))?;
-    Ok(products
-        .items
-        .iter()
+/// How many products the domain has (see [`counted_products`]).
+async fn count_products(state: &State, namespace: &str) -> Result<usize, Error> {
+    state.ready().await?;
+    Ok(counted_products(&state.products.state(), namespace))
+}
+
+/// How many products are in `namespace`, not counting those being deleted: the last event of
+/// a product's deletion that reaches the Domain is its finalizer's removal, when the product is
+/// still cached with its deletion mark. Pure.
+fn counted_products(products: &[Arc<DataProduct>], namespace: &str) -> usize {
+    products_in(products, namespace)
         .filter(|product| product.metadata.deletion_timestamp.is_none())
-        .count())
+        .count()
+}
+
+/// The names of the products in `namespace` that still hold the Domain's deletion back. A
+/// product whose last finalizer is gone is not one: the API server deletes it with that very
+/// write, and the Domain, triggered by that write, must not wait for the deletion's own event
+/// (which changes neither generation nor finalizers, so it triggers nothing). Pure.
+fn remaining_products(products: &[Arc<DataProduct>], namespace: &str) -> Vec<String> {
+    products_in(products, namespace)
+        .filter(|product| {
+            product.metadata.deletion_timestamp.is_none() || !product.finalizers().is_empty()
+        })
+        .map(|product| product.name_any())
+        .collect()
+}
+
+fn products_in<'a>(
+    products: &'a [Arc<DataProduct>],
+    namespace: &'a str,
+) -> impl Iterator<Item = &'a Arc<DataProduct>> {
+    products
+        .iter()
+        .filter(move |product| product.metadata.namespace.as_deref() == Some(namespace))
 }
 
 /// Compute the status from the outcome and what was recorded (`current`), and write it only
@@ -725,6 +733,48 @@ mod tests {
     use crate::api::conditions::{READY, STALLED};
     use crate::api::domain::DomainSpec;
 
+    fn product(
+        namespace: &str,
+        name: &str,
+        deleting: bool,
+        finalizers: &[&str],
+    ) -> Arc<DataProduct> {
+        let mut product: DataProduct = serde_json::from_value(serde_json::json!({
+            "apiVersion": "datamesh.dev/v1alpha1", "kind": "DataProduct",
+            "metadata": {"name": name, "namespace": namespace,
+                         "finalizers": finalizers},
+            "spec": {"domain": "payments", "description": {"purpose": "p", "usage": "u"},
+                     "owner": {"name": "alice"}}
+        }))
+        .unwrap();
+        if deleting {
+            product.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        }
+        Arc::new(product)
+    }
+
+    #[test]
+    fn a_product_holds_its_domain_back_until_its_last_finalizer_goes() {
+        let products = [
+            product("payments", "kept", false, &[]),
+            product("payments", "going", true, &["datamesh.dev/data-product"]),
+            product("payments", "gone", true, &[]),
+            product("marketing", "elsewhere", false, &[]),
+        ];
+        assert_eq!(remaining_products(&products, "payments"), ["kept", "going"]);
+        assert!(remaining_products(&products, "bi").is_empty());
+    }
+
+    #[test]
+    fn products_being_deleted_do_not_count() {
+        let products = [
+            product("payments", "kept", false, &[]),
+            product("payments", "going", true, &["datamesh.dev/data-product"]),
+            product("marketing", "elsewhere", false, &[]),
+        ];
+        assert_eq!(counted_products(&products, "payments"), 1);
+        assert_eq!(counted_products(&products, "marketing"), 1);
+    }
     fn domain() -> Domain {
         let mut d = Domain::new(
             "payments",
