@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::Api;
 use serde_json::Value;
 
 use super::State;
@@ -115,7 +114,7 @@ pub async fn observe(
     state: &State,
     default_replicas: i32,
 ) -> Result<Observation, Error> {
-    let cluster = cluster(product, state, true).await?;
+    let cluster = cluster(product, state, true);
     let scope = plan::scope(product, &cluster, default_replicas);
     let (external, spark) = if scope.gate.is_some() {
         // It touches nothing, so nothing outside the stores is read either.
@@ -137,7 +136,7 @@ pub async fn observe(
 /// Read what deleting `product` decides from: the stores, the tags of the buckets it owns
 /// (a bucket another domain's tag claims is left alone) and its live Spark objects.
 pub async fn observe_cleanup(product: &DataProduct, state: &State) -> Result<Observation, Error> {
-    let cluster = cluster(product, state, false).await?;
+    let cluster = cluster(product, state, false);
     let external = cleanup_external(product, &cluster, state.ctx.storage.as_ref()).await?;
     Ok(Observation {
         cluster,
@@ -167,11 +166,7 @@ pub async fn cleanup_external(
 
 /// The mesh around `product`, from the stores; with `with_inputs`, its inputs' producers and
 /// their policies too.
-async fn cluster(
-    product: &DataProduct,
-    state: &State,
-    with_inputs: bool,
-) -> Result<Cluster, Error> {
+fn cluster(product: &DataProduct, state: &State, with_inputs: bool) -> Cluster {
     let owners = state.owners();
     let acting_products = state.acting_products(&owners);
     let mut cluster = Cluster {
@@ -181,13 +176,13 @@ async fn cluster(
         inputs: Vec::new(),
     };
     if with_inputs {
-        cluster.inputs = inputs(product, state).await?;
+        cluster.inputs = inputs(product, state);
     }
-    Ok(cluster)
+    cluster
 }
 
 /// Each input port's producer and the policies that may grant it.
-async fn inputs(product: &DataProduct, state: &State) -> Result<Vec<InputSeen>, Error> {
+fn inputs(product: &DataProduct, state: &State) -> Vec<InputSeen> {
     let all = state.products.state();
     let mut policies: BTreeMap<String, Vec<AccessPolicy>> = BTreeMap::new();
     let mut seen = Vec::with_capacity(product.spec.input_ports.len());
@@ -209,7 +204,7 @@ async fn inputs(product: &DataProduct, state: &State) -> Result<Vec<InputSeen>, 
         let granting = match &namespace {
             Some(namespace) if reference.domain != product.spec.domain => {
                 if !policies.contains_key(namespace) {
-                    policies.insert(namespace.clone(), policies_in(state, namespace).await?);
+                    policies.insert(namespace.clone(), policies_in(state, namespace));
                 }
                 policies.get(namespace).cloned().unwrap_or_default()
             }
@@ -221,18 +216,17 @@ async fn inputs(product: &DataProduct, state: &State) -> Result<Vec<InputSeen>, 
             policies: granting,
         });
     }
-    Ok(seen)
+    seen
 }
 
-/// The AccessPolicies in `namespace`.
-async fn policies_in(state: &State, namespace: &str) -> Result<Vec<AccessPolicy>, Error> {
-    let listed = Api::<AccessPolicy>::namespaced(state.ctx.client.clone(), namespace)
-        .list(&Default::default())
-        .await
-        .map_err(kube_context(format!(
-            "listing AccessPolicies in {namespace}"
-        )))?;
-    Ok(listed.items)
+/// The AccessPolicies in `namespace`, from the shared cache.
+fn policies_in(state: &State, namespace: &str) -> Vec<AccessPolicy> {
+    state
+        .policies
+        .state_filter(|policy| policy.namespace().as_deref() == Some(namespace))
+        .iter()
+        .map(|policy| AccessPolicy::clone(policy))
+        .collect()
 }
 
 /// Kafka and the object store, for the names in `scope`: one describe of the topics, one of
