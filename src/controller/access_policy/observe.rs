@@ -274,6 +274,18 @@ pub fn read_scope(
     }
 }
 
+impl Observation {
+    /// An observation of `scope` and `live`, with no other product granting anything.
+    #[cfg(test)]
+    pub fn of(scope: Scope, live: Live) -> Self {
+        Self {
+            scope,
+            live,
+            elsewhere: Elsewhere::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::desired::tests::{consumer_product, policy};
@@ -370,5 +382,49 @@ pub(crate) mod tests {
         assert!(gone.product.is_none());
         assert!(gone.policies.is_empty());
         assert!(gone.consumers.is_empty());
+    }
+
+    #[test]
+    fn a_copy_of_another_domains_product_has_no_ports_to_look_at() {
+        let domains = domain_store(&["payments", "mallory"]);
+        let products = store_of([
+            data_product("payments-ns", "orders"),
+            // mallory's copy, saying it is payments'.
+            {
+                let mut copy = data_product("mallory-ns", "orders");
+                copy.spec.domain = "payments".into();
+                copy
+            },
+        ]);
+        let grant =
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "mallory"}]});
+        let mut own = policy("p", grant.clone());
+        own.metadata.namespace = Some("mallory-ns".into());
+        let policies = store_of([own.clone()]);
+        let scope = read_scope(&domains, &products, &policies, "mallory-ns", "orders");
+        let Authority::Producer {
+            domain, product, ..
+        } = desired::authority("mallory-ns", scope.product.as_deref(), &scope.owners)
+        else {
+            panic!("mallory owns its namespace");
+        };
+        assert_eq!(domain, "mallory");
+        assert!(
+            targets(&own, &scope, &domain, product.as_ref()).is_empty(),
+            "payments' topics and buckets are not mallory's to read or revoke"
+        );
+
+        let scope = read_scope(&domains, &products, &store_of([]), "payments-ns", "orders");
+        let Authority::Producer { product, .. } =
+            desired::authority("payments-ns", scope.product.as_deref(), &scope.owners)
+        else {
+            panic!("payments owns its namespace");
+        };
+        let mut theirs = policy("q", grant);
+        theirs.metadata.namespace = Some("payments-ns".into());
+        assert_eq!(
+            targets(&theirs, &scope, "payments", product.as_ref()),
+            BTreeSet::from([PortTarget::Topic("payments.orders.events".into())])
+        );
     }
 }

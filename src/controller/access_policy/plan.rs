@@ -374,3 +374,386 @@ fn report(
     }
     (Some(status), events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::desired::tests::{consumer_product, policy};
+    use super::super::desired::{Product, status_grants, topic_bindings};
+    use super::super::observe::read_scope;
+    use super::super::observe::tests::{domain_store, store_of};
+    use super::*;
+    use crate::api::access_policy::Access;
+    use crate::api::conditions::{READY, find_condition};
+    use crate::api::data_product::DataProduct;
+    use crate::controller::tenancy::{NAMESPACE_NOT_OWNED, WRONG_NAMESPACE};
+    use crate::provision::kafka::{AclOperation, AclPatternType, AclResourceType};
+    use crate::provision::storage::policy::BucketAccess;
+    use kube::api::{ObjectMeta, PartialObjectMetaExt};
+
+    const TOPIC: &str = "payments.orders.events";
+    const BUCKET: &str = "payments-orders-lake";
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_000).unwrap()
+    }
+
+    fn endpoints() -> Endpoints {
+        Endpoints {
+            kafka_bootstrap_servers: "kafka:9092".into(),
+            s3_endpoint: "http://s3:8333".into(),
+        }
+    }
+
+    /// The `orders` product in `namespace`, saying it is `domain`'s: a topic and a bucket.
+    fn orders(namespace: &str, domain: &str) -> DataProduct {
+        let spec = serde_json::from_value(serde_json::json!({
+            "domain": domain,
+            "description": {"purpose": "p", "usage": "u"},
+            "owner": {"name": "bob"},
+            "outputPorts": [{"name": "events", "kafka": {}}, {"name": "lake", "bucket": {}}],
+        }))
+        .unwrap();
+        let mut product = DataProduct::new("orders", spec);
+        product.metadata.namespace = Some(namespace.into());
+        product
+    }
+
+    fn in_namespace(mut policy: AccessPolicy, namespace: &str) -> AccessPolicy {
+        policy.metadata.namespace = Some(namespace.into());
+        policy
+    }
+
+    fn observation(
+        namespace: &str,
+        products: Vec<DataProduct>,
+        policies: Vec<AccessPolicy>,
+        live: Live,
+    ) -> Observation {
+        let scope = read_scope(
+            &domain_store(&["payments", "marketing", "bi", "mallory"]),
+            &store_of(products),
+            &store_of(policies),
+            namespace,
+            "orders",
+        );
+        Observation::of(scope, live)
+    }
+
+    fn targets() -> BTreeSet<PortTarget> {
+        BTreeSet::from([
+            PortTarget::Topic(TOPIC.into()),
+            PortTarget::Bucket(BUCKET.into()),
+        ])
+    }
+
+    /// The producer's own ACL, which no plan touches.
+    fn producers_own() -> AclBinding {
+        AclBinding::allow(
+            AclResourceType::Topic,
+            AclPatternType::Literal,
+            TOPIC,
+            "User:payments",
+            AclOperation::Write,
+        )
+    }
+
+    fn managed(name: &str, namespace: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn connection_map(namespace: &str, name: &str) -> kube::api::PartialObjectMeta<ConfigMap> {
+        managed(name, namespace).into_request_partial::<ConfigMap>()
+    }
+
+    fn consumer_grants<'a>(plan: &'a Plan, consumer: &str) -> &'a ConsumerGrants {
+        plan.buckets
+            .iter()
+            .find(|grants| grants.consumer.name == consumer)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_grant_plans_every_system_and_reports_it_once() {
+        let read =
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]});
+        let mut p = policy("p", read);
+        let live = || Live {
+            targets: targets(),
+            topic_acls: vec![producers_own()],
+            ..Live::default()
+        };
+        let products = || {
+            vec![
+                orders("payments-ns", "payments"),
+                consumer_product("marketing-ns", "orders-in", "events"),
+            ]
+        };
+        let observed = observation("payments-ns", products(), vec![p.clone()], live());
+        let plan = plan(&p, &observed, false, &endpoints(), now());
+
+        let create: BTreeSet<AclBinding> = plan.kafka.create.iter().cloned().collect();
+        assert_eq!(
+            create,
+            topic_bindings(TOPIC, "marketing", Access::Read)
+                .into_iter()
+                .collect()
+        );
+        assert!(plan.kafka.delete.is_empty(), "the producer's own ACL stays");
+        assert_eq!(
+            plan.kafka.group_members,
+            BTreeSet::from(["marketing".into()])
+        );
+        assert!(plan.kafka.group_leavers.is_empty());
+
+        assert!(plan.buckets.iter().all(|g| g.consumer.name != "payments"));
+        let marketing = consumer_grants(&plan, "marketing");
+        assert_eq!(
+            marketing.needed,
+            BTreeSet::from([BucketGrant::new(BUCKET, BucketAccess::Read)])
+        );
+        assert!(marketing.gone.is_empty());
+        let bi = consumer_grants(&plan, "bi");
+        assert!(bi.needed.is_empty());
+        assert_eq!(bi.gone, BTreeSet::from([BUCKET.to_owned()]));
+
+        let RbacPlan::Apply { role, binding } = &plan.rbac else {
+            panic!("expected the consumers' RBAC, got {:?}", plan.rbac);
+        };
+        assert_eq!(
+            role.metadata.name.as_deref(),
+            Some("datamesh-consumers-orders")
+        );
+        assert_eq!(role.metadata.namespace.as_deref(), Some("payments-ns"));
+        assert_eq!(binding.metadata.name, role.metadata.name);
+
+        let maps: Vec<(String, String)> = plan
+            .config_maps
+            .apply
+            .iter()
+            .map(|m| (m.namespace().unwrap(), m.name_any()))
+            .collect();
+        assert_eq!(maps, [("marketing-ns".to_owned(), "orders-in".to_owned())]);
+        assert!(plan.config_maps.delete.is_empty());
+
+        let status = plan.status.clone().expect("a status to write");
+        assert_eq!(
+            find_condition(&status.conditions, READY).unwrap().status,
+            "True"
+        );
+        let ports: Vec<&str> = status.grants.iter().map(|g| g.port.as_str()).collect();
+        assert_eq!(ports, ["events", "lake"]);
+        let reasons: Vec<&str> = plan.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Granted"]);
+
+        // The next reconcile, nothing changed: no status write, no Event.
+        p.status = plan.status;
+        let observed = observation("payments-ns", products(), vec![p.clone()], live());
+        let again = super::plan(&p, &observed, false, &endpoints(), now());
+        assert_eq!(again.status, None);
+        assert!(again.events.is_empty(), "{:?}", again.events);
+    }
+
+    #[test]
+    fn a_policy_in_a_namespace_no_domain_owns_writes_nothing() {
+        let p = in_namespace(
+            policy(
+                "p",
+                serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+            ),
+            "stray-ns",
+        );
+        // Even shown what the producer's grants look like, it revokes none of them.
+        let marketing_reads = topic_bindings(TOPIC, "marketing", Access::Read);
+        let live = Live {
+            targets: targets(),
+            topic_acls: marketing_reads,
+            role: Some(Role {
+                metadata: managed("datamesh-consumers-orders", "stray-ns"),
+                ..Role::default()
+            }),
+            config_maps: vec![connection_map("marketing-ns", "orders-in")],
+            ..Live::default()
+        };
+        let observed = observation(
+            "stray-ns",
+            vec![orders("stray-ns", "payments")],
+            vec![p.clone()],
+            live,
+        );
+        let plan = plan(&p, &observed, false, &endpoints(), now());
+        assert_eq!(plan.kafka, KafkaPlan::default());
+        assert!(plan.buckets.is_empty());
+        assert_eq!(plan.rbac, RbacPlan::Nothing);
+        assert_eq!(plan.config_maps, ConfigMapPlan::default());
+        let status = plan.status.expect("the refusal is reported");
+        let stalled = find_condition(&status.conditions, STALLED).unwrap();
+        assert_eq!(stalled.reason, NAMESPACE_NOT_OWNED);
+        assert!(status.grants.is_empty());
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(plan.events[0].type_, EventType::Warning);
+        assert_eq!(plan.events[0].reason, NAMESPACE_NOT_OWNED);
+
+        // Nor does its deletion.
+        let plan = super::plan(&p, &observed, true, &endpoints(), now());
+        assert_eq!(plan.kafka, KafkaPlan::default());
+        assert_eq!(plan.rbac, RbacPlan::Nothing);
+        assert_eq!(plan.config_maps, ConfigMapPlan::default());
+        assert_eq!(plan.status, None);
+    }
+
+    #[test]
+    fn a_copy_of_another_domains_product_grants_nothing() {
+        // mallory copies payments' product into its own namespace and grants on it.
+        let p = in_namespace(
+            policy(
+                "p",
+                serde_json::json!({"dataProduct": "orders", "access": "readWrite", "consumers": [{"domain": "mallory"}, {"domain": "marketing"}]}),
+            ),
+            "mallory-ns",
+        );
+        let live = Live {
+            targets: BTreeSet::new(),
+            ..Live::default()
+        };
+        let observed = observation(
+            "mallory-ns",
+            vec![
+                orders("mallory-ns", "payments"),
+                consumer_product("marketing-ns", "orders-in", "events"),
+            ],
+            vec![p.clone()],
+            live,
+        );
+        let plan = plan(&p, &observed, false, &endpoints(), now());
+        assert!(plan.kafka.create.is_empty());
+        assert!(plan.kafka.group_members.is_empty());
+        assert!(plan.buckets.is_empty());
+        assert!(!matches!(plan.rbac, RbacPlan::Apply { .. }));
+        assert!(plan.config_maps.apply.is_empty());
+        let status = plan.status.expect("the refusal is reported");
+        let stalled = find_condition(&status.conditions, STALLED).unwrap();
+        assert_eq!(stalled.reason, WRONG_NAMESPACE);
+        assert!(status.grants.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_policy_plans_the_revocation_of_only_what_it_alone_gave() {
+        let events_only = policy(
+            "events-only",
+            serde_json::json!({"dataProduct": "orders", "ports": ["events"], "consumers": [{"domain": "marketing"}]}),
+        );
+        let mut everything = policy(
+            "everything",
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
+        );
+        let product = orders("payments-ns", "payments");
+        let granted = desired::evaluate(
+            &everything,
+            Some(&Product::of(&product)),
+            &desired::tests::domains(),
+            now(),
+        );
+        everything.status = Some(AccessPolicyStatus {
+            grants: status_grants(&granted.grants),
+            ..AccessPolicyStatus::default()
+        });
+        let mut topic_acls = vec![producers_own()];
+        topic_acls.extend(topic_bindings(TOPIC, "marketing", Access::Read));
+        topic_acls.extend(topic_bindings(TOPIC, "bi", Access::Read));
+        let live = || Live {
+            targets: targets(),
+            topic_acls: topic_acls.clone(),
+            role: Some(Role {
+                metadata: managed("datamesh-consumers-orders", "payments-ns"),
+                ..Role::default()
+            }),
+            binding: Some(RoleBinding {
+                metadata: managed("datamesh-consumers-orders", "payments-ns"),
+                ..RoleBinding::default()
+            }),
+            config_maps: vec![
+                connection_map("marketing-ns", "orders-in"),
+                connection_map("bi-ns", "orders-in"),
+            ],
+        };
+        let products = || {
+            vec![
+                orders("payments-ns", "payments"),
+                consumer_product("marketing-ns", "orders-in", "events"),
+            ]
+        };
+        let observed = observation(
+            "payments-ns",
+            products(),
+            vec![events_only.clone(), everything.clone()],
+            live(),
+        );
+        let plan = plan(&everything, &observed, true, &endpoints(), now());
+
+        let delete: BTreeSet<AclBinding> = plan.kafka.delete.iter().cloned().collect();
+        assert_eq!(
+            delete,
+            topic_bindings(TOPIC, "bi", Access::Read)
+                .into_iter()
+                .collect(),
+            "marketing keeps the topic through the other policy"
+        );
+        assert!(plan.kafka.create.is_empty());
+        assert_eq!(plan.kafka.group_leavers, BTreeSet::from(["bi".into()]));
+        assert_eq!(
+            plan.kafka.group_members,
+            BTreeSet::from(["marketing".into()])
+        );
+        for consumer in ["marketing", "bi"] {
+            let grants = consumer_grants(&plan, consumer);
+            assert!(grants.needed.is_empty(), "{consumer}");
+            assert_eq!(
+                grants.gone,
+                BTreeSet::from([BUCKET.to_owned()]),
+                "{consumer}"
+            );
+        }
+        assert!(
+            matches!(plan.rbac, RbacPlan::Apply { .. }),
+            "marketing still reads"
+        );
+        assert_eq!(
+            plan.config_maps.delete,
+            [("bi-ns".to_owned(), "orders-in".to_owned())]
+        );
+        assert_eq!(plan.status, None, "a policy being deleted gets no status");
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(plan.events[0].reason, "Revoked");
+        assert!(
+            plan.events[0].note.starts_with("Policy deleted: revoked "),
+            "{}",
+            plan.events[0].note
+        );
+
+        // The last policy goes too: the RBAC the operator made goes with it, a Role made by
+        // hand stays.
+        let mut last = live();
+        if let Some(role) = &mut last.role {
+            role.metadata.labels = None;
+        }
+        let observed = observation("payments-ns", products(), vec![events_only.clone()], last);
+        let plan = super::plan(&events_only, &observed, true, &endpoints(), now());
+        assert_eq!(
+            plan.rbac,
+            RbacPlan::Delete {
+                namespace: "payments-ns".into(),
+                name: "datamesh-consumers-orders".into(),
+                binding: true,
+                role: false,
+            }
+        );
+        assert_eq!(plan.config_maps.delete.len(), 2);
+        let leavers = &plan.kafka.group_leavers;
+        assert_eq!(*leavers, BTreeSet::from(["bi".into(), "marketing".into()]));
+    }
+}
