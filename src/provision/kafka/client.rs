@@ -3,6 +3,7 @@
 use crate::secret::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -174,30 +175,54 @@ impl RdKafkaAdmin {
         self.requests.count("kafka", operation)
     }
 
+    /// Sends the `pending` items of a batch that Kafka answers by name, through
+    /// [`retry::items`]: `item(i)` is what to send for index `i`, `name_of(i)` the name Kafka
+    /// answers it under, `send` the call and `api` the Kafka API it is counted as.
+    #[allow(clippy::too_many_arguments)] // each is one aspect of the batch, named at the call
+    async fn send_named<'s, 'n, I, F>(
+        &'s self,
+        operation: AdminOperation,
+        api: &'static str,
+        pending: Vec<usize>,
+        item: impl Fn(usize) -> I,
+        name_of: impl Fn(usize) -> &'n str,
+        resource: fn(&str) -> String,
+        send: impl Fn(&'s SharedClient, Duration, Vec<I>) -> F,
+    ) -> Result<ItemResults<()>, KafkaAdminError>
+    where
+        F: Future<Output = Result<Vec<NamedResult>, KafkaAdminError>>,
+    {
+        let name_of = &name_of;
+        retry::items(operation, self.timeout, pending, |items, timeout| {
+            let batch = items.iter().map(|&i| item(i)).collect();
+            let timer = self.sending(api);
+            let answers = send(self.client(), timeout, batch);
+            async move {
+                let _timer = timer;
+                let answers = answers.await?;
+                Ok(by_name(operation, &items, name_of, answers, resource))
+            }
+        })
+        .await
+    }
+
     #[instrument(skip_all, fields(count = topics.len()))]
     async fn create_topics_now(&self, topics: &[NewTopic]) -> BatchResult<()> {
         let operation = AdminOperation::CreateTopics;
         let mut outcomes = batch::check_new_topics(topics);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let answers = retry::items(
-                operation,
-                self.timeout,
-                pending,
-                move |items: Vec<usize>, timeout| async move {
-                    let to_send = items.iter().map(|&i| topics[i].clone()).collect();
-                    let _timer = self.sending("CreateTopics");
-                    let answers = ffi::create_topics(self.client(), timeout, to_send).await?;
-                    Ok(by_name(
-                        operation,
-                        &items,
-                        |i| &topics[i].name,
-                        answers,
-                        topic_resource,
-                    ))
-                },
-            )
-            .await?;
+            let answers = self
+                .send_named(
+                    operation,
+                    "CreateTopics",
+                    pending,
+                    |i| topics[i].clone(),
+                    |i| &topics[i].name,
+                    topic_resource,
+                    ffi::create_topics,
+                )
+                .await?;
             settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| topic_resource(&topics[i].name))))
@@ -318,24 +343,17 @@ impl RdKafkaAdmin {
         let mut outcomes = batch::check_partition_increases(increases);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let answers = retry::items(
-                operation,
-                self.timeout,
-                pending,
-                move |items: Vec<usize>, timeout| async move {
-                    let to_send = items.iter().map(|&i| increases[i].clone()).collect();
-                    let _timer = self.sending("CreatePartitions");
-                    let answers = ffi::create_partitions(self.client(), timeout, to_send).await?;
-                    Ok(by_name(
-                        operation,
-                        &items,
-                        |i| &increases[i].topic,
-                        answers,
-                        topic_resource,
-                    ))
-                },
-            )
-            .await?;
+            let answers = self
+                .send_named(
+                    operation,
+                    "CreatePartitions",
+                    pending,
+                    |i| increases[i].clone(),
+                    |i| &increases[i].topic,
+                    topic_resource,
+                    ffi::create_partitions,
+                )
+                .await?;
             settle(&mut outcomes, answers);
         }
         Ok(logged(
@@ -352,24 +370,17 @@ impl RdKafkaAdmin {
         let mut outcomes = batch::check_config_alterations(alterations);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let answers = retry::items(
-                operation,
-                self.timeout,
-                pending,
-                move |items: Vec<usize>, timeout| async move {
-                    let to_send = items.iter().map(|&i| alterations[i].clone()).collect();
-                    let _timer = self.sending("IncrementalAlterConfigs");
-                    let answers = ffi::alter_topic_configs(self.client(), timeout, to_send).await?;
-                    Ok(by_name(
-                        operation,
-                        &items,
-                        |i| &alterations[i].topic,
-                        answers,
-                        topic_resource,
-                    ))
-                },
-            )
-            .await?;
+            let answers = self
+                .send_named(
+                    operation,
+                    "IncrementalAlterConfigs",
+                    pending,
+                    |i| alterations[i].clone(),
+                    |i| &alterations[i].topic,
+                    topic_resource,
+                    ffi::alter_topic_configs,
+                )
+                .await?;
             settle(&mut outcomes, answers);
         }
         Ok(logged(
@@ -383,24 +394,17 @@ impl RdKafkaAdmin {
         let mut outcomes = batch::check_topic_names(operation, names);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let answers = retry::items(
-                operation,
-                self.timeout,
-                pending,
-                move |items: Vec<usize>, timeout| async move {
-                    let to_send = items.iter().map(|&i| names[i].clone()).collect();
-                    let _timer = self.sending("DeleteTopics");
-                    let answers = ffi::delete_topics(self.client(), timeout, to_send).await?;
-                    Ok(by_name(
-                        operation,
-                        &items,
-                        |i| &names[i],
-                        answers,
-                        topic_resource,
-                    ))
-                },
-            )
-            .await?;
+            let answers = self
+                .send_named(
+                    operation,
+                    "DeleteTopics",
+                    pending,
+                    |i| names[i].clone(),
+                    |i| &names[i],
+                    topic_resource,
+                    ffi::delete_topics,
+                )
+                .await?;
             settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| topic_resource(&names[i]))))
@@ -513,27 +517,19 @@ impl RdKafkaAdmin {
     ) -> BatchResult<()> {
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let alteration = &alteration;
-            let answers = retry::items(
-                operation,
-                self.timeout,
-                pending,
-                move |items: Vec<usize>, timeout| async move {
-                    let to_send = items.iter().map(|&i| alteration(i)).collect();
-                    let _timer = self.sending("AlterUserScramCredentials");
-                    let answers =
-                        ffi::alter_scram_credentials(self.client(), operation, timeout, to_send)
-                            .await?;
-                    Ok(by_name(
-                        operation,
-                        &items,
-                        |i| users[i],
-                        answers,
-                        user_resource,
-                    ))
-                },
-            )
-            .await?;
+            let answers = self
+                .send_named(
+                    operation,
+                    "AlterUserScramCredentials",
+                    pending,
+                    alteration,
+                    |i| users[i],
+                    user_resource,
+                    |client, timeout, batch| {
+                        ffi::alter_scram_credentials(client, operation, timeout, batch)
+                    },
+                )
+                .await?;
             settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| user_resource(users[i]))))
@@ -567,7 +563,7 @@ impl RdKafkaAdmin {
                     .filter(|failure| failure.code != RDKafkaErrorCode::ResourceNotFound)
                     .map(|failure| kafka_error(operation, user_resource(&user.user), failure))
             }) {
-                Some(error) if retry::is_transient(&error) => Err(error),
+                Some(error) if error.is_transient() => Err(error),
                 _ => Ok(described),
             }
         })

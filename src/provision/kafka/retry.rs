@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use tracing::debug;
 
-use super::error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
+use super::error::{AdminOperation, KafkaAdminError};
 
 /// Each item's result, by its index in the batch.
 pub(super) type ItemResults<T> = Vec<(usize, Result<T, KafkaAdminError>)>;
@@ -53,33 +53,6 @@ const JITTER: f64 = 0.2;
 /// The least time worth giving another attempt: a healthy cluster answers in milliseconds, but
 /// creating topics waits for the controller to apply them.
 pub(super) const MIN_ATTEMPT: Duration = Duration::from_secs(1);
-
-/// Whether trying the same request again may succeed without anyone changing anything: the
-/// broker, the controller or a partition leader was unreachable or moving, or the request timed
-/// out. The codes are those `controller::failure` reports as `KafkaUnavailable`, less the ones
-/// that are not about availability (`Fail`, a client that could not be created).
-pub(super) fn is_transient(error: &KafkaAdminError) -> bool {
-    use RDKafkaErrorCode as Code;
-    match error {
-        KafkaAdminError::TimedOut { .. } => true,
-        KafkaAdminError::Kafka { code, .. } => matches!(
-            code,
-            Code::BrokerTransportFailure
-                | Code::AllBrokersDown
-                | Code::NetworkException
-                | Code::RequestTimedOut
-                | Code::OperationTimedOut
-                | Code::BrokerNotAvailable
-                | Code::LeaderNotAvailable
-                | Code::NotLeaderForPartition
-                | Code::NotController
-                | Code::Resolve
-        ),
-        KafkaAdminError::InvalidInput { .. }
-        | KafkaAdminError::Client { .. }
-        | KafkaAdminError::Unexpected { .. } => false,
-    }
-}
 
 /// The attempts of one call and their shared deadline.
 #[derive(Debug)]
@@ -124,7 +97,7 @@ where
     let mut budget = Budget::new(total);
     loop {
         match call(budget.attempt()).await {
-            Err(error) if is_transient(&error) => match budget.pause() {
+            Err(error) if error.is_transient() => match budget.pause() {
                 Some(pause) => {
                     debug!(%operation, attempt = budget.made, %error, ?pause, "retrying a transient failure");
                     tokio::time::sleep(pause).await;
@@ -159,16 +132,16 @@ where
             Ok(answers) => {
                 settled.extend(answers);
                 to_send.retain(|index| {
-                    settled
-                        .get(index)
-                        .is_some_and(|result| result.as_ref().is_err_and(is_transient))
+                    settled.get(index).is_some_and(|result| {
+                        result.as_ref().is_err_and(KafkaAdminError::is_transient)
+                    })
                 });
                 if to_send.is_empty() {
                     break;
                 }
                 None
             }
-            Err(error) if is_transient(&error) => Some(error),
+            Err(error) if error.is_transient() => Some(error),
             // A refusal of the whole request: the items answered before keep their answers.
             Err(error) if settled.is_empty() => return Err(error),
             Err(_) => break,
@@ -201,7 +174,7 @@ fn pause_before_next(made: u32, left: Duration) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::kafka::error::AdminOperation;
+    use crate::provision::kafka::error::RDKafkaErrorCode;
 
     fn kafka(code: RDKafkaErrorCode) -> KafkaAdminError {
         KafkaAdminError::kafka(AdminOperation::CreateTopics, "topic t", code, "m")
@@ -219,7 +192,7 @@ mod tests {
             Code::NetworkException,
             Code::AllBrokersDown,
         ] {
-            assert!(is_transient(&kafka(code)), "{code:?}");
+            assert!(kafka(code).is_transient(), "{code:?}");
         }
         for code in [
             Code::InvalidConfig,
@@ -232,21 +205,26 @@ mod tests {
             Code::PolicyViolation,
             Code::Fail,
         ] {
-            assert!(!is_transient(&kafka(code)), "{code:?}");
+            assert!(!kafka(code).is_transient(), "{code:?}");
         }
-        assert!(is_transient(&KafkaAdminError::TimedOut {
-            operation: AdminOperation::CreateTopics,
-            timeout: Duration::from_secs(15),
-        }));
-        assert!(!is_transient(&KafkaAdminError::invalid_input(
-            AdminOperation::CreateTopics,
-            "topic t",
-            "NUL"
-        )));
-        assert!(!is_transient(&KafkaAdminError::Client {
-            bootstrap_servers: "b:1".into(),
-            reason: "bad config".into(),
-        }));
+        assert!(
+            KafkaAdminError::TimedOut {
+                operation: AdminOperation::CreateTopics,
+                timeout: Duration::from_secs(15),
+            }
+            .is_transient()
+        );
+        assert!(
+            !KafkaAdminError::invalid_input(AdminOperation::CreateTopics, "topic t", "NUL")
+                .is_transient()
+        );
+        assert!(
+            !KafkaAdminError::Client {
+                bootstrap_servers: "b:1".into(),
+                reason: "bad config".into(),
+            }
+            .is_transient()
+        );
     }
 
     #[test]
