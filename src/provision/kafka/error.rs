@@ -158,6 +158,9 @@ impl KafkaAdminError {
                     | Code::NotLeaderForPartition
                     | Code::NotController
                     | Code::Resolve
+                    // librdkafka dropped the broker connection the request waited on (seen on
+                    // the local platform under load); a new request goes over a new one.
+                    | Code::DestroyBroker
             ),
             Self::InvalidInput { .. } | Self::Client { .. } | Self::Unexpected { .. } => false,
         }

@@ -191,6 +191,7 @@ mod tests {
             Code::NotController,
             Code::NetworkException,
             Code::AllBrokersDown,
+            Code::DestroyBroker,
         ] {
             assert!(kafka(code).is_transient(), "{code:?}");
         }
