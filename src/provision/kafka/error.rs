@@ -140,7 +140,8 @@ impl KafkaAdminError {
     /// Whether trying the same request again may succeed without anyone changing anything: the
     /// broker, the controller or a partition leader was unreachable or moving, or the request timed
     /// out. The codes are those `controller::failure` reports as `KafkaUnavailable`, less the ones
-    /// that are not about availability (`Fail`, a client that could not be created). The admin
+    /// that are not about availability (`Fail`, a client that could not be created), plus
+    /// `DestroyBroker`. The admin
     /// client retries these inside the call (`retry`) before returning them.
     pub fn is_transient(&self) -> bool {
         use RDKafkaErrorCode as Code;
