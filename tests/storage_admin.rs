@@ -226,6 +226,99 @@ print(json.dumps({
     assert!(store.delete_bucket(&bucket).await.unwrap());
 }
 
+/// The lifecycle rules boto3 sees on `bucket`, as boto3 parsed them (`null` without a
+/// configuration).
+fn lifecycle_rules_seen_by_boto3(bucket: &str) -> serde_json::Value {
+    boto3(
+        r#"
+s3 = client("s3", E["S3_ADMIN_ACCESS_KEY"], E["S3_ADMIN_SECRET_KEY"], E["S3_ENDPOINT"])
+got = outcome(lambda: s3.get_bucket_lifecycle_configuration(Bucket=E["CHECK_BUCKET"])["Rules"])
+print(json.dumps(got.get("ok"), default=str))
+"#,
+        &[("CHECK_BUCKET", bucket)],
+    )
+}
+
+#[tokio::test]
+async fn the_expiration_rule_is_merged_with_rules_others_set() {
+    let store = admin();
+    let bucket = unique("e2e-lifecycle");
+    store.ensure_bucket(&bucket).await.unwrap();
+    // Another client's rules, one of each kind SeaweedFS accepts (it refuses Transitions).
+    let foreign = boto3(
+        r#"
+s3 = client("s3", E["S3_ADMIN_ACCESS_KEY"], E["S3_ADMIN_SECRET_KEY"], E["S3_ENDPOINT"])
+rules = [
+    {"ID": "tmp", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled", "Expiration": {"Days": 1}},
+    {"ID": "tagged", "Filter": {"Tag": {"Key": "k", "Value": "v"}}, "Status": "Enabled", "Expiration": {"Days": 2}},
+    {"ID": "and", "Filter": {"And": {"Prefix": "logs/", "Tags": [{"Key": "k", "Value": "v"}]}}, "Status": "Enabled", "Expiration": {"Days": 3}},
+    {"ID": "noncurrent", "Filter": {"Prefix": ""}, "Status": "Enabled", "NoncurrentVersionExpiration": {"NoncurrentDays": 7}},
+    {"ID": "uploads", "Filter": {"Prefix": "up/"}, "Status": "Enabled", "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+    {"ID": "markers", "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"ExpiredObjectDeleteMarker": True}},
+    {"ID": "retention", "Filter": {"Prefix": ""}, "Status": "Disabled", "Expiration": {"Days": 400}},
+]
+s3.put_bucket_lifecycle_configuration(Bucket=E["CHECK_BUCKET"], LifecycleConfiguration={"Rules": rules})
+print(json.dumps(s3.get_bucket_lifecycle_configuration(Bucket=E["CHECK_BUCKET"])["Rules"], default=str))
+"#,
+        &[("CHECK_BUCKET", &bucket)],
+    );
+    let foreign = foreign.as_array().expect("a list of rules").clone();
+    assert_eq!(
+        foreign.len(),
+        7,
+        "SeaweedFS kept every foreign rule: {foreign:?}"
+    );
+    assert_eq!(
+        store.get_expiration_days(&bucket).await.unwrap(),
+        None,
+        "the foreign rules are not the operator's"
+    );
+
+    let ours = |days: u32| serde_json::json!({"ID": EXPIRATION_RULE_ID, "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Days": days}});
+    let with_ours = |days: u32| {
+        let mut rules = foreign.clone();
+        rules.push(ours(days));
+        serde_json::Value::Array(rules)
+    };
+    store.put_expiration_days(&bucket, Some(30)).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), Some(30));
+    assert_eq!(lifecycle_rules_seen_by_boto3(&bucket), with_ours(30));
+
+    store.put_expiration_days(&bucket, Some(365)).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), Some(365));
+    assert_eq!(lifecycle_rules_seen_by_boto3(&bucket), with_ours(365));
+
+    // Removing the operator's rule leaves the others as they were.
+    store.put_expiration_days(&bucket, None).await.unwrap();
+    assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), None);
+    assert_eq!(
+        lifecycle_rules_seen_by_boto3(&bucket),
+        serde_json::Value::Array(foreign.clone())
+    );
+
+    // Alone, the operator's rule goes with the whole configuration.
+    boto3(
+        r#"
+s3 = client("s3", E["S3_ADMIN_ACCESS_KEY"], E["S3_ADMIN_SECRET_KEY"], E["S3_ENDPOINT"])
+s3.delete_bucket_lifecycle(Bucket=E["CHECK_BUCKET"])
+print("null")
+"#,
+        &[("CHECK_BUCKET", &bucket)],
+    );
+    store.put_expiration_days(&bucket, Some(30)).await.unwrap();
+    assert_eq!(
+        lifecycle_rules_seen_by_boto3(&bucket),
+        serde_json::json!([ours(30)])
+    );
+    store.put_expiration_days(&bucket, None).await.unwrap();
+    assert_eq!(
+        lifecycle_rules_seen_by_boto3(&bucket),
+        serde_json::Value::Null
+    );
+
+    assert!(store.delete_bucket(&bucket).await.unwrap());
+}
+
 #[tokio::test]
 async fn a_bucket_with_data_is_deleted_only_after_empty_bucket() {
     let store = admin();

@@ -281,19 +281,35 @@ def test_transformations_are_spark_applications_the_real_crds_accept(operator):
     assert kubectl("get", "serviceaccount", "hourly-spark", "-n", domain, check=False).returncode != 0
 
 
-def test_adopting_an_existing_bucket_keeps_the_tags_others_set(operator, s3_admin):
+def test_adopting_an_existing_bucket_keeps_the_tags_and_lifecycle_rules_others_set(operator, s3_admin):
     domain = unique("dp")
     ready_domain(domain)
     bucket = f"{domain}-legacy-lake"
     s3_admin.create_bucket(Bucket=bucket)
     s3_admin.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "cost-center", "Value": "42"}]})
+    foreign_rules = [
+        {"ID": "scratch", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled", "Expiration": {"Days": 1}},
+        {"ID": "uploads", "Filter": {"Prefix": ""}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+    ]
+    s3_admin.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": foreign_rules})
     s3_admin.put_object(Bucket=bucket, Key="old.csv", Body=b"1\n")
-    apply(product_manifest(domain, "legacy", [{"name": "lake", "bucket": {}}]))
+    product = product_manifest(domain, "legacy", [{"name": "lake", "bucket": {"expireAfterDays": 30}}])
+    apply(product)
     wait_product_ready(domain, "legacy")
     tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
     assert tags["cost-center"] == "42", tags
     assert tags["datamesh.dev/domain"] == domain and tags["datamesh.dev/data-product"] == "legacy"
+    ours = {"ID": "datamesh-expiration", "Filter": {"Prefix": ""}, "Status": "Enabled", "Expiration": {"Days": 30}}
+    rules = s3_admin.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rules == foreign_rules + [ours], rules
     assert s3_admin.get_object(Bucket=bucket, Key="old.csv")["Body"].read() == b"1\n"
+
+    # The expiry leaves the spec: only the operator's rule goes.
+    del product["spec"]["outputPorts"][0]["bucket"]["expireAfterDays"]
+    apply(product)
+    wait_for(lambda: s3_admin.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == foreign_rules,
+             timeout=30, message="the operator's expiration rule removed, the others kept")
     kubectl("delete", "dataproduct", "legacy", "-n", domain, "--timeout", "60s")
 
 

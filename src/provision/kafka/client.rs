@@ -3,6 +3,7 @@
 use crate::secret::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ use super::acl::{AclBinding, AclBindingFilter};
 use super::batch::{self, Outcomes, topic_resource, user_resource};
 use super::error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
 use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient};
+use super::retry::{self, ItemResults};
 use super::scram::{ScramCredentialUpsert, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
 use super::{BatchResult, KafkaAdmin};
@@ -45,9 +47,11 @@ impl KafkaSecurityProtocol {
     }
 }
 
-/// The default time Kafka has to answer one admin request. A healthy cluster answers in
-/// milliseconds; while it is unreachable, librdkafka keeps reconnecting until this passes, and
-/// only then can the objects waiting on it say that Kafka is unavailable.
+/// The default time Kafka has to answer one admin call, retries included (see [`retry`]). A
+/// healthy cluster answers in milliseconds; while it is unreachable, librdkafka keeps
+/// reconnecting until this passes, and only then can the objects waiting on it say that Kafka
+/// is unavailable. The outage tests want that said within 30 s of the broker going down: 15 s
+/// leaves the other half for the reconcile's other steps, the status write and the watch.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How to reach the Kafka cluster as its admin. `Debug` never shows the password.
@@ -171,22 +175,55 @@ impl RdKafkaAdmin {
         self.requests.count("kafka", operation)
     }
 
+    /// Sends the `pending` items of a batch that Kafka answers by name, through
+    /// [`retry::items`]: `item(i)` is what to send for index `i`, `name_of(i)` the name Kafka
+    /// answers it under, `send` the call and `api` the Kafka API it is counted as.
+    #[allow(clippy::too_many_arguments)] // each is one aspect of the batch, named at the call
+    async fn send_named<'s, 'n, I, F>(
+        &'s self,
+        operation: AdminOperation,
+        api: &'static str,
+        pending: Vec<usize>,
+        item: impl Fn(usize) -> I,
+        name_of: impl Fn(usize) -> &'n str,
+        resource: fn(&str) -> String,
+        send: impl Fn(&'s SharedClient, Duration, Vec<I>) -> F,
+    ) -> Result<ItemResults<()>, KafkaAdminError>
+    where
+        F: Future<Output = Result<Vec<NamedResult>, KafkaAdminError>>,
+    {
+        let name_of = &name_of;
+        retry::items(operation, self.timeout, pending, |items, timeout| {
+            let batch = items.iter().map(|&i| item(i)).collect();
+            let timer = self.sending(api);
+            let answers = send(self.client(), timeout, batch);
+            async move {
+                let _timer = timer;
+                let answers = answers.await?;
+                Ok(by_name(operation, &items, name_of, answers, resource))
+            }
+        })
+        .await
+    }
+
     #[instrument(skip_all, fields(count = topics.len()))]
     async fn create_topics_now(&self, topics: &[NewTopic]) -> BatchResult<()> {
+        let operation = AdminOperation::CreateTopics;
         let mut outcomes = batch::check_new_topics(topics);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| topics[i].clone()).collect();
-            let _timer = self.sending("CreateTopics");
-            let answers = ffi::create_topics(self.client(), self.timeout, to_send).await?;
-            settle_by_name(
-                &mut outcomes,
-                AdminOperation::CreateTopics,
-                &pending,
-                |i| &topics[i].name,
-                answers,
-                topic_resource,
-            );
+            let answers = self
+                .send_named(
+                    operation,
+                    "CreateTopics",
+                    pending,
+                    |i| topics[i].clone(),
+                    |i| &topics[i].name,
+                    topic_resource,
+                    ffi::create_topics,
+                )
+                .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| topic_resource(&topics[i].name))))
     }
@@ -214,13 +251,46 @@ impl RdKafkaAdmin {
         if unique.is_empty() {
             return Ok(outcomes.finish(|i| topic_resource(&names[i])));
         }
+        let unique = &unique;
+        let answers = retry::items(
+            operation,
+            self.timeout,
+            (0..unique.len()).collect(),
+            move |items: Vec<usize>, timeout| async move {
+                self.describe_unique_topics(unique, &items, timeout).await
+            },
+        )
+        .await?;
+        let answers: HashMap<&str, Result<Option<TopicDescription>, KafkaAdminError>> = answers
+            .into_iter()
+            .map(|(i, result)| (unique[i].as_str(), result))
+            .collect();
+        // A name asked for twice takes the one answer for it.
+        for (index, name) in names.iter().enumerate() {
+            if let Some(result) = answers.get(name.as_str()) {
+                outcomes.settle(index, result.clone());
+            }
+        }
+        Ok(logged(outcomes.finish(|i| topic_resource(&names[i]))))
+    }
+
+    /// Describes the topics `unique[i]` for each `i` in `items` (partitions and configs, asked
+    /// at once); a missing topic is `None`.
+    async fn describe_unique_topics(
+        &self,
+        unique: &[String],
+        items: &[usize],
+        timeout: Duration,
+    ) -> Result<ItemResults<Option<TopicDescription>>, KafkaAdminError> {
+        let operation = AdminOperation::DescribeTopics;
+        let asked: Vec<String> = items.iter().map(|&i| unique[i].clone()).collect();
         let _timers = (
             self.sending("DescribeTopics"),
             self.sending("DescribeConfigs"),
         );
         let (topics, configs) = futures::future::try_join(
-            ffi::describe_topics(self.client(), self.timeout, unique.clone()),
-            ffi::describe_topic_configs(self.client(), self.timeout, unique),
+            ffi::describe_topics(self.client(), timeout, asked.clone()),
+            ffi::describe_topic_configs(self.client(), timeout, asked),
         )
         .await?;
         let mut configs: HashMap<String, ffi::DescribedConfigs> = configs
@@ -231,7 +301,9 @@ impl RdKafkaAdmin {
             .into_iter()
             .map(|described| (described.name.clone(), described))
             .collect();
-        for (index, name) in names.iter().enumerate() {
+        let mut answers = Vec::with_capacity(items.len());
+        for &index in items {
+            let name = &unique[index];
             let Some(topic) = topics.get(name) else {
                 continue;
             };
@@ -256,42 +328,33 @@ impl RdKafkaAdmin {
                             configs: described.configs,
                         })),
                     },
-                    // Either the same name asked twice (already taken) or a missing answer.
+                    // No answer about its configs.
                     None => continue,
                 },
             };
-            outcomes.settle(index, result);
+            answers.push((index, result));
         }
-        // Duplicate names take the answer of their first occurrence.
-        let mut results = outcomes.finish(|i| topic_resource(&names[i]));
-        let mut first: HashMap<&str, usize> = HashMap::new();
-        for (index, name) in names.iter().enumerate() {
-            match first.get(name.as_str()) {
-                Some(&earlier) => results[index] = results[earlier].clone(),
-                None => {
-                    first.insert(name, index);
-                }
-            }
-        }
-        Ok(logged(results))
+        Ok(answers)
     }
 
     #[instrument(skip_all, fields(count = increases.len()))]
     async fn create_partitions_now(&self, increases: &[PartitionIncrease]) -> BatchResult<()> {
+        let operation = AdminOperation::CreatePartitions;
         let mut outcomes = batch::check_partition_increases(increases);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| increases[i].clone()).collect();
-            let _timer = self.sending("CreatePartitions");
-            let answers = ffi::create_partitions(self.client(), self.timeout, to_send).await?;
-            settle_by_name(
-                &mut outcomes,
-                AdminOperation::CreatePartitions,
-                &pending,
-                |i| &increases[i].topic,
-                answers,
-                topic_resource,
-            );
+            let answers = self
+                .send_named(
+                    operation,
+                    "CreatePartitions",
+                    pending,
+                    |i| increases[i].clone(),
+                    |i| &increases[i].topic,
+                    topic_resource,
+                    ffi::create_partitions,
+                )
+                .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(
             outcomes.finish(|i| topic_resource(&increases[i].topic)),
@@ -303,20 +366,22 @@ impl RdKafkaAdmin {
         &self,
         alterations: &[TopicConfigAlteration],
     ) -> BatchResult<()> {
+        let operation = AdminOperation::AlterTopicConfigs;
         let mut outcomes = batch::check_config_alterations(alterations);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| alterations[i].clone()).collect();
-            let _timer = self.sending("IncrementalAlterConfigs");
-            let answers = ffi::alter_topic_configs(self.client(), self.timeout, to_send).await?;
-            settle_by_name(
-                &mut outcomes,
-                AdminOperation::AlterTopicConfigs,
-                &pending,
-                |i| &alterations[i].topic,
-                answers,
-                topic_resource,
-            );
+            let answers = self
+                .send_named(
+                    operation,
+                    "IncrementalAlterConfigs",
+                    pending,
+                    |i| alterations[i].clone(),
+                    |i| &alterations[i].topic,
+                    topic_resource,
+                    ffi::alter_topic_configs,
+                )
+                .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(
             outcomes.finish(|i| topic_resource(&alterations[i].topic)),
@@ -325,20 +390,22 @@ impl RdKafkaAdmin {
 
     #[instrument(skip_all, fields(count = names.len()))]
     async fn delete_topics_now(&self, names: &[String]) -> BatchResult<()> {
-        let mut outcomes = batch::check_topic_names(AdminOperation::DeleteTopics, names);
+        let operation = AdminOperation::DeleteTopics;
+        let mut outcomes = batch::check_topic_names(operation, names);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| names[i].clone()).collect();
-            let _timer = self.sending("DeleteTopics");
-            let answers = ffi::delete_topics(self.client(), self.timeout, to_send).await?;
-            settle_by_name(
-                &mut outcomes,
-                AdminOperation::DeleteTopics,
-                &pending,
-                |i| &names[i],
-                answers,
-                topic_resource,
-            );
+            let answers = self
+                .send_named(
+                    operation,
+                    "DeleteTopics",
+                    pending,
+                    |i| names[i].clone(),
+                    |i| &names[i],
+                    topic_resource,
+                    ffi::delete_topics,
+                )
+                .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| topic_resource(&names[i]))))
     }
@@ -349,20 +416,34 @@ impl RdKafkaAdmin {
         let mut outcomes = batch::check_acl_bindings(bindings);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| bindings[i].clone()).collect();
-            let _timer = self.sending("CreateAcls");
-            let answers = ffi::create_acls(self.client(), self.timeout, to_send).await?;
-            for (&index, answer) in pending.iter().zip(answers) {
-                let result = match answer {
-                    None => Ok(()),
-                    Some(failure) => Err(kafka_error(
-                        operation,
-                        bindings[index].to_string(),
-                        &failure,
-                    )),
-                };
-                outcomes.settle(index, result);
-            }
+            let answers = retry::items(
+                operation,
+                self.timeout,
+                pending,
+                move |items: Vec<usize>, timeout| async move {
+                    let to_send = items.iter().map(|&i| bindings[i].clone()).collect();
+                    let _timer = self.sending("CreateAcls");
+                    let answers = ffi::create_acls(self.client(), timeout, to_send).await?;
+                    // Answered in the order sent.
+                    Ok(items
+                        .iter()
+                        .zip(answers)
+                        .map(|(&index, answer)| {
+                            let result = match answer {
+                                None => Ok(()),
+                                Some(failure) => Err(kafka_error(
+                                    operation,
+                                    bindings[index].to_string(),
+                                    &failure,
+                                )),
+                            };
+                            (index, result)
+                        })
+                        .collect())
+                },
+            )
+            .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| bindings[i].to_string())))
     }
@@ -373,17 +454,29 @@ impl RdKafkaAdmin {
         let mut outcomes = batch::check_acl_filters(operation, filters);
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| filters[i].clone()).collect();
-            let _timer = self.sending("DeleteAcls");
-            let answers = ffi::delete_acls(self.client(), self.timeout, to_send).await?;
-            for (&index, answer) in pending.iter().zip(answers) {
-                outcomes.settle(
-                    index,
-                    answer.map_err(|failure| {
-                        kafka_error(operation, filters[index].to_string(), &failure)
-                    }),
-                );
-            }
+            let answers = retry::items(
+                operation,
+                self.timeout,
+                pending,
+                move |items: Vec<usize>, timeout| async move {
+                    let to_send = items.iter().map(|&i| filters[i].clone()).collect();
+                    let _timer = self.sending("DeleteAcls");
+                    let answers = ffi::delete_acls(self.client(), timeout, to_send).await?;
+                    // Answered in the order sent.
+                    Ok(items
+                        .iter()
+                        .zip(answers)
+                        .map(|(&index, answer)| {
+                            let result = answer.map_err(|failure| {
+                                kafka_error(operation, filters[index].to_string(), &failure)
+                            });
+                            (index, result)
+                        })
+                        .collect())
+                },
+            )
+            .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| filters[i].to_string())))
     }
@@ -407,8 +500,11 @@ impl RdKafkaAdmin {
                     ))
                 });
         }
-        let _timer = self.sending("DescribeAcls");
-        ffi::describe_acls(self.client(), self.timeout, filter.clone()).await
+        retry::call(operation, self.timeout, move |timeout| async move {
+            let _timer = self.sending("DescribeAcls");
+            ffi::describe_acls(self.client(), timeout, filter.clone()).await
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(%operation, count = users.len()))]
@@ -421,19 +517,20 @@ impl RdKafkaAdmin {
     ) -> BatchResult<()> {
         let pending = outcomes.pending();
         if !pending.is_empty() {
-            let to_send = pending.iter().map(|&i| alteration(i)).collect();
-            let _timer = self.sending("AlterUserScramCredentials");
-            let answers =
-                ffi::alter_scram_credentials(self.client(), operation, self.timeout, to_send)
-                    .await?;
-            settle_by_name(
-                &mut outcomes,
-                operation,
-                &pending,
-                |i| users[i],
-                answers,
-                user_resource,
-            );
+            let answers = self
+                .send_named(
+                    operation,
+                    "AlterUserScramCredentials",
+                    pending,
+                    alteration,
+                    |i| users[i],
+                    user_resource,
+                    |client, timeout, batch| {
+                        ffi::alter_scram_credentials(client, operation, timeout, batch)
+                    },
+                )
+                .await?;
+            settle(&mut outcomes, answers);
         }
         Ok(logged(outcomes.finish(|i| user_resource(users[i]))))
     }
@@ -454,9 +551,23 @@ impl RdKafkaAdmin {
         let mut unique = users.to_vec();
         unique.sort();
         unique.dedup();
-        let _timer = self.sending("DescribeUserScramCredentials");
-        let described =
-            ffi::describe_scram_credentials(self.client(), self.timeout, unique).await?;
+        let unique = &unique;
+        let described = retry::call(operation, self.timeout, move |timeout| async move {
+            let _timer = self.sending("DescribeUserScramCredentials");
+            let described =
+                ffi::describe_scram_credentials(self.client(), timeout, unique.clone()).await?;
+            // A user failing transiently fails the description: try it all again.
+            match described.iter().find_map(|user| {
+                user.failure
+                    .as_ref()
+                    .filter(|failure| failure.code != RDKafkaErrorCode::ResourceNotFound)
+                    .map(|failure| kafka_error(operation, user_resource(&user.user), failure))
+            }) {
+                Some(error) if error.is_transient() => Err(error),
+                _ => Ok(described),
+            }
+        })
+        .await?;
         let mut found = Vec::with_capacity(described.len());
         for user in described {
             match user.failure {
@@ -495,26 +606,35 @@ fn kafka_error(
     KafkaAdminError::kafka(operation, resource, failure.code, failure.message.clone())
 }
 
-/// Settles the pending items from Kafka's answers, matched by name (names are unique among
-/// the pending items: duplicates were refused before sending).
-fn settle_by_name<'a>(
-    outcomes: &mut Outcomes<()>,
+/// Kafka's answers to the items sent, matched by name (names are unique among the items sent:
+/// duplicates were refused before sending). An item without an answer is left out.
+fn by_name<'a>(
     operation: AdminOperation,
-    pending: &[usize],
+    sent: &[usize],
     name_of: impl Fn(usize) -> &'a str,
     answers: Vec<NamedResult>,
     resource: impl Fn(&str) -> String,
-) {
-    let index_of: BTreeMap<&str, usize> = pending.iter().map(|&i| (name_of(i), i)).collect();
-    for answer in answers {
-        let Some(&index) = index_of.get(answer.name.as_str()) else {
-            debug!(%operation, name = %answer.name, "Kafka answered for an item we did not send");
-            continue;
-        };
-        let result = match &answer.failure {
-            None => Ok(()),
-            Some(failure) => Err(kafka_error(operation, resource(&answer.name), failure)),
-        };
+) -> ItemResults<()> {
+    let index_of: BTreeMap<&str, usize> = sent.iter().map(|&i| (name_of(i), i)).collect();
+    answers
+        .into_iter()
+        .filter_map(|answer| {
+            let Some(&index) = index_of.get(answer.name.as_str()) else {
+                debug!(%operation, name = %answer.name, "Kafka answered for an item we did not send");
+                return None;
+            };
+            let result = match &answer.failure {
+                None => Ok(()),
+                Some(failure) => Err(kafka_error(operation, resource(&answer.name), failure)),
+            };
+            Some((index, result))
+        })
+        .collect()
+}
+
+/// Records each item's final answer.
+fn settle<T>(outcomes: &mut Outcomes<T>, answers: ItemResults<T>) {
+    for (index, result) in answers {
         outcomes.settle(index, result);
     }
 }
@@ -645,7 +765,7 @@ mod tests {
     }
 
     #[test]
-    fn settle_by_name_matches_answers_to_their_items() {
+    fn answers_are_matched_to_their_items_by_name() {
         let names = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
         let mut outcomes: Outcomes<()> = Outcomes::new(AdminOperation::DeleteTopics, 3);
         let answers = vec![
@@ -665,14 +785,15 @@ mod tests {
                 failure: None,
             },
         ];
-        settle_by_name(
-            &mut outcomes,
+        let answered = by_name(
             AdminOperation::DeleteTopics,
             &[0, 1, 2],
             |i| &names[i],
             answers,
             topic_resource,
         );
+        assert_eq!(answered.len(), 2, "the unknown name is left out");
+        settle(&mut outcomes, answered);
         let results = outcomes.finish(|i| topic_resource(&names[i]));
         assert!(
             results[0]

@@ -137,6 +137,36 @@ impl KafkaAdminError {
         }
     }
 
+    /// Whether trying the same request again may succeed without anyone changing anything: the
+    /// broker, the controller or a partition leader was unreachable or moving, or the request timed
+    /// out. The codes are those `controller::failure` reports as `KafkaUnavailable`, less the ones
+    /// that are not about availability (`Fail`, a client that could not be created), plus
+    /// `DestroyBroker`. The admin
+    /// client retries these inside the call (`retry`) before returning them.
+    pub fn is_transient(&self) -> bool {
+        use RDKafkaErrorCode as Code;
+        match self {
+            Self::TimedOut { .. } => true,
+            Self::Kafka { code, .. } => matches!(
+                code,
+                Code::BrokerTransportFailure
+                    | Code::AllBrokersDown
+                    | Code::NetworkException
+                    | Code::RequestTimedOut
+                    | Code::OperationTimedOut
+                    | Code::BrokerNotAvailable
+                    | Code::LeaderNotAvailable
+                    | Code::NotLeaderForPartition
+                    | Code::NotController
+                    | Code::Resolve
+                    // librdkafka dropped the broker connection the request waited on (seen on
+                    // the local platform under load); a new request goes over a new one.
+                    | Code::DestroyBroker
+            ),
+            Self::InvalidInput { .. } | Self::Client { .. } | Self::Unexpected { .. } => false,
+        }
+    }
+
     /// Whether Kafka said the topic already exists (creating it again is not an error for a reconciler).
     pub fn is_topic_already_exists(&self) -> bool {
         self.code() == Some(RDKafkaErrorCode::TopicAlreadyExists)

@@ -437,6 +437,30 @@ impl HttpObjectStore {
         parse(operation, &subject, &String::from_utf8_lossy(&body))
     }
 
+    /// The bucket's lifecycle configuration, every rule kept verbatim; `None` without one.
+    async fn lifecycle(&self, bucket: &str) -> Result<Option<xml::Lifecycle>, StorageError> {
+        let subject = Subject::Bucket(bucket.to_owned());
+        let call = Call::s3(
+            Operation::GetBucketLifecycleConfiguration,
+            subject.clone(),
+            Method::GET,
+            bucket_path(bucket),
+        )
+        .query("lifecycle", "");
+        let result = self.execute(call).await;
+        if failed_with(&result, &[ErrorCode::NoSuchLifecycleConfiguration]) {
+            return Ok(None);
+        }
+        let body = result?;
+        xml::Lifecycle::parse(&String::from_utf8_lossy(&body))
+            .map(Some)
+            .map_err(|detail| StorageError::UnexpectedResponse {
+                operation: Operation::GetBucketLifecycleConfiguration,
+                subject,
+                detail,
+            })
+    }
+
     /// One page (up to 1000) of versions and delete markers, from the start of the bucket.
     async fn first_versions(
         &self,
@@ -866,18 +890,10 @@ impl ObjectStore for HttpObjectStore {
     }
 
     async fn get_expiration_days(&self, bucket: &str) -> Result<Option<u32>, StorageError> {
-        let call = Call::s3(
-            Operation::GetBucketLifecycleConfiguration,
-            Subject::Bucket(bucket.to_owned()),
-            Method::GET,
-            bucket_path(bucket),
-        )
-        .query("lifecycle", "");
-        let result: Result<xml::LifecycleIn, _> = self.s3_xml(call).await;
-        if failed_with(&result, &[ErrorCode::NoSuchLifecycleConfiguration]) {
-            return Ok(None);
-        }
-        Ok(result?.expiration_days(EXPIRATION_RULE_ID))
+        Ok(self
+            .lifecycle(bucket)
+            .await?
+            .and_then(|lifecycle| lifecycle.expiration_days(EXPIRATION_RULE_ID)))
     }
 
     async fn put_expiration_days(
@@ -886,28 +902,33 @@ impl ObjectStore for HttpObjectStore {
         days: Option<u32>,
     ) -> Result<(), StorageError> {
         let subject = Subject::Bucket(bucket.to_owned());
-        let Some(days) = days else {
-            let call = Call::s3(
-                Operation::DeleteBucketLifecycle,
-                subject,
-                Method::DELETE,
-                bucket_path(bucket),
-            )
-            .query("lifecycle", "");
-            let result = self.execute(call).await;
-            if !failed_with(&result, &[ErrorCode::NoSuchLifecycleConfiguration]) {
-                result?;
-            }
-            tracing::info!(bucket, "removed bucket lifecycle");
-            return Ok(());
-        };
-        let body = xml::lifecycle_body(EXPIRATION_RULE_ID, days).map_err(|detail| {
-            StorageError::UnexpectedResponse {
+        let current = self.lifecycle(bucket).await?;
+        let change = xml::Lifecycle::change(current.as_ref(), EXPIRATION_RULE_ID, days).map_err(
+            |detail| StorageError::UnexpectedResponse {
                 operation: Operation::PutBucketLifecycleConfiguration,
                 subject: subject.clone(),
                 detail,
+            },
+        )?;
+        let merged = match change {
+            xml::LifecycleChange::Unchanged => return Ok(()),
+            xml::LifecycleChange::Put(merged) => merged,
+            xml::LifecycleChange::Delete => {
+                let call = Call::s3(
+                    Operation::DeleteBucketLifecycle,
+                    subject,
+                    Method::DELETE,
+                    bucket_path(bucket),
+                )
+                .query("lifecycle", "");
+                let result = self.execute(call).await;
+                if !failed_with(&result, &[ErrorCode::NoSuchLifecycleConfiguration]) {
+                    result?;
+                }
+                tracing::info!(bucket, "removed bucket lifecycle");
+                return Ok(());
             }
-        })?;
+        };
         let call = Call::s3(
             Operation::PutBucketLifecycleConfiguration,
             subject,
@@ -915,9 +936,9 @@ impl ObjectStore for HttpObjectStore {
             bucket_path(bucket),
         )
         .query("lifecycle", "")
-        .xml_body(body, true);
+        .xml_body(merged.body(), true);
         self.execute(call).await?;
-        tracing::info!(bucket, days, "set bucket expiration");
+        tracing::info!(bucket, ?days, "set the operator's bucket expiration rule");
         Ok(())
     }
 

@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use super::policy::{bucket_arn, objects_arn};
+use super::xml::{Lifecycle, LifecycleChange};
 use super::{
-    AccessKey, AccessKeyMetadata, BucketTags, ErrorCode, ObjectStore, Operation, PolicyDocument,
-    SecretString, StorageError, Subject, Versioning,
+    AccessKey, AccessKeyMetadata, BucketTags, EXPIRATION_RULE_ID, ErrorCode, ObjectStore,
+    Operation, PolicyDocument, SecretString, StorageError, Subject, Versioning,
 };
 
 #[derive(Default)]
@@ -21,7 +22,8 @@ struct FakeUser {
 
 struct FakeBucket {
     versioning: Versioning,
-    expiration_days: Option<u32>,
+    /// The lifecycle configuration, foreign rules included; `None` without one.
+    lifecycle: Option<Lifecycle>,
     tags: BucketTags,
     /// Key to the number of versions and delete markers stored under it.
     entries: BTreeMap<String, u64>,
@@ -188,6 +190,39 @@ impl FakeObjectStore {
         let count = stored.entries.entry(key.to_owned()).or_insert(0);
         *count = if versioned { *count + 1 } else { 1 };
         Ok(())
+    }
+
+    /// Sets the bucket's whole lifecycle configuration from its XML, as another client of the
+    /// service would (`PutBucketLifecycleConfiguration`); not recorded as one of the calls.
+    pub fn put_lifecycle_configuration(&self, bucket: &str, xml: &str) -> Result<(), StorageError> {
+        let subject = Subject::Bucket(bucket.to_owned());
+        let lifecycle =
+            Lifecycle::parse(xml).map_err(|detail| StorageError::UnexpectedResponse {
+                operation: Operation::PutBucketLifecycleConfiguration,
+                subject: subject.clone(),
+                detail,
+            })?;
+        let mut state = self.lock();
+        let stored = state.buckets.get_mut(bucket).ok_or_else(|| {
+            service_error(
+                Operation::PutBucketLifecycleConfiguration,
+                subject,
+                ErrorCode::NoSuchBucket,
+                "The specified bucket does not exist",
+            )
+        })?;
+        stored.lifecycle = (!lifecycle.is_empty()).then_some(lifecycle);
+        Ok(())
+    }
+
+    /// The bucket's lifecycle configuration as `GetBucketLifecycleConfiguration` would return
+    /// it; `None` without one (or without the bucket).
+    pub fn lifecycle_configuration(&self, bucket: &str) -> Option<String> {
+        self.lock()
+            .buckets
+            .get(bucket)
+            .and_then(|stored| stored.lifecycle.as_ref())
+            .map(Lifecycle::body)
     }
 
     /// Objects, versions and delete markers in the bucket (0 for a missing bucket).
@@ -375,7 +410,7 @@ impl ObjectStore for FakeObjectStore {
             bucket.to_owned(),
             FakeBucket {
                 versioning: Versioning::Unversioned,
-                expiration_days: None,
+                lifecycle: None,
                 tags: BucketTags::new(),
                 entries: BTreeMap::new(),
             },
@@ -411,7 +446,9 @@ impl ObjectStore for FakeObjectStore {
         Ok(self
             .lock()
             .bucket(Operation::GetBucketLifecycleConfiguration, bucket)?
-            .expiration_days)
+            .lifecycle
+            .as_ref()
+            .and_then(|lifecycle| lifecycle.expiration_days(EXPIRATION_RULE_ID)))
     }
 
     async fn put_expiration_days(
@@ -419,12 +456,33 @@ impl ObjectStore for FakeObjectStore {
         bucket: &str,
         days: Option<u32>,
     ) -> Result<(), StorageError> {
-        let operation = if days.is_some() {
-            Operation::PutBucketLifecycleConfiguration
-        } else {
-            Operation::DeleteBucketLifecycle
-        };
-        self.lock().bucket(operation, bucket)?.expiration_days = days;
+        // Like the real client: read the configuration, then write only if the merge changed it.
+        let mut state = self.lock();
+        let current = state
+            .bucket(Operation::GetBucketLifecycleConfiguration, bucket)?
+            .lifecycle
+            .clone();
+        let change =
+            Lifecycle::change(current.as_ref(), EXPIRATION_RULE_ID, days).map_err(|detail| {
+                StorageError::UnexpectedResponse {
+                    operation: Operation::PutBucketLifecycleConfiguration,
+                    subject: Subject::Bucket(bucket.to_owned()),
+                    detail,
+                }
+            })?;
+        match change {
+            LifecycleChange::Unchanged => {}
+            LifecycleChange::Put(merged) => {
+                state
+                    .bucket(Operation::PutBucketLifecycleConfiguration, bucket)?
+                    .lifecycle = Some(merged);
+            }
+            LifecycleChange::Delete => {
+                state
+                    .bucket(Operation::DeleteBucketLifecycle, bucket)?
+                    .lifecycle = None;
+            }
+        }
         Ok(())
     }
 
@@ -600,6 +658,7 @@ mod tests {
         assert_eq!(store.get_expiration_days("b").await.unwrap(), Some(30));
         store.put_expiration_days("b", None).await.unwrap();
         assert_eq!(store.get_expiration_days("b").await.unwrap(), None);
+        assert_eq!(store.lifecycle_configuration("b"), None);
         let tags: BucketTags = [("datamesh.dev/domain".to_owned(), "payments".to_owned())].into();
         store.put_tags("b", &tags).await.unwrap();
         assert_eq!(store.get_tags("b").await.unwrap(), tags);
@@ -607,6 +666,52 @@ mod tests {
         assert_eq!(
             store.get_versioning("nope").await.unwrap_err().code(),
             Some(&ErrorCode::NoSuchBucket)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_expiration_rule_is_merged_with_foreign_lifecycle_rules() {
+        let store = FakeObjectStore::new();
+        store.ensure_bucket("b").await.unwrap();
+        let foreign = "<Rule><ID>retention</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>90</Days></Expiration></Rule>";
+        let config = |rules: &str| {
+            format!(
+                r#"<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{rules}</LifecycleConfiguration>"#
+            )
+        };
+        store
+            .put_lifecycle_configuration("b", &config(foreign))
+            .unwrap();
+        // Someone else's whole-bucket expiry is not the operator's.
+        assert_eq!(store.get_expiration_days("b").await.unwrap(), None);
+        store.clear_calls();
+        store.put_expiration_days("b", Some(30)).await.unwrap();
+        assert_eq!(store.get_expiration_days("b").await.unwrap(), Some(30));
+        let ours = "<Rule><ID>datamesh-expiration</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule>";
+        assert_eq!(
+            store.lifecycle_configuration("b"),
+            Some(config(&format!("{foreign}{ours}")))
+        );
+        // Setting the same expiry again writes nothing.
+        store.put_expiration_days("b", Some(30)).await.unwrap();
+        let subject = Subject::Bucket("b".into());
+        assert_eq!(
+            store.writes(),
+            [(Operation::PutBucketLifecycleConfiguration, subject.clone())]
+        );
+        // Removing the operator's expiry keeps the foreign rule, and only the last rule's
+        // removal deletes the configuration.
+        store.put_expiration_days("b", None).await.unwrap();
+        assert_eq!(store.lifecycle_configuration("b"), Some(config(foreign)));
+        store
+            .put_lifecycle_configuration("b", &config(ours))
+            .unwrap();
+        store.clear_calls();
+        store.put_expiration_days("b", None).await.unwrap();
+        assert_eq!(store.lifecycle_configuration("b"), None);
+        assert_eq!(
+            store.writes(),
+            [(Operation::DeleteBucketLifecycle, subject)]
         );
     }
 

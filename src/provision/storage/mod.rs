@@ -49,9 +49,14 @@
 //!   `Suspended` is accepted, and a never-configured bucket reports no status.
 //!   `ListObjectVersions` and `DeleteObjects` with version ids work, also on unversioned buckets
 //!   (version id `null`).
-//! - **Lifecycle**: `PutBucketLifecycleConfiguration` with an `Expiration.Days` rule is stored and
-//!   returned (with the rule id) by `GetBucketLifecycleConfiguration`, and removed by
-//!   `DeleteBucketLifecycle`; no configuration is `NoSuchLifecycleConfiguration`. Expiry itself
+//! - **Lifecycle**: `PutBucketLifecycleConfiguration` stores several rules and
+//!   `GetBucketLifecycleConfiguration` returns them all, in order, with their ids; rules may be
+//!   filtered by `Prefix` (also old-style, outside `Filter`), `Tag`, `And`,
+//!   `ObjectSizeGreaterThan`/`LessThan`, and carry `Expiration` (`Days`, `Date`,
+//!   `ExpiredObjectDeleteMarker`), `NoncurrentVersionExpiration` and
+//!   `AbortIncompleteMultipartUpload`; a `Disabled` rule is kept. `Transition`s are refused
+//!   (`NotImplemented`), so a bucket there never holds one. `DeleteBucketLifecycle` removes the
+//!   whole configuration; no configuration is `NoSuchLifecycleConfiguration`. Expiry itself
 //!   is carried out by SeaweedFS's lifecycle worker in a daily pass, which the local platform
 //!   does not run, so expiry of objects is not observed there; only the configuration is.
 //! - **Tagging**: `PutBucketTagging`, `GetBucketTagging` and `DeleteBucketTagging` store, return
@@ -547,12 +552,17 @@ pub trait ObjectStore: Send + Sync {
     /// Enables versioning, or suspends it when `enabled` is false (S3 cannot turn it off).
     async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<(), StorageError>;
 
-    /// Days after which objects expire, from the bucket's lifecycle rule [`EXPIRATION_RULE_ID`]
-    /// (or, failing that, its first enabled whole-bucket expiration rule); `None` without one.
+    /// Days after which objects expire, from the operator's own lifecycle rule
+    /// [`EXPIRATION_RULE_ID`] if it is an enabled expiration of the whole bucket; `None`
+    /// otherwise. Other rules are someone else's and not read, even whole-bucket expirations.
     async fn get_expiration_days(&self, bucket: &str) -> Result<Option<u32>, StorageError>;
 
-    /// Sets the bucket's lifecycle to one rule, [`EXPIRATION_RULE_ID`], expiring objects after
-    /// `days`; `None` removes the lifecycle configuration. This replaces any other lifecycle rule.
+    /// Sets the operator's lifecycle rule [`EXPIRATION_RULE_ID`] to expire every object after
+    /// `days`, or removes it for `None`, keeping every other rule of the bucket exactly as it was
+    /// (an adopted bucket keeps the rules others set). Reads the configuration, merges, and
+    /// writes only if that changed it; the configuration is deleted only when no rule is left.
+    /// S3 has no conditional write for lifecycle, so a rule another client writes between the
+    /// read and the write is lost; the window is one round trip.
     async fn put_expiration_days(
         &self,
         bucket: &str,

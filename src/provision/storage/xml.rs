@@ -64,16 +64,9 @@ pub(super) fn versioning_body(enabled: bool) -> Result<String, String> {
     })
 }
 
+/// The operator's lifecycle rule: enabled, on the whole bucket, expiring objects after `days`.
 #[derive(Serialize)]
-#[serde(rename = "LifecycleConfiguration")]
-struct LifecycleOut<'a> {
-    #[serde(rename = "@xmlns")]
-    xmlns: &'a str,
-    #[serde(rename = "Rule")]
-    rule: Vec<RuleOut<'a>>,
-}
-
-#[derive(Serialize)]
+#[serde(rename = "Rule")]
 struct RuleOut<'a> {
     #[serde(rename = "ID")]
     id: &'a str,
@@ -97,16 +90,13 @@ struct ExpirationOut {
     days: u32,
 }
 
-/// Body of `PutBucketLifecycleConfiguration`: one enabled rule expiring every object after `days`.
-pub(super) fn lifecycle_body(rule_id: &str, days: u32) -> Result<String, String> {
-    to_xml(&LifecycleOut {
-        xmlns: S3_XMLNS,
-        rule: vec![RuleOut {
-            id: rule_id,
-            filter: FilterOut { prefix: "" },
-            status: "Enabled",
-            expiration: ExpirationOut { days },
-        }],
+/// The XML of the rule `rule_id` expiring every object of the bucket after `days`.
+fn expiration_rule(rule_id: &str, days: u32) -> Result<String, String> {
+    to_xml(&RuleOut {
+        id: rule_id,
+        filter: FilterOut { prefix: "" },
+        status: "Enabled",
+        expiration: ExpirationOut { days },
     })
 }
 
@@ -189,74 +179,232 @@ pub(super) struct VersioningIn {
     pub status: Option<String>,
 }
 
-/// `GetBucketLifecycleConfiguration`.
-#[derive(Debug, Deserialize)]
-pub(super) struct LifecycleIn {
-    #[serde(rename = "Rule", default)]
-    pub rule: Vec<RuleIn>,
+/// A bucket's lifecycle configuration, as `GetBucketLifecycleConfiguration` returned it.
+///
+/// Each rule is kept as the exact XML the service sent, so that rules set by others are written
+/// back unchanged with every element they have (tag, size and `And` filters, transitions,
+/// noncurrent-version expiry, `AbortIncompleteMultipartUpload`, `ExpiredObjectDeleteMarker`, and
+/// whatever a service adds), without this module having to model the whole schema. Only the
+/// operator's own rule, found by its ID, is read and rewritten. Rules are expected in the
+/// default namespace, as S3 services send them; the configuration is written back under
+/// [`S3_XMLNS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Lifecycle {
+    rules: Vec<RawRule>,
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct RuleIn {
+/// The write that brings a bucket's lifecycle configuration to what the operator wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum LifecycleChange {
+    /// It already is.
+    Unchanged,
+    /// `PutBucketLifecycleConfiguration` with these rules.
+    Put(Lifecycle),
+    /// `DeleteBucketLifecycle`: no rule is left.
+    Delete,
+}
+
+/// One `<Rule>` element, verbatim, with its ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RawRule {
+    id: Option<String>,
+    xml: String,
+}
+
+/// Just the ID of a rule, to recognise the operator's.
+#[derive(Deserialize)]
+struct RuleIdIn {
     #[serde(rename = "ID")]
-    pub id: Option<String>,
-    #[serde(rename = "Status")]
-    pub status: Option<String>,
-    /// Old-style rules put the prefix directly in the rule.
-    #[serde(rename = "Prefix")]
-    pub prefix: Option<String>,
-    #[serde(rename = "Filter")]
-    pub filter: Option<FilterIn>,
-    #[serde(rename = "Expiration")]
-    pub expiration: Option<ExpirationIn>,
+    id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct FilterIn {
-    #[serde(rename = "Prefix")]
-    pub prefix: Option<String>,
-    #[serde(rename = "Tag")]
-    pub tag: Option<TagIn>,
-    #[serde(rename = "And")]
-    pub and: Option<serde::de::IgnoredAny>,
+impl RawRule {
+    fn new(xml: &str) -> Result<Self, String> {
+        let RuleIdIn { id } = from_xml(xml)?;
+        Ok(Self {
+            id,
+            xml: xml.to_owned(),
+        })
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ExpirationIn {
-    #[serde(rename = "Days")]
-    pub days: Option<u32>,
+/// The reader's position as an index into the text it reads.
+fn offset(reader: &quick_xml::Reader<&[u8]>) -> Result<usize, String> {
+    usize::try_from(reader.buffer_position())
+        .map_err(|_| "could not read response XML: position out of range".to_owned())
 }
 
-impl LifecycleIn {
-    /// Days of the rule `rule_id` if it is an enabled whole-bucket expiration; otherwise of the
-    /// first enabled whole-bucket expiration rule (services that rename rules, like older
-    /// SeaweedFS, still report the expiry we set).
-    pub fn expiration_days(&self, rule_id: &str) -> Option<u32> {
-        let whole_bucket_days = |rule: &RuleIn| {
-            let enabled = rule.status.as_deref() == Some("Enabled");
-            let filter_prefix = rule
-                .filter
-                .as_ref()
-                .and_then(|f| f.prefix.as_deref())
-                .unwrap_or("");
-            let narrowed = rule
-                .filter
-                .as_ref()
-                .is_some_and(|f| f.tag.is_some() || f.and.is_some());
-            let whole = filter_prefix.is_empty()
-                && rule.prefix.as_deref().unwrap_or("").is_empty()
-                && !narrowed;
-            if enabled && whole {
-                rule.expiration.as_ref().and_then(|e| e.days)
-            } else {
-                None
+/// `rules[start..end]`, or an error naming the problem instead of a panic.
+fn slice(body: &str, start: usize, end: usize) -> Result<&str, String> {
+    body.get(start..end)
+        .ok_or_else(|| "could not read response XML: a rule is not on character boundaries".into())
+}
+
+impl Lifecycle {
+    /// Splits a `LifecycleConfiguration` body into its rules (the root's `Rule` children).
+    pub fn parse(body: &str) -> Result<Self, String> {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(body);
+        let mut depth = 0usize;
+        let mut rule_start = None;
+        let mut rules = Vec::new();
+        loop {
+            let before = offset(&reader)?;
+            let event = reader
+                .read_event()
+                .map_err(|error| format!("could not read response XML: {error}"))?;
+            match event {
+                Event::Start(start) => {
+                    depth += 1;
+                    if depth == 2 && start.local_name().into_inner() == "Rule" {
+                        rule_start = Some(before);
+                    }
+                }
+                Event::End(end) => {
+                    if depth == 2
+                        && end.local_name().into_inner() == "Rule"
+                        && let Some(start) = rule_start.take()
+                    {
+                        rules.push(RawRule::new(slice(body, start, offset(&reader)?)?)?);
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                Event::Empty(empty) if depth == 1 && empty.local_name().into_inner() == "Rule" => {
+                    rules.push(RawRule::new(slice(body, before, offset(&reader)?)?)?);
+                }
+                // A cut-off answer must not read as fewer rules: writing it back would drop some.
+                Event::Eof if depth > 0 => {
+                    return Err("could not read response XML: it ends inside an element".into());
+                }
+                Event::Eof => break,
+                _ => {}
             }
-        };
-        self.rule
+        }
+        Ok(Self { rules })
+    }
+
+    /// Days after which the rule `rule_id` expires objects, if it is an enabled expiration of the
+    /// whole bucket; `None` otherwise (no such rule, disabled, narrowed by a filter, or expiring
+    /// by date), so that the operator rewrites it. Other rules, even whole-bucket expirations,
+    /// are someone else's and not read.
+    pub fn expiration_days(&self, rule_id: &str) -> Option<u32> {
+        self.rules
             .iter()
             .filter(|rule| rule.id.as_deref() == Some(rule_id))
-            .find_map(whole_bucket_days)
-            .or_else(|| self.rule.iter().find_map(whole_bucket_days))
+            .find_map(|rule| from_xml::<RuleIn>(&rule.xml).ok()?.whole_bucket_days())
+    }
+
+    /// The same configuration with the rule `rule_id` set to expire every object after `days`
+    /// (in its place, or added last), or removed for `None`. Every other rule stays as it was,
+    /// in its order.
+    pub fn with_expiration(&self, rule_id: &str, days: Option<u32>) -> Result<Self, String> {
+        let mut ours = days
+            .map(|days| expiration_rule(rule_id, days))
+            .transpose()?
+            .map(|xml| RawRule {
+                id: Some(rule_id.to_owned()),
+                xml,
+            });
+        let mut rules = Vec::with_capacity(self.rules.len() + 1);
+        for rule in &self.rules {
+            if rule.id.as_deref() == Some(rule_id) {
+                // The first of ours is replaced in place; a duplicate (S3 refuses those) goes.
+                rules.extend(ours.take());
+            } else {
+                rules.push(rule.clone());
+            }
+        }
+        rules.extend(ours);
+        Ok(Self { rules })
+    }
+
+    /// What to do to `current` (`None`: the bucket has no configuration) so that the rule
+    /// `rule_id` expires objects after `days`, or is gone for `None`, keeping every other rule.
+    pub fn change(
+        current: Option<&Self>,
+        rule_id: &str,
+        days: Option<u32>,
+    ) -> Result<LifecycleChange, String> {
+        let merged = current
+            .cloned()
+            .unwrap_or_default()
+            .with_expiration(rule_id, days)?;
+        Ok(match current {
+            Some(current) if *current == merged => LifecycleChange::Unchanged,
+            None if merged.is_empty() => LifecycleChange::Unchanged,
+            // S3 cannot store a configuration without rules: the last rule goes with it.
+            Some(_) if merged.is_empty() => LifecycleChange::Delete,
+            _ => LifecycleChange::Put(merged),
+        })
+    }
+
+    /// Whether no rule is left; S3 cannot store an empty configuration, it must be deleted.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Body of `PutBucketLifecycleConfiguration` with these rules.
+    pub fn body(&self) -> String {
+        let mut body = format!(r#"<LifecycleConfiguration xmlns="{S3_XMLNS}">"#);
+        for rule in &self.rules {
+            body.push_str(&rule.xml);
+        }
+        body.push_str("</LifecycleConfiguration>");
+        body
+    }
+}
+
+/// The parts of a lifecycle rule needed to read the operator's own.
+#[derive(Debug, Deserialize)]
+struct RuleIn {
+    #[serde(rename = "Status")]
+    status: Option<String>,
+    /// Old-style rules put the prefix directly in the rule.
+    #[serde(rename = "Prefix")]
+    prefix: Option<String>,
+    #[serde(rename = "Filter")]
+    filter: Option<FilterIn>,
+    #[serde(rename = "Expiration")]
+    expiration: Option<ExpirationIn>,
+}
+
+/// A rule's filter; anything but an empty prefix narrows the rule to part of the bucket.
+#[derive(Debug, Deserialize)]
+struct FilterIn {
+    #[serde(rename = "Prefix")]
+    prefix: Option<String>,
+    #[serde(rename = "Tag")]
+    tag: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "And")]
+    and: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "ObjectSizeGreaterThan")]
+    size_greater_than: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "ObjectSizeLessThan")]
+    size_less_than: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ExpirationIn {
+    #[serde(rename = "Days")]
+    days: Option<u32>,
+}
+
+impl RuleIn {
+    /// The rule's days if it is an enabled expiration of every object in the bucket.
+    fn whole_bucket_days(&self) -> Option<u32> {
+        let enabled = self.status.as_deref() == Some("Enabled");
+        let narrowed = self.filter.as_ref().is_some_and(|f| {
+            !f.prefix.as_deref().unwrap_or("").is_empty()
+                || f.tag.is_some()
+                || f.and.is_some()
+                || f.size_greater_than.is_some()
+                || f.size_less_than.is_some()
+        }) || !self.prefix.as_deref().unwrap_or("").is_empty();
+        if enabled && !narrowed {
+            self.expiration.as_ref().and_then(|e| e.days)
+        } else {
+            None
+        }
     }
 }
 
@@ -476,12 +624,180 @@ mod tests {
         );
     }
 
+    /// What SeaweedFS 4.48 returned for foreign rules of every kind it accepts (captured with
+    /// boto3 on the local platform; `Transition` is refused there as `NotImplemented`).
+    const FOREIGN_RULES: [&str; 8] = [
+        "<Rule><ID>tagged</ID><Filter><Tag><Key>k</Key><Value>v</Value></Tag></Filter><Status>Enabled</Status><Expiration><Days>2</Days></Expiration></Rule>",
+        "<Rule><ID>and</ID><Filter><And><Prefix>logs/</Prefix><Tag><Key>k</Key><Value>v</Value></Tag></And></Filter><Status>Enabled</Status><Expiration><Days>3</Days></Expiration></Rule>",
+        "<Rule><ID>nc</ID><Filter><Prefix /></Filter><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>7</NoncurrentDays></NoncurrentVersionExpiration></Rule>",
+        "<Rule><ID>ab</ID><Filter><Prefix>up/</Prefix></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>2</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>",
+        "<Rule><ID>dm</ID><Filter><Prefix /></Filter><Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule>",
+        "<Rule><ID>size</ID><Filter><ObjectSizeGreaterThan>1000</ObjectSizeGreaterThan></Filter><Status>Disabled</Status><Expiration><Days>5</Days></Expiration></Rule>",
+        "<Rule><ID>date</ID><Filter><Prefix>d/</Prefix></Filter><Status>Enabled</Status><Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration></Rule>",
+        "<Rule><ID>legacy</ID><Prefix>old/</Prefix><Status>Enabled</Status><Expiration><Days>9</Days></Expiration></Rule>",
+    ];
+
+    const OURS_30: &str = "<Rule><ID>datamesh-expiration</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule>";
+
+    fn configuration(rules: &[&str]) -> String {
+        format!(
+            r#"<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{}</LifecycleConfiguration>"#,
+            rules.concat()
+        )
+    }
+
     #[test]
-    fn writes_lifecycle() {
+    fn writes_the_operators_rule() {
         assert_eq!(
-            lifecycle_body("datamesh-expiration", 365).unwrap(),
-            r#"<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ID>datamesh-expiration</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>365</Days></Expiration></Rule></LifecycleConfiguration>"#
+            Lifecycle::default()
+                .with_expiration("datamesh-expiration", Some(30))
+                .unwrap()
+                .body(),
+            configuration(&[OURS_30])
         );
+    }
+
+    #[test]
+    fn adding_the_operators_rule_keeps_every_foreign_rule_verbatim() {
+        let current = Lifecycle::parse(&configuration(&FOREIGN_RULES)).unwrap();
+        assert_eq!(current.expiration_days("datamesh-expiration"), None);
+        let merged = current
+            .with_expiration("datamesh-expiration", Some(30))
+            .unwrap();
+        let mut expected = FOREIGN_RULES.to_vec();
+        expected.push(OURS_30);
+        assert_eq!(merged.body(), configuration(&expected));
+        let reread = Lifecycle::parse(&merged.body()).unwrap();
+        assert_eq!(reread, merged);
+        assert_eq!(reread.expiration_days("datamesh-expiration"), Some(30));
+    }
+
+    #[test]
+    fn changing_the_operators_rule_replaces_it_in_place() {
+        let ours_7 = OURS_30.replace("<Days>30</Days>", "<Days>7</Days>");
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\n  {}\n  {ours_7}\n  {}\n</LifecycleConfiguration>",
+            FOREIGN_RULES[0], FOREIGN_RULES[1]
+        );
+        let current = Lifecycle::parse(&body).unwrap();
+        assert_eq!(current.expiration_days("datamesh-expiration"), Some(7));
+        let merged = current
+            .with_expiration("datamesh-expiration", Some(30))
+            .unwrap();
+        assert_eq!(
+            merged.body(),
+            configuration(&[FOREIGN_RULES[0], OURS_30, FOREIGN_RULES[1]])
+        );
+    }
+
+    #[test]
+    fn removing_the_operators_rule_keeps_the_others_and_leaves_nothing_when_alone() {
+        let current = Lifecycle::parse(&configuration(&[
+            FOREIGN_RULES[2],
+            OURS_30,
+            FOREIGN_RULES[3],
+        ]))
+        .unwrap();
+        let removed = current
+            .with_expiration("datamesh-expiration", None)
+            .unwrap();
+        assert!(!removed.is_empty());
+        assert_eq!(
+            removed.body(),
+            configuration(&[FOREIGN_RULES[2], FOREIGN_RULES[3]])
+        );
+        let alone = Lifecycle::parse(&configuration(&[OURS_30])).unwrap();
+        assert!(
+            alone
+                .with_expiration("datamesh-expiration", None)
+                .unwrap()
+                .is_empty()
+        );
+        let unchanged = current.with_expiration("nobody", None).unwrap();
+        assert_eq!(unchanged, current);
+    }
+
+    #[test]
+    fn the_change_is_a_put_a_delete_or_nothing() {
+        let id = "datamesh-expiration";
+        let ours = Lifecycle::parse(&configuration(&[OURS_30])).unwrap();
+        let both = Lifecycle::parse(&configuration(&[FOREIGN_RULES[0], OURS_30])).unwrap();
+        let foreign = Lifecycle::parse(&configuration(&[FOREIGN_RULES[0]])).unwrap();
+        assert_eq!(
+            Lifecycle::change(None, id, None).unwrap(),
+            LifecycleChange::Unchanged
+        );
+        assert_eq!(
+            Lifecycle::change(None, id, Some(30)).unwrap(),
+            LifecycleChange::Put(ours.clone())
+        );
+        assert_eq!(
+            Lifecycle::change(Some(&ours), id, Some(30)).unwrap(),
+            LifecycleChange::Unchanged
+        );
+        assert_eq!(
+            Lifecycle::change(Some(&ours), id, None).unwrap(),
+            LifecycleChange::Delete
+        );
+        assert_eq!(
+            Lifecycle::change(Some(&both), id, None).unwrap(),
+            LifecycleChange::Put(foreign.clone())
+        );
+        assert_eq!(
+            Lifecycle::change(Some(&foreign), id, None).unwrap(),
+            LifecycleChange::Unchanged
+        );
+        assert_eq!(
+            Lifecycle::change(Some(&foreign), id, Some(30)).unwrap(),
+            LifecycleChange::Put(both)
+        );
+    }
+
+    #[test]
+    fn a_duplicated_operators_rule_is_written_once() {
+        let current =
+            Lifecycle::parse(&configuration(&[OURS_30, FOREIGN_RULES[0], OURS_30])).unwrap();
+        let merged = current
+            .with_expiration("datamesh-expiration", Some(30))
+            .unwrap();
+        assert_eq!(merged.body(), configuration(&[OURS_30, FOREIGN_RULES[0]]));
+    }
+
+    #[test]
+    fn only_the_operators_enabled_whole_bucket_rule_is_read() {
+        let days = |rules: &[&str]| {
+            Lifecycle::parse(&configuration(rules))
+                .unwrap()
+                .expiration_days("datamesh-expiration")
+        };
+        // A foreign whole-bucket expiration is someone else's, not the operator's expiry.
+        let foreign_whole_bucket = OURS_30.replace("datamesh-expiration", "retention");
+        assert_eq!(days(&[&foreign_whole_bucket]), None);
+        assert_eq!(days(&[&foreign_whole_bucket, OURS_30]), Some(30));
+        let disabled = OURS_30.replace("Enabled", "Disabled");
+        assert_eq!(days(&[&disabled]), None);
+        for narrowing in [
+            "<Prefix>tmp/</Prefix>",
+            "<Tag><Key>a</Key><Value>b</Value></Tag>",
+            "<And><Prefix/><Tag><Key>a</Key><Value>b</Value></Tag></And>",
+            "<ObjectSizeLessThan>10</ObjectSizeLessThan>",
+        ] {
+            let narrowed = OURS_30.replace("<Prefix/>", narrowing);
+            assert_eq!(days(&[&narrowed]), None, "{narrowing}");
+        }
+        let by_date = OURS_30.replace("<Days>30</Days>", "<Date>2030-01-01T00:00:00Z</Date>");
+        assert_eq!(days(&[&by_date]), None);
+    }
+
+    #[test]
+    fn escaped_text_in_foreign_rules_is_kept_escaped() {
+        let escaped = "<Rule><ID>a&amp;b</ID><Filter><Prefix>x&lt;y/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>";
+        let merged = Lifecycle::parse(&configuration(&[escaped]))
+            .unwrap()
+            .with_expiration("datamesh-expiration", Some(30))
+            .unwrap();
+        assert_eq!(merged.body(), configuration(&[escaped, OURS_30]));
+        assert!(Lifecycle::parse("<LifecycleConfiguration><Rule>").is_err());
     }
 
     #[test]
@@ -519,30 +835,6 @@ mod tests {
         let never: VersioningIn =
             from_xml(r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></VersioningConfiguration>"#).unwrap();
         assert_eq!(never.status, None);
-    }
-
-    #[test]
-    fn reads_lifecycle_rules() {
-        let ours: LifecycleIn = from_xml(
-            r#"<LifecycleConfiguration><Rule><ID>other</ID><Filter><Prefix>tmp/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule><Rule><ID>datamesh-expiration</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule></LifecycleConfiguration>"#,
-        )
-        .unwrap();
-        assert_eq!(ours.expiration_days("datamesh-expiration"), Some(30));
-        let renamed: LifecycleIn = from_xml(
-            r#"<LifecycleConfiguration><Rule><ID></ID><Prefix></Prefix><Status>Enabled</Status><Expiration><Days>7</Days></Expiration></Rule></LifecycleConfiguration>"#,
-        )
-        .unwrap();
-        assert_eq!(renamed.expiration_days("datamesh-expiration"), Some(7));
-        let disabled: LifecycleIn = from_xml(
-            r#"<LifecycleConfiguration><Rule><ID>datamesh-expiration</ID><Filter/><Status>Disabled</Status><Expiration><Days>7</Days></Expiration></Rule></LifecycleConfiguration>"#,
-        )
-        .unwrap();
-        assert_eq!(disabled.expiration_days("datamesh-expiration"), None);
-        let narrowed: LifecycleIn = from_xml(
-            r#"<LifecycleConfiguration><Rule><ID>x</ID><Filter><Tag><Key>a</Key><Value>b</Value></Tag></Filter><Status>Enabled</Status><Expiration><Days>7</Days></Expiration></Rule></LifecycleConfiguration>"#,
-        )
-        .unwrap();
-        assert_eq!(narrowed.expiration_days("datamesh-expiration"), None);
     }
 
     #[test]
