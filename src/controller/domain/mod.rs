@@ -189,7 +189,7 @@ async fn read_failed(domain: &Domain, ctx: &Context, error: Error) -> Error {
 }
 
 /// Domains whose Kafka and IAM identities were checked recently, with the access key the
-/// check found (see `ensure_credentials`).
+/// check found (see `observe`, which trusts a recent check instead of reading them again).
 pub struct CheckedIdentities {
     trust_for: Duration,
     checked: std::sync::Mutex<HashMap<String, (String, Instant)>>,

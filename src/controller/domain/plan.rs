@@ -521,6 +521,7 @@ mod tests {
     use crate::api::conditions::{READY, STALLED, is_true};
     use crate::api::domain::DomainSpec;
     use crate::controller::apply::domain_labels;
+    use crate::controller::domain::desired::tests::live_namespace;
     use crate::provision::storage::AccessKeyMetadata;
 
     const ROLE: &str = "datamesh-domain-admin";
@@ -555,26 +556,6 @@ mod tests {
             namespaces: BTreeSet::from(["datamesh-system".to_owned()]),
             identities: BTreeSet::from(["admin".to_owned()]),
             names: BTreeSet::new(),
-        }
-    }
-
-    fn live_namespace(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
-        let map = |pairs: &[(&str, &str)]| {
-            Some(
-                pairs
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            )
-        };
-        Namespace {
-            metadata: ObjectMeta {
-                name: Some("payments".into()),
-                labels: map(labels),
-                annotations: map(annotations),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
         }
     }
 
