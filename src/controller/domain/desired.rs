@@ -309,7 +309,7 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::domain::{DomainQuotas, DomainSpec, Owner};
 
@@ -334,7 +334,11 @@ mod tests {
         );
     }
 
-    fn live_namespace(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Namespace {
+    /// A namespace named payments as someone left it, with these labels and annotations.
+    pub(crate) fn live_namespace(
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+    ) -> Namespace {
         let map = |pairs: &[(&str, &str)]| {
             Some(
                 pairs
