@@ -135,18 +135,21 @@ def test_a_leader_frozen_past_its_lease_makes_no_write_once_resumed():
         assert not writes_by(before, standby), f"a standby wrote: {writes_by(before, standby)}"
 
         # Freeze the leader in the middle of a reconcile: with the object store stopped, a new
-        # Domain's reconcile hangs on its IAM calls (after its namespace, before its Secret and
-        # status). The store comes back while the leader is frozen, so on resume
-        # the leader could go on where it stopped: it must abandon the reconcile instead.
+        # Domain's reconcile hangs on its IAM reads (the reconcile observes everything before it
+        # writes: after its finalizer, before its namespace, Secret and status). The store comes
+        # back while the leader is frozen, so on resume the leader could go on where it stopped
+        # and make those writes: it must abandon the reconcile instead.
         names.append(unique("fence"))
         seaweedfs = int((stack_run() / "seaweedfs.pid").read_text())
         os.kill(seaweedfs, signal.SIGSTOP)
         try:
+            frozen_from = audit_log().stat().st_size
             apply(domain_manifest(names[-1]))
-            wait_for(lambda: any("created the domain's namespace" in line and names[-1] in line
-                                 for line in leader.logs().splitlines()),
-                     timeout=30, interval=0.2, message="the leader's reconcile to reach the object store")
-            time.sleep(0.5)
+            wait_for(lambda: any(resource == "domains" and name == names[-1]
+                                 for _, resource, name, _ in writes_by(audit_events(frozen_from), leader)),
+                     timeout=30, interval=0.2, message="the leader to take up the new Domain (its finalizer)")
+            # Its Kubernetes and Kafka reads take milliseconds; then it waits on the store.
+            time.sleep(2)
             leader.signal(signal.SIGSTOP)
             stopped_at = time.monotonic()
         finally:

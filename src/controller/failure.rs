@@ -56,24 +56,11 @@ pub fn failure_outcome(error: &Error) -> Option<Outcome> {
 
 fn kafka_outcome(error: &KafkaAdminError) -> Outcome {
     use RDKafkaErrorCode as Code;
-    let unreachable = matches!(
-        error,
-        KafkaAdminError::TimedOut { .. } | KafkaAdminError::Client { .. }
-    ) || matches!(
-        error.code(),
-        Some(
-            Code::BrokerTransportFailure
-                | Code::AllBrokersDown
-                | Code::NetworkException
-                | Code::RequestTimedOut
-                | Code::OperationTimedOut
-                | Code::BrokerNotAvailable
-                | Code::LeaderNotAvailable
-                | Code::NotController
-                | Code::Resolve
-                | Code::Fail
-        )
-    );
+    // What the admin client retries inside a call, plus a client that could not be made and
+    // librdkafka's generic failure: either way Kafka did not answer.
+    let unreachable = error.is_transient()
+        || matches!(error, KafkaAdminError::Client { .. })
+        || error.code() == Some(Code::Fail);
     let denied = matches!(
         error.code(),
         Some(

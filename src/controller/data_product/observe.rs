@@ -18,6 +18,7 @@ use crate::api::access_policy::AccessPolicy;
 use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
+use crate::controller::apply::is_not_found;
 use crate::controller::tenancy::{Owners, owned_namespace};
 use crate::controller::{Context, Error, batch_ok, kube_context};
 use crate::provision::kafka::{AclBinding, AclBindingFilter, KafkaAdmin, TopicDescription};
@@ -296,16 +297,24 @@ async fn bucket_seen(
     Ok(BucketSeen::Present { tags, settings })
 }
 
-/// The product's live Spark objects. A kind that is not installed has none.
+/// The product's live Spark objects. A kind that is not installed has none (and a product
+/// that has a transformation then says `SparkOperatorMissing` when it is applied).
 async fn spark(ctx: &Context, product: &DataProduct) -> Result<SparkSeen, Error> {
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let mut seen = SparkSeen::new();
     for kind in [SPARK_APPLICATION, SCHEDULED_SPARK_APPLICATION] {
-        let live = super::spark_api(ctx, &namespace, kind)
-            .get_opt(&name)
-            .await
-            .map_err(kube_context(format!("reading {kind} {namespace}/{name}")))?;
+        let live = match super::spark_api(ctx, &namespace, kind).get_opt(&name).await {
+            Ok(live) => live,
+            // The kind is not installed (the API server has no such path): nothing to see,
+            // and a product without a transformation must not fail on it.
+            Err(error) if is_not_found(&error) => None,
+            Err(error) => {
+                return Err(kube_context(format!("reading {kind} {namespace}/{name}"))(
+                    error,
+                ));
+            }
+        };
         let live = live
             .as_ref()
             .map(serde_json::to_value)
