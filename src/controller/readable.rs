@@ -28,13 +28,12 @@ const FIELD_MANAGER: &str = "datamesh-operator-unreadable";
 /// The reason an unreadable object shows.
 pub const UNREADABLE: &str = "UnreadableObject";
 
-/// Watch every object of kind `K` (see the module docs). A watch that `reports` writes what it
-/// cannot read on the object (once per generation); one that does not only leaves it out. The
-/// operator's one watch per CRD ([`super::stores`]) reports.
+/// Watch every object of kind `K` (see the module docs), writing what it cannot read on the
+/// object (once per generation). There is one such watch per CRD ([`super::stores`]), so each
+/// unreadable object is reported once.
 pub fn watch<K>(
     client: Client,
     config: watcher::Config,
-    reports: bool,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + 'static,
@@ -48,9 +47,7 @@ where
         let decoded = match event {
             Err(error) => Some(Err(error)),
             Ok(event) => decode_event(event, |object, error| {
-                if reports {
-                    report_unreadable(&client, &resource, object, error, &reported);
-                }
+                report_unreadable(&client, &resource, object, error, &reported);
             })
             .map(Ok),
         };

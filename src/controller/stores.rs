@@ -136,7 +136,7 @@ where
     SharedWatch::new(
         kind,
         (),
-        readable::watch::<K>(client.clone(), config, true).default_backoff(),
+        readable::watch::<K>(client.clone(), config).default_backoff(),
     )
 }
 

@@ -24,6 +24,7 @@ use crate::controller::user_policies::{PolicyRequest, PolicyWrite, UserPolicies}
 use crate::controller::{Context, Error, batch_ok, kube_context};
 use crate::provision::kafka::{BatchResult, KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
 use crate::provision::storage::ObjectStore;
+use crate::provision::storage::policy::OWNER_POLICY_NAME;
 
 /// What applying a plan did.
 #[derive(Debug, Default)]
@@ -239,7 +240,7 @@ async fn buckets(plan: &Plan, storage: &dyn ObjectStore, done: &mut Done) {
 async fn converge(access: &OwnerAccess, edges: &Edges<'_>) -> Result<(), Error> {
     let request = PolicyRequest {
         user: &access.user,
-        policy: OwnerAccess::POLICY,
+        policy: OWNER_POLICY_NAME,
         needed: &access.needed,
         gone: &access.gone,
     };
@@ -292,12 +293,7 @@ pub async fn apply_cleanup(product: &DataProduct, cleanup: &Cleanup, ctx: &Conte
     let mut applied = apply_cleanup_edges(cleanup, &Edges::of(ctx)).await;
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
-    for kind in &cleanup.spark {
-        let deleted = delete_ignoring_missing(&super::spark_api(ctx, &namespace, kind), &name)
-            .await
-            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")));
-        applied.record(deleted);
-    }
+    delete_spark_objects(ctx, &namespace, &name, &cleanup.spark, &mut applied).await;
     let account = desired::spark_service_account_name(&name);
     let deleted = delete_ignoring_missing(
         &Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace),
@@ -342,12 +338,7 @@ pub async fn apply_cleanup_edges(cleanup: &Cleanup, edges: &Edges<'_>) -> Applie
 async fn apply_spark(product: &DataProduct, spark: &SparkWrites, ctx: &Context, done: &mut Done) {
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
-    for kind in &spark.delete {
-        let deleted = delete_ignoring_missing(&super::spark_api(ctx, &namespace, kind), &name)
-            .await
-            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")));
-        done.applied.record(deleted);
-    }
+    delete_spark_objects(ctx, &namespace, &name, &spark.delete, &mut done.applied).await;
     let Some(run) = &spark.run else {
         return;
     };
@@ -398,5 +389,21 @@ async fn apply_spark(product: &DataProduct, spark: &SparkWrites, ctx: &Context, 
                     error,
                 )));
         }
+    }
+}
+
+/// Delete the product's Spark objects of `kinds` (the plan checked they are its own).
+async fn delete_spark_objects(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    kinds: &[&'static str],
+    applied: &mut Applied,
+) {
+    for kind in kinds {
+        let deleted = delete_ignoring_missing(&super::spark_api(ctx, namespace, kind), name)
+            .await
+            .map_err(kube_context(format!("deleting {kind} {namespace}/{name}")));
+        applied.record(deleted);
     }
 }

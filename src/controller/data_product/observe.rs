@@ -158,7 +158,7 @@ pub async fn cleanup_external(
     if cluster.owners.acts_for_its_domain(product) {
         let (_, buckets) = plan::owned_outputs(product, cluster);
         for bucket in buckets {
-            let seen = bucket_seen(storage, &bucket, false).await?;
+            let seen = bucket_seen(storage, &bucket, None).await?;
             external.buckets.insert(bucket, seen);
         }
     }
@@ -255,38 +255,31 @@ pub async fn external(
             .await?;
     }
     for bucket in &scope.buckets {
-        let state = bucket_seen(storage, &bucket.bucket, true).await?;
-        let state = match state {
-            BucketSeen::Present { tags, .. }
-                if desired::tagged_for_another_domain(&tags, &product.spec.domain).is_some() =>
-            {
-                BucketSeen::Present {
-                    tags,
-                    settings: None,
-                }
-            }
-            other => other,
-        };
+        let state = bucket_seen(storage, &bucket.bucket, Some(&product.spec.domain)).await?;
         seen.buckets.insert(bucket.bucket.clone(), state);
     }
     for bucket in &scope.removed_buckets {
-        let state = bucket_seen(storage, bucket, false).await?;
+        let state = bucket_seen(storage, bucket, None).await?;
         seen.buckets.insert(bucket.clone(), state);
     }
     Ok(seen)
 }
 
-/// One bucket: whether it exists, its tags, and with `settings` its versioning and expiry.
+/// One bucket: whether it exists and its tags; with `settings_for` a domain, also its
+/// versioning and expiry, unless its tags say it is another domain's (nothing more of it is
+/// read then).
 async fn bucket_seen(
     storage: &dyn ObjectStore,
     bucket: &str,
-    settings: bool,
+    settings_for: Option<&str>,
 ) -> Result<BucketSeen, Error> {
     if !storage.bucket_exists(bucket).await? {
         return Ok(BucketSeen::Missing);
     }
     let tags = storage.get_tags(bucket).await?;
-    let settings = if settings {
+    let ours = settings_for
+        .is_some_and(|domain| desired::tagged_for_another_domain(&tags, domain).is_none());
+    let settings = if ours {
         Some(BucketSettings {
             versioning: storage.get_versioning(bucket).await?,
             expiration_days: storage.get_expiration_days(bucket).await?,
