@@ -31,7 +31,7 @@ use crate::provision::kafka::{
     TopicConfigAlteration,
 };
 use crate::provision::storage::BucketTags;
-use crate::provision::storage::policy::{BucketAccess, BucketGrant, OWNER_POLICY_NAME};
+use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
 const KIND: &str = "DataProduct";
 /// The Ready reason of a product over its domain's quotas.
@@ -68,16 +68,6 @@ pub struct Scope {
     pub removed_topics: Vec<String>,
     /// Buckets its status lists that its spec no longer declares.
     pub removed_buckets: Vec<String>,
-}
-
-impl Scope {
-    /// Every bucket whose state the plan needs: those provisioned and those released.
-    pub fn bucket_names(&self) -> impl Iterator<Item = &String> {
-        self.buckets
-            .iter()
-            .map(|b| &b.bucket)
-            .chain(&self.removed_buckets)
-    }
 }
 
 /// Decide what the product may touch (see [`Scope`]).
@@ -117,7 +107,18 @@ pub fn scope(product: &DataProduct, cluster: &Cluster, default_replicas: i32) ->
             scope.buckets.push(plan);
         }
     }
-    (scope.removed_topics, scope.removed_buckets) = desired::removed_outputs(product, &everyone);
+    let (removed_topics, removed_buckets) = desired::removed_outputs(product, &everyone);
+    scope.removed_topics = removed_topics;
+    // As for a deleted product's (`owned_outputs`): none another domain's name prefixes.
+    scope.removed_buckets = removed_buckets
+        .into_iter()
+        .filter(|b| {
+            cluster
+                .owners
+                .bucket_domain_other_than(b, &spec.domain)
+                .is_none()
+        })
+        .collect();
     scope
 }
 
@@ -262,11 +263,6 @@ pub struct OwnerAccess {
     pub gone: BTreeSet<String>,
     /// Everything the policy should hold, for when it is rewritten whole.
     pub whole: BTreeSet<BucketGrant>,
-}
-
-impl OwnerAccess {
-    /// The policy's name on the user.
-    pub const POLICY: &'static str = OWNER_POLICY_NAME;
 }
 
 /// The Spark job's writes.
@@ -526,21 +522,10 @@ fn stale_spark_kinds(
             live.get(kind)
                 .and_then(Option::as_ref)
                 .is_some_and(|object| {
-                    object
-                        .pointer(&format!(
-                            "/metadata/labels/{}",
-                            json_pointer_escape(DATA_PRODUCT_LABEL)
-                        ))
-                        .and_then(Value::as_str)
-                        == Some(name.as_str())
+                    object["metadata"]["labels"][DATA_PRODUCT_LABEL].as_str() == Some(name.as_str())
                 })
         })
         .collect()
-}
-
-/// A JSON pointer token for `key` (`~` and `/` escaped, RFC 6901).
-fn json_pointer_escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
 
 // ------------------------------------------------------------------------ release

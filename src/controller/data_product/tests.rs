@@ -630,3 +630,25 @@ async fn a_bucket_another_domain_tagged_is_refused_and_not_written() {
     );
     assert!(!storage.allows("payments", "s3:GetObject", "payments-orders-lake"));
 }
+
+#[test]
+fn a_removed_bucket_another_domains_name_prefixes_is_not_released() {
+    // Domain `payments-eu`'s buckets start with `payments-`, as this domain's do: a bucket its
+    // name prefixes is its own, whatever this product's status lists.
+    let mut p = orders_provisioned();
+    p.spec.output_ports.retain(|port| port.name != "lake");
+    if let Some(status) = p.status.as_mut() {
+        status.output_ports.push(OutputPortStatus {
+            name: "theirs".into(),
+            bucket: Some("payments-eu-orders-lake".into()),
+            ..OutputPortStatus::default()
+        });
+    }
+    let mut cluster = mesh_of(&p);
+    let mut other = payments("payments-eu");
+    other.metadata.name = Some("payments-eu".into());
+    let domains = [cluster.domain.as_deref().unwrap().clone(), other];
+    cluster.owners = Owners::of(domains.iter());
+    let scope = plan::scope(&p, &cluster, 1);
+    assert_eq!(scope.removed_buckets, ["payments-orders-lake"]);
+}
