@@ -3,6 +3,7 @@
 //! Spark jobs, namespaces and RBAC).
 
 pub mod api;
+pub mod catalog;
 pub mod config;
 pub mod controller;
 pub mod governance;

@@ -33,6 +33,9 @@ struct RunArgs {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "DATAMESH_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Where to serve the catalog (read-only pages and JSON about the mesh); off when unset.
+    #[arg(long, env = "DATAMESH_CATALOG_ADDR")]
+    catalog_addr: Option<SocketAddr>,
     /// Log line format.
     #[arg(long, env = "DATAMESH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -119,6 +122,7 @@ fn run(args: RunArgs) -> ExitCode {
     let options = datamesh_operator::runner::Options {
         config: args.config,
         metrics_addr: args.metrics_addr,
+        catalog_addr: args.catalog_addr,
         operator_namespace: args.lease_namespace.clone(),
         leader_election: args
             .leader_elect

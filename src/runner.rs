@@ -63,6 +63,8 @@ pub struct LeaderElection {
 pub struct Options {
     pub config: Option<PathBuf>,
     pub metrics_addr: SocketAddr,
+    /// Where to serve the catalog, on every replica; `None` serves none.
+    pub catalog_addr: Option<SocketAddr>,
     /// The namespace the operator runs in: no Domain may take it.
     pub operator_namespace: String,
     /// `None` runs the controllers at once, without a Lease (a single replica).
@@ -130,6 +132,14 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    if let Some(addr) = options.catalog_addr {
+        let (client, shutdown) = (client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = crate::catalog::serve(addr, client, shutdown).await {
+                tracing::error!(%addr, %error, "the catalog is not served");
+            }
+        });
+    }
     metrics.set_ready(true);
 
     let result = match options.leader_election {

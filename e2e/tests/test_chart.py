@@ -176,6 +176,29 @@ def test_service_monitor_is_rendered_only_when_enabled_and_selects_the_metrics_s
     dry_run_apply(yaml.safe_dump_all(rest), namespace)
 
 
+def test_catalog_is_off_by_default_and_when_on_its_service_and_ingress_reach_the_pod(namespace):
+    default = documents(render())
+    (deployment,) = find(default, "Deployment")
+    assert "--catalog-addr" not in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [o for o in default if o["kind"] == "Ingress" or o["metadata"]["name"].endswith("-catalog")]
+
+    objects = documents(render("catalog.enabled=true", "catalog.ingress.enabled=true",
+                               "catalog.ingress.host=catalog.mesh.example", namespace=namespace))
+    (deployment,) = find(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--catalog-addr") + 1] == "0.0.0.0:8081"
+    assert {"name": "catalog", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    (service,) = [o for o in find(objects, "Service") if o["metadata"]["name"].endswith("-catalog")]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["catalog"]
+    (ingress,) = find(objects, "Ingress")
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "catalog.mesh.example"
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]
+    dry_run_apply(yaml.safe_dump_all(o for o in objects if o["kind"] != "ServiceMonitor"), namespace)
+
+
 @pytest.mark.parametrize("value, message", [
     ("replicaCount=two", "at '/replicaCount': got string, want integer"),
     ("kafka.adminPassword=hunter2", "additional properties 'adminPassword' not allowed"),
@@ -191,6 +214,7 @@ def test_service_monitor_is_rendered_only_when_enabled_and_selects_the_metrics_s
     ("tenancy.reservedNames={x}", "additional properties 'reservedNames' not allowed"),
     ("kafka.superUsers=admin", "at '/kafka/superUsers'"),
     ("admissionPolicies.enabled=maybe", "at '/admissionPolicies/enabled'"),
+    ("catalog.port=80", "at '/catalog/port'"),
 ])
 def test_values_schema_refuses_bad_values(value, message):
     result = helm("template", "datamesh-operator", CHART, "--set", value, check=False)

@@ -1,0 +1,216 @@
+//! The catalog: read-only web pages and a JSON API about the mesh, served by every replica
+//! (leader or not) from watch caches of its own, so it answers while a standby waits and shows
+//! each change as soon as the watch sees it.
+//!
+//! Routes (GET only):
+//! - `/` and `/api/mesh`: domains and their products with health, searchable and filterable
+//!   (`?q=`, `health=`, `classification=`, `lifecycle=`);
+//! - `/products/NAMESPACE/NAME` and `/api/products/NAMESPACE/NAME`: one product;
+//! - `/lineage`, `/lineage.svg` and `/api/lineage`: the whole mesh's lineage;
+//!   `/products/NAMESPACE/NAME/lineage.svg`: one product's neighbourhood.
+//!
+//! Only metadata and status: no credentials, no data.
+
+pub mod lineage;
+pub mod render;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::access_policy::AccessPolicy;
+use crate::api::data_product::DataProduct;
+use crate::api::domain::Domain;
+use view::{Filter, Objects};
+
+/// The catalog's caches: one watch per kind, independent of the controllers' (which run only
+/// while this replica leads).
+#[derive(Clone)]
+struct Caches {
+    domains: Store<Domain>,
+    products: Store<DataProduct>,
+    policies: Store<AccessPolicy>,
+}
+
+fn watch<K>(client: &Client, shutdown: &CancellationToken) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|event| async move {
+        if let Err(error) = event {
+            tracing::debug!(%error, kind = K::kind(&()).as_ref(), "catalog watch error (retrying)");
+        }
+    });
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stream => {}
+            () = shutdown.cancelled() => {}
+        }
+    });
+    reader
+}
+
+/// Serve the catalog on `addr` until `shutdown` is cancelled.
+pub async fn serve(
+    addr: SocketAddr,
+    client: Client,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let caches = Caches {
+        domains: watch(&client, &shutdown),
+        products: watch(&client, &shutdown),
+        policies: watch(&client, &shutdown),
+    };
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving the catalog");
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let caches = caches.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let caches = caches.clone();
+                async move { Ok::<_, Infallible>(route(&request, &caches)) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, "catalog connection ended with an error");
+            }
+        });
+    }
+}
+
+fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
+    }
+    let (domains, products, policies) = (
+        caches.domains.state(),
+        caches.products.state(),
+        caches.policies.state(),
+    );
+    let objects = Objects {
+        domains: &domains,
+        products: &products,
+        policies: &policies,
+    };
+    let filter = filter(request.uri().query().unwrap_or(""));
+    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [""] => html(render::mesh(&view::mesh(&objects, &filter), &filter)),
+        ["api", "mesh"] => json(&view::mesh(&objects, &filter)),
+        ["products", namespace, name] => match view::product_page(&objects, namespace, name) {
+            Some(page) => html(render::product(&page)),
+            None => not_found(),
+        },
+        ["api", "products", namespace, name] => match view::product_page(&objects, namespace, name)
+        {
+            Some(page) => json(&page),
+            None => not_found(),
+        },
+        ["products", namespace, name, "lineage.svg"] => {
+            let Some(page) = view::product_page(&objects, namespace, name) else {
+                return not_found();
+            };
+            let center = format!("{}/{}", page.summary.domain, page.summary.name);
+            svg(&view::lineage(&objects, Some(&center)))
+        }
+        ["lineage"] => html(render::lineage()),
+        ["lineage.svg"] => svg(&view::lineage(&objects, None)),
+        ["api", "lineage"] => json(&view::lineage(&objects, None)),
+        _ => not_found(),
+    }
+}
+
+fn filter(query: &str) -> Filter {
+    let mut filter = Filter::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
+            "q" => filter.text = value,
+            "health" => filter.health = Some(value),
+            "classification" => filter.classification = Some(value),
+            "lifecycle" => filter.lifecycle = Some(value),
+            _ => {}
+        }
+    }
+    filter
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn html(page: String) -> Response<Full<Bytes>> {
+    respond(StatusCode::OK, "text/html; charset=utf-8", page.into())
+}
+
+fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body.into()),
+        Err(_) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "encoding failed\n".into(),
+        ),
+    }
+}
+
+fn svg(lineage: &view::Lineage) -> Response<Full<Bytes>> {
+    match lineage::svg(lineage) {
+        Some(svg) => respond(StatusCode::OK, "image/svg+xml", svg.into()),
+        None => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "the graph could not be laid out\n".into(),
+        ),
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())
+}
