@@ -36,11 +36,13 @@ def install_crds():
             "crd/domains.datamesh.dev", "crd/dataproducts.datamesh.dev", "crd/accesspolicies.datamesh.dev")
 
 
-def install_chart_rbac():
-    """Apply the RBAC objects the Helm chart renders, and the admin credential Secrets."""
+def install_chart_rbac(*set_values):
+    """Apply the RBAC objects the Helm chart renders (with `set_values`, each `key=value`, as
+    --set), and the admin credential Secrets."""
     kubectl("create", "namespace", NAMESPACE, check=False)
+    sets = [arg for value in set_values for arg in ("--set", value)]
     rendered = run(["helm", "template", "datamesh-operator", str(REPO_DIR / "charts" / "datamesh-operator"),
-                    "--namespace", NAMESPACE]).stdout
+                    "--namespace", NAMESPACE, *sets]).stdout
     rbac = [doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") in RBAC_KINDS]
     assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"} <= {d["kind"] for d in rbac}
     kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(rbac))

@@ -28,7 +28,7 @@ ACCESS_COLOURS = {"Granted": "#2e7d32", "Pending": "#f9a825", "Denied": "#c62828
 @pytest.fixture(scope="module")
 def catalog():
     install_crds()
-    install_chart_rbac()
+    install_chart_rbac("catalog.enabled=true")
     port = free_port()
     process = OperatorProcess(workdir(), "catalog", extra_args=("--catalog-addr", f"127.0.0.1:{port}"))
     url = f"http://127.0.0.1:{port}"
@@ -89,6 +89,11 @@ def test_a_person_sees_the_mesh_its_health_and_its_lineage(catalog, tmp_path):
         assert 'data-health="ready"' in page.split(row, 1)[1].split("</tr>", 1)[0], f"{row} shown ready"
     row = page.split(f'data-product="{stalled_domain}/shrinking"', 1)[1].split("</tr>", 1)[0]
     assert 'data-health="stalled"' in row and stalled["message"] in row.replace("&gt;", ">").replace("&lt;", "<")
+
+    # Its page says the same, with the Warning Event the operator emitted.
+    product_page = chromium(tmp_path, "--dump-dom", f"{catalog}/products/{stalled_domain}/shrinking")
+    events = product_page.split("<h2>Recent Events</h2>", 1)[1].split("</table>", 1)[0]
+    assert "Warning" in events and "PartitionDecrease" in events, events
 
     # Filtering is the server's: only the stalled product is left.
     filtered = chromium(tmp_path, "--dump-dom", catalog + "/?health=stalled")

@@ -197,6 +197,9 @@ def test_catalog_is_off_by_default_and_when_on_its_service_and_ingress_reach_the
     assert rule["host"] == "catalog.mesh.example"
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]
     dry_run_apply(yaml.safe_dump_all(o for o in objects if o["kind"] != "ServiceMonitor"), namespace)
+    # A product page lists the product's recent Events: that read, and only it, comes with the catalog.
+    (role,) = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"] == "datamesh-operator"]
+    assert permissions(role) == OPERATOR_CLUSTER_PERMISSIONS | {("events.k8s.io", "events", "list", None)}
 
 
 @pytest.mark.parametrize("value, message", [

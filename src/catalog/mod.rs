@@ -29,6 +29,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -45,6 +47,7 @@ use view::{Filter, Objects};
 /// while this replica leads).
 #[derive(Clone)]
 struct Caches {
+    client: Client,
     domains: Store<Domain>,
     products: Store<DataProduct>,
     policies: Store<AccessPolicy>,
@@ -88,6 +91,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let caches = Caches {
+        client: client.clone(),
         domains: watch(&client, &shutdown),
         products: watch(&client, &shutdown),
         policies: watch(&client, &shutdown),
@@ -103,7 +107,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let caches = caches.clone();
-                async move { Ok::<_, Infallible>(route(&request, &caches)) }
+                async move { Ok::<_, Infallible>(route(&request, &caches).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -115,7 +119,7 @@ pub async fn serve(
     }
 }
 
-fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> {
+async fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -139,12 +143,12 @@ fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> 
         [""] => html(render::mesh(&view::mesh(&objects, &filter), &filter)),
         ["api", "mesh"] => json(&view::mesh(&objects, &filter)),
         ["products", namespace, name] => match view::product_page(&objects, namespace, name) {
-            Some(page) => html(render::product(&page)),
+            Some(page) => html(render::product(&with_events(&caches.client, page).await)),
             None => not_found(),
         },
         ["api", "products", namespace, name] => match view::product_page(&objects, namespace, name)
         {
-            Some(page) => json(&page),
+            Some(page) => json(&with_events(&caches.client, page).await),
             None => not_found(),
         },
         ["products", namespace, name, "lineage.svg"] => {
@@ -159,6 +163,63 @@ fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> 
         ["api", "lineage"] => json(&view::lineage(&objects, None)),
         _ => not_found(),
     }
+}
+
+/// How many of a product's Events its page shows.
+const RECENT_EVENTS: usize = 10;
+
+/// The page with the product's recent Events (events.k8s.io), read now. A page without them is
+/// still worth showing: a failed read leaves the list empty and is logged.
+async fn with_events(client: &Client, mut page: view::ProductPage) -> view::ProductPage {
+    let api: Api<Event> = Api::namespaced(client.clone(), &page.summary.namespace);
+    let selector = format!(
+        "regarding.kind=DataProduct,regarding.name={}",
+        page.summary.name
+    );
+    let listed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        api.list(&ListParams::default().fields(&selector)),
+    )
+    .await;
+    let events = match listed {
+        Ok(Ok(list)) => list.items,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, product = %page.summary.name, "catalog: cannot list the product's Events");
+            return page;
+        }
+        Err(_) => {
+            tracing::warn!(product = %page.summary.name, "catalog: listing the product's Events timed out");
+            return page;
+        }
+    };
+    let mut views: Vec<view::EventView> = events
+        .into_iter()
+        .map(|event| {
+            let time = event
+                .series
+                .as_ref()
+                .map(|s| s.last_observed_time.0.to_string())
+                .or_else(|| event.event_time.as_ref().map(|t| t.0.to_string()))
+                .or_else(|| {
+                    event
+                        .deprecated_last_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                })
+                .unwrap_or_default();
+            view::EventView {
+                time,
+                type_: event.type_.unwrap_or_default(),
+                reason: event.reason.unwrap_or_default(),
+                note: event.note.unwrap_or_default(),
+                count: event.series.map_or(1, |s| s.count),
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| b.time.cmp(&a.time));
+    views.truncate(RECENT_EVENTS);
+    page.events = views;
+    page
 }
 
 fn filter(query: &str) -> Filter {

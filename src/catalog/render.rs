@@ -222,9 +222,27 @@ pub fn product(p: &ProductPage) -> String {
             escape(&c.message)
         );
     }
+    body.push_str("</table><h2>Recent Events</h2>");
+    if p.events.is_empty() {
+        body.push_str("<p>None.</p>");
+    } else {
+        body.push_str("<table><tr><th>Last seen</th><th>Type</th><th>Reason</th><th>Count</th><th>Message</th></tr>");
+        for e in &p.events {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&e.time),
+                escape(&e.type_),
+                escape(&e.reason),
+                e.count,
+                escape(&e.note)
+            );
+        }
+        body.push_str("</table>");
+    }
     let _ = write!(
         body,
-        "</table><h2>Lineage</h2><img style=\"max-width:100%\" alt=\"lineage of {name}\" src=\"/products/{ns}/{name}/lineage.svg\">",
+        "<h2>Lineage</h2><img style=\"max-width:100%\" alt=\"lineage of {name}\" src=\"/products/{ns}/{name}/lineage.svg\">",
         ns = escape(&s.namespace),
         name = escape(&s.name),
     );

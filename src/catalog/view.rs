@@ -234,6 +234,21 @@ pub struct ProductPage {
     pub input_ports: Vec<InputView>,
     pub transformation: Option<TransformationView>,
     pub conditions: Vec<ConditionView>,
+    /// The product's most recent Events, newest first (filled in by the server, which reads
+    /// them from the API server on each request: they are not watched).
+    pub events: Vec<EventView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventView {
+    /// When it last happened (RFC 3339).
+    pub time: String,
+    /// `Normal` or `Warning`.
+    pub type_: String,
+    pub reason: String,
+    pub note: String,
+    /// How often it happened.
+    pub count: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -437,6 +452,7 @@ pub fn product_page(objects: &Objects<'_>, namespace: &str, name: &str) -> Optio
                     .collect()
             })
             .unwrap_or_default(),
+        events: Vec::new(),
     })
 }
 
