@@ -5,6 +5,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod contracts;
 pub mod controller;
 pub mod governance;
 pub mod http;

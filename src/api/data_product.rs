@@ -568,6 +568,23 @@ pub struct DataProductStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub input_ports: Vec<InputPortStatus>,
+    /// The contract in force on each output port with a schema: the schema its consumers were
+    /// granted. A change that would break them is refused while any consumer holds a grant on
+    /// the port (the product is `Stalled` with reason `ContractBreaking`), and this keeps the
+    /// old one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["port"]))]
+    pub contracts: Vec<PortContract>,
+}
+
+/// The schema in force on one output port.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortContract {
+    /// The output port.
+    pub port: String,
+    /// The schema language and the schema.
+    pub schema: PortSchema,
 }
 
 /// The endpoint of one output port.

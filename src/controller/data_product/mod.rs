@@ -103,7 +103,8 @@ pub fn run(
     let domain_events = changed(watches.domains.touched(), domain_trigger);
     let (by_policy, by_product, by_domain) = (store.clone(), store.clone(), store);
     controller
-        // A grant given, changed, expired or revoked changes its consumers' input ports.
+        // A grant given, changed, expired or revoked changes its consumers' input ports, and
+        // whether the granted product's contracts may change.
         .watches_shared_stream(watches.policies.touched(), move |policy| {
             consumers_of_policy(&by_policy.state(), &policy)
         })
@@ -148,7 +149,9 @@ fn consumers_of_policy(
     else {
         return vec![];
     };
-    readers_of(all, &producer.spec.domain, &producer.name_any())
+    let mut affected = readers_of(all, &producer.spec.domain, &producer.name_any());
+    affected.push(reference(producer));
+    affected
 }
 
 fn readers_of(all: &[Arc<DataProduct>], domain: &str, name: &str) -> Vec<ObjectRef<DataProduct>> {

@@ -50,6 +50,9 @@ pub struct Cluster {
     pub acting_products: Vec<Arc<DataProduct>>,
     /// What each input port reads, in the order of `spec.inputPorts`.
     pub inputs: Vec<InputSeen>,
+    /// The product's output ports that consumers hold grants on, with those consumers, as the
+    /// AccessPolicies' statuses record them: whose contracts a change must not break.
+    pub granted_ports: BTreeMap<String, Vec<String>>,
 }
 
 impl Cluster {
@@ -175,6 +178,7 @@ fn cluster(product: &DataProduct, state: &State, with_inputs: bool) -> Cluster {
         acting_products,
         owners,
         inputs: Vec::new(),
+        granted_ports: granted_ports(product, state),
     };
     if with_inputs {
         cluster.inputs = inputs(product, state);
@@ -218,6 +222,23 @@ fn inputs(product: &DataProduct, state: &State) -> Vec<InputSeen> {
         });
     }
     seen
+}
+
+/// Each output port of `product` that a policy of its namespace grants, with the consumers.
+fn granted_ports(product: &DataProduct, state: &State) -> BTreeMap<String, Vec<String>> {
+    let name = product.name_any();
+    let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for policy in state.policies.state_filter(|policy| {
+        policy.namespace() == product.namespace() && policy.spec.data_product == name
+    }) {
+        for grant in policy.status.iter().flat_map(|status| &status.grants) {
+            granted
+                .entry(grant.port.clone())
+                .or_default()
+                .push(grant.consumer.clone());
+        }
+    }
+    granted
 }
 
 /// The AccessPolicies in `namespace`, from the shared cache.

@@ -21,7 +21,8 @@ use super::desired::{
 use super::observe::{BucketSeen, Cluster, Observation, Seen, SparkSeen};
 use crate::api::DeletionPolicy;
 use crate::api::conditions::{Outcome, READY, is_true};
-use crate::api::data_product::{DataProduct, InputPortStatus, Lifecycle};
+use crate::api::data_product::{DataProduct, InputPortStatus, Lifecycle, PortContract};
+use crate::contracts::Verdict;
 use crate::controller::apply::{DATA_PRODUCT_LABEL, already_applied, declare};
 use crate::controller::domain::desired::storage_user;
 use crate::controller::tenancy::OWNED_BY_ANOTHER_DOMAIN;
@@ -217,6 +218,9 @@ pub struct Plan {
     pub refused_topics: BTreeSet<String>,
     /// Buckets the status lists as the product's, if their writes succeed.
     pub held_buckets: BTreeSet<String>,
+    /// The contract in force on each output port with a schema, for the status; `None` keeps
+    /// what the status records (a product that provisions nothing decides no contract).
+    pub contracts: Option<Vec<PortContract>>,
 }
 
 /// Topic writes, each batched into one Kafka call.
@@ -404,10 +408,85 @@ pub fn plan(product: &DataProduct, seen: &Observation, platform: &Platform<'_>) 
     }
     plan.owner_access = owner_access(product, &seen.cluster, &plan.held_buckets);
 
+    let (contracts, broken) = contracts(product, &seen.cluster.granted_ports);
+    plan.contracts = Some(contracts);
+    plan.problems.extend(broken);
+
     let (inputs, locations) = inputs(product, &seen.cluster, seen.now);
     plan.inputs = inputs;
     plan.spark = spark(product, &locations, &seen.spark, platform);
     plan
+}
+
+/// The contract each output port keeps, and why a proposed one is refused. A port's schema as
+/// the spec has it becomes its contract unless consumers hold a grant on the port and the new
+/// schema would break them (see [`crate::contracts`]): then the port keeps the contract in
+/// force and the product is Stalled with the differences, until the producer publishes the
+/// change elsewhere or the consumers are off. A port without consumers takes any change.
+pub fn contracts(
+    product: &DataProduct,
+    granted: &BTreeMap<String, Vec<String>>,
+) -> (Vec<PortContract>, Vec<Outcome>) {
+    let recorded = product
+        .status
+        .as_ref()
+        .map(|status| status.contracts.as_slice())
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for port in &product.spec.output_ports {
+        let in_force = recorded.iter().find(|c| c.port == port.name);
+        let consumers = granted.get(&port.name).filter(|c| !c.is_empty());
+        let proposed = port.schema.as_ref().map(|schema| PortContract {
+            port: port.name.clone(),
+            schema: schema.clone(),
+        });
+        let (Some(in_force), Some(consumers)) = (in_force, consumers) else {
+            kept.extend(proposed);
+            continue;
+        };
+        let verdict = match &proposed {
+            None => Verdict::Breaking(vec!["the schema was removed".to_owned()]),
+            Some(p) if p.schema == in_force.schema => Verdict::Compatible,
+            Some(p) if p.schema.type_ != in_force.schema.type_ => Verdict::Breaking(vec![format!(
+                "the schema language changed from {:?} to {:?}",
+                in_force.schema.type_, p.schema.type_
+            )]),
+            Some(p) => crate::contracts::compare(
+                p.schema.type_,
+                in_force.schema.definition.as_deref().unwrap_or_default(),
+                p.schema.definition.as_deref().unwrap_or_default(),
+            ),
+        };
+        match verdict {
+            Verdict::Compatible => kept.extend(proposed),
+            Verdict::Breaking(differences) => {
+                kept.push(in_force.clone());
+                refused.push(Outcome::stalled(
+                    "ContractBreaking",
+                    format!(
+                        "The new schema of output port {} would break its consumers ({}): {}. \
+                         The port keeps its contract. Publish the change on a new port (or a new \
+                         version of the product), or end the consumers' grants first.",
+                        port.name,
+                        consumers.join(", "),
+                        differences.join("; ")
+                    ),
+                ));
+            }
+            Verdict::Invalid(why) => {
+                kept.push(in_force.clone());
+                refused.push(Outcome::stalled(
+                    "ContractInvalid",
+                    format!(
+                        "The new schema of output port {} cannot be read: {why}. The port keeps its contract.",
+                        port.name
+                    ),
+                ));
+            }
+        }
+    }
+    (kept, refused)
 }
 
 /// The domain's owner policy must cover `held` and no longer the buckets the product's status

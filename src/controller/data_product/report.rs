@@ -20,7 +20,7 @@ use crate::api::conditions::{
 };
 use crate::api::data_product::{
     DataProduct, DataProductStatus, InputAccess, InputPortStatus, Lifecycle, OutputPortStatus,
-    ports_ready,
+    PortContract, ports_ready,
 };
 use crate::controller::applied::Applied;
 use crate::controller::apply::apply_status;
@@ -40,6 +40,8 @@ pub struct Provisioned {
     pub buckets: BTreeSet<String>,
     /// The input ports' access.
     pub inputs: Vec<InputPortStatus>,
+    /// The output ports' contracts; `None` keeps the recorded ones.
+    pub contracts: Option<Vec<PortContract>>,
 }
 
 impl Provisioned {
@@ -59,6 +61,7 @@ impl Provisioned {
             refused: plan.refused_topics.clone(),
             buckets: made(&plan.held_buckets),
             inputs: plan.inputs.clone(),
+            contracts: plan.contracts.clone(),
         }
     }
 }
@@ -280,6 +283,9 @@ pub fn desired_status(
         .collect();
     status.ports_ready = Some(ports_ready(ready, spec.output_ports.len()));
     status.input_ports = provisioned.inputs.clone();
+    if let Some(contracts) = &provisioned.contracts {
+        status.contracts = contracts.clone();
+    }
     status
 }
 

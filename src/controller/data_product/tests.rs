@@ -89,6 +89,7 @@ fn mesh_of(product: &DataProduct) -> Cluster {
             .iter()
             .map(|_| InputSeen::default())
             .collect(),
+        granted_ports: Default::default(),
     }
 }
 
@@ -651,4 +652,84 @@ fn a_removed_bucket_another_domains_name_prefixes_is_not_released() {
     cluster.owners = Owners::of(domains.iter());
     let scope = plan::scope(&p, &cluster, 1);
     assert_eq!(scope.removed_buckets, ["payments-orders-lake"]);
+}
+
+// ------------------------------------------------------------------------ contracts
+
+const ORDER_SCHEMA: &str = r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "note": {"type": "string"}}}"#;
+
+/// A product whose port `events` has `schema` in its spec and `in_force` in its status.
+fn with_contract(schema: &str, in_force: &str) -> DataProduct {
+    let mut p = product(json!({
+        "domain": "payments", "owner": {"name": "o"},
+        "description": {"purpose": "p", "usage": "u"},
+        "outputPorts": [{"name": "events", "kafka": {"partitions": 1},
+                         "schema": {"type": "json", "definition": schema}}],
+    }));
+    p.status = Some(
+        serde_json::from_value(json!({
+            "contracts": [{"port": "events", "schema": {"type": "json", "definition": in_force}}],
+        }))
+        .unwrap(),
+    );
+    p
+}
+
+fn granted(port: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    [(port.to_owned(), vec!["domain:marketing".to_owned()])].into()
+}
+
+#[test]
+fn a_breaking_schema_change_with_consumers_keeps_the_contract_and_stalls() {
+    let without_note =
+        r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}"#;
+    let p = with_contract(without_note, ORDER_SCHEMA);
+    let (kept, refused) = plan::contracts(&p, &granted("events"));
+    assert_eq!(
+        kept[0].schema.definition.as_deref(),
+        Some(ORDER_SCHEMA),
+        "the old contract stays"
+    );
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].progress, Progress::Stalled);
+    assert_eq!(refused[0].reason, "ContractBreaking");
+    assert!(
+        refused[0].message.contains("domain:marketing")
+            && refused[0].message.contains("`note` removed"),
+        "{}",
+        refused[0].message
+    );
+}
+
+#[test]
+fn a_breaking_schema_change_without_consumers_goes_through() {
+    let without_note =
+        r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}"#;
+    let p = with_contract(without_note, ORDER_SCHEMA);
+    let (kept, refused) = plan::contracts(&p, &granted("other-port"));
+    assert!(refused.is_empty());
+    assert_eq!(kept[0].schema.definition.as_deref(), Some(without_note));
+}
+
+#[test]
+fn a_compatible_schema_change_with_consumers_goes_through() {
+    let with_currency = r#"{"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "note": {"type": "string"}, "currency": {"type": "string"}}}"#;
+    let p = with_contract(with_currency, ORDER_SCHEMA);
+    let (kept, refused) = plan::contracts(&p, &granted("events"));
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(kept[0].schema.definition.as_deref(), Some(with_currency));
+}
+
+#[tokio::test]
+async fn a_gated_product_decides_no_contract() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let mut p = with_contract("{}", ORDER_SCHEMA);
+    p.metadata.namespace = Some("marketing".into());
+    let cluster = mesh_of(&p);
+    let seen = observe_fakes(&p, cluster, &kafka, &storage).await;
+    let plan = plan::plan(&p, &seen, &PLATFORM);
+    assert!(
+        plan.contracts.is_none(),
+        "the status keeps the contract in force"
+    );
 }
