@@ -5,7 +5,8 @@
   user, password), and Kafka's own console producer and consumer use them on the domain's topic.
 - The operator logs in over mutual TLS (the SSL listener, which requires a client certificate
   and maps its CN to the user) with the admin's certificate and no password at all, and still
-  makes a Domain and a DataProduct Ready; the topic is checked with Kafka's own tools.
+  makes a Domain and a DataProduct Ready; the topic is checked with Kafka's own tools. There the
+  domains get SCRAM-SHA-256 credentials (`saslMechanism`), which their clients log in with.
 
 The operator runs out of cluster with the Helm chart's RBAC; every other suite runs it on SASL_SSL.
 """
@@ -93,7 +94,8 @@ def test_a_domain_workload_connects_with_nothing_but_its_credentials_secret(oper
 @pytest.fixture
 def operator_on_mutual_tls():
     """The operator on the SSL listener with the admin's client certificate, read from a
-    `kubernetes.io/tls` Secret (as cert-manager makes it), and no password in its config."""
+    `kubernetes.io/tls` Secret (as cert-manager makes it), and no password in its config; the
+    domains get SCRAM-SHA-256 credentials."""
     install_crds()
     install_chart_rbac(f"kafka.tls.clientCertificateSecret.name={CLIENT_CERT_SECRET}")
     manifest = kubectl("create", "secret", "tls", CLIENT_CERT_SECRET, "-n", NAMESPACE,
@@ -104,6 +106,8 @@ def operator_on_mutual_tls():
     process = OperatorProcess(workdir(), "kafka-mtls", kafka={
         "bootstrapServers": env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
         "securityProtocol": "SSL",
+        # Not the admin's mechanism here (it logs in by certificate): the domains'.
+        "saslMechanism": "SCRAM-SHA-256",
         "adminUser": env("KAFKA_ADMIN_USER"),
         "tls": {
             "caCertificate": {"secretKeyRef": {"namespace": NAMESPACE, "name": KAFKA_CA_SECRET, "key": "ca.crt"}},
@@ -139,13 +143,16 @@ def test_the_operator_manages_kafka_over_mutual_tls(operator_on_mutual_tls, kafk
     acls = kafka_admin.tool("kafka-acls.sh", "--list", "--topic", topic).stdout
     assert f"User:{domain}" in acls, acls
 
-    # The domain itself still logs in with SCRAM, on the SASL_SSL listener its Secret names.
+    # The domain itself logs in with SCRAM-SHA-256, on the SASL_SSL listener its Secret names.
     secret = secret_data(domain, f"{domain}-credentials")
-    assert (secret["KAFKA_SECURITY_PROTOCOL"], secret["KAFKA_BOOTSTRAP_SERVERS"]) == (
-        "SASL_SSL", env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"))
+    assert (secret["KAFKA_SECURITY_PROTOCOL"], secret["KAFKA_BOOTSTRAP_SERVERS"], secret["KAFKA_SASL_MECHANISM"]) == (
+        "SASL_SSL", env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"), "SCRAM-SHA-256")
     assert secret["KAFKA_CA_CERT"].strip() == open(env("KAFKA_CA_FILE")).read().strip()
+    credentials = kafka_admin.tool("kafka-configs.sh", "--describe", "--entity-type", "users",
+                                   "--entity-name", domain).stdout
+    assert "SCRAM-SHA-256=" in credentials and "SCRAM-SHA-512" not in credentials, credentials
     domain_client = Kafka(tmp_path, domain, secret["KAFKA_PASSWORD"], protocol="SASL_SSL",
-                          bootstrap=secret["KAFKA_BOOTSTRAP_SERVERS"])
+                          mechanism=secret["KAFKA_SASL_MECHANISM"], bootstrap=secret["KAFKA_BOOTSTRAP_SERVERS"])
     domain_client.produce(topic, ["over-tls"])
     assert domain_client.consume(topic, 1, group=f"{domain}.orders.check") == ["over-tls"]
     # And the operator's config holds no password: it got in by its certificate alone.
