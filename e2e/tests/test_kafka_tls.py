@@ -8,13 +8,16 @@
   makes a Domain and a DataProduct Ready; the topic is checked with Kafka's own tools. There the
   domains get SCRAM-SHA-256 credentials (`saslMechanism`), which their clients log in with.
 
+- Inconsistent settings stop the operator at start-up with a message naming the setting.
+
 The operator runs out of cluster with the Helm chart's RBAC; every other suite runs it on SASL_SSL.
 """
 
 import pytest
+import yaml
 
-from conftest import Kafka, apply, env, get_json, kubectl, secret_data, unique
-from operator_process import (KAFKA_CA_SECRET, NAMESPACE, OperatorProcess, install_chart_rbac, install_crds,
+from conftest import Kafka, apply, env, get_json, kubectl, run, secret_data, unique
+from operator_process import (BINARY, KAFKA_CA_SECRET, NAMESPACE, OperatorProcess, install_chart_rbac, install_crds,
                               kafka_config, workdir)
 
 CLIENT_CERT_SECRET = "kafka-admin-tls"
@@ -157,3 +160,23 @@ def test_the_operator_manages_kafka_over_mutual_tls(operator_on_mutual_tls, kafk
     assert domain_client.consume(topic, 1, group=f"{domain}.orders.check") == ["over-tls"]
     # And the operator's config holds no password: it got in by its certificate alone.
     assert "adminPassword" not in (operator_on_mutual_tls.log_path.parent / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("kafka, message", [
+    ({"securityProtocol": "SSL", "tls": {"clientCertificate": {"file": "/nonexistent/tls.crt"}},
+      "domainSecurityProtocol": "SASL_SSL", "domainBootstrapServers": "127.0.0.1:2"},
+     "setting DATAMESH_KAFKA_TLS_CLIENT_KEY is not valid: kafka.tls.clientCertificate is set without its key"),
+    ({"securityProtocol": "SASL_PLAINTEXT", "adminUser": "admin", "adminPassword": {"file": "/nonexistent/pw"},
+      "tls": {"clientCertificate": {"file": "/c"}, "clientKey": {"file": "/k"}}},
+     "a client certificate is used only with SSL or SASL_SSL, not with SASL_PLAINTEXT"),
+])
+def test_inconsistent_kafka_settings_stop_the_operator_at_start_up(kafka, message, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrapServers": "127.0.0.1:1", **kafka},
+        "s3": {"endpoint": "http://127.0.0.1:3", "adminAccessKey": "admin", "adminSecretKey": {"file": "/nonexistent"}},
+    }))
+    result = run([str(BINARY), "run", "--config", str(config), "--leader-elect=false", "--log-format", "text"],
+                 check=False, timeout=30, extra_env={"KUBECONFIG": "/nonexistent"})
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr, result
