@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use serde::Deserialize;
 
+pub use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
 pub use crate::secret::SecretString;
 
 /// What can go wrong loading the configuration. Messages name the setting, never its value.
@@ -206,11 +207,26 @@ struct FileSettings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FileKafka {
     bootstrap_servers: Option<String>,
+    security_protocol: Option<String>,
+    sasl_mechanism: Option<String>,
     admin_user: Option<String>,
     admin_password: Option<SecretSource>,
+    #[serde(default)]
+    tls: FileKafkaTls,
+    domain_bootstrap_servers: Option<String>,
+    domain_security_protocol: Option<String>,
     default_replicas: Option<i32>,
     #[serde(default)]
     super_users: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileKafkaTls {
+    ca_certificate: Option<SecretSource>,
+    client_certificate: Option<SecretSource>,
+    client_key: Option<SecretSource>,
+    verify_hostname: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,17 +243,54 @@ struct FileS3 {
 /// The Kafka cluster the operator manages topics, ACLs and SCRAM users in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaSettings {
-    /// `host:port[,host:port...]` of the SASL_PLAINTEXT (SCRAM-SHA-512) listener.
+    /// `host:port[,host:port...]` of the listener the operator connects to.
     pub bootstrap_servers: String,
-    /// The admin user the operator authenticates as (a super user of the cluster).
-    pub admin_user: String,
-    /// Where the admin user's password is read from.
-    pub admin_password: SecretSource,
+    /// How the operator connects: SASL_SSL (the default), SASL_PLAINTEXT, SSL or PLAINTEXT.
+    pub security_protocol: KafkaSecurityProtocol,
+    /// The SCRAM mechanism of the admin's login (with SASL) and of the domains' credentials.
+    pub sasl_mechanism: ScramMechanism,
+    /// The admin user: its SCRAM user with SASL; with SSL, the user name its certificate maps
+    /// to, if given (only to reserve it). A super user of the cluster.
+    pub admin_user: Option<String>,
+    /// Where the admin user's password is read from (SASL only).
+    pub admin_password: Option<SecretSource>,
+    /// CA, client certificate and hostname verification for the TLS protocols.
+    pub tls: KafkaTlsSettings,
+    /// The listener the domains' clients connect to, written into each credentials Secret:
+    /// the operator's own unless it differs.
+    pub domain_bootstrap_servers: String,
+    /// The protocol of that listener: SASL_SSL or SASL_PLAINTEXT (domains log in with SCRAM).
+    pub domain_security_protocol: KafkaSecurityProtocol,
     /// Replicas for topics whose output port does not say.
     pub default_replicas: i32,
     /// Further super users of the cluster (`super.users`), besides the admin: no Domain may
     /// be named after one.
     pub super_users: Vec<String>,
+}
+
+/// TLS settings for Kafka. The CA also goes into each domain's credentials Secret when the
+/// domains connect over TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaTlsSettings {
+    /// The CA bundle (PEM) the brokers' certificates chain to; `None` uses the system's.
+    pub ca_certificate: Option<SecretSource>,
+    /// The operator's client certificate (PEM) for mutual TLS.
+    pub client_certificate: Option<SecretSource>,
+    /// Its private key (PEM).
+    pub client_key: Option<SecretSource>,
+    /// Whether a broker's certificate must name the host the client connected to.
+    pub verify_hostname: bool,
+}
+
+impl Default for KafkaTlsSettings {
+    fn default() -> Self {
+        Self {
+            ca_certificate: None,
+            client_certificate: None,
+            client_key: None,
+            verify_hostname: true,
+        }
+    }
 }
 
 /// The S3 service the operator manages buckets and IAM users in.
@@ -317,10 +370,6 @@ impl Settings {
             value.ok_or(ConfigError::Missing(setting))
         };
 
-        let bootstrap_servers = required(
-            "DATAMESH_KAFKA_BOOTSTRAP_SERVERS",
-            var("DATAMESH_KAFKA_BOOTSTRAP_SERVERS").or(file.kafka.bootstrap_servers),
-        )?;
         let default_replicas = match var("DATAMESH_KAFKA_DEFAULT_REPLICAS") {
             Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
                 setting: "DATAMESH_KAFKA_DEFAULT_REPLICAS",
@@ -334,17 +383,45 @@ impl Settings {
                 reason: "must be at least 1".into(),
             });
         }
-        let kafka = KafkaSettings {
-            bootstrap_servers,
-            admin_user: required(
-                "DATAMESH_KAFKA_ADMIN_USER",
-                var("DATAMESH_KAFKA_ADMIN_USER").or(file.kafka.admin_user),
-            )?,
-            admin_password: secret("DATAMESH_KAFKA_ADMIN_PASSWORD", file.kafka.admin_password)?
-                .ok_or(ConfigError::Missing("DATAMESH_KAFKA_ADMIN_PASSWORD"))?,
-            default_replicas,
-            super_users: list(var("DATAMESH_KAFKA_SUPER_USERS"), file.kafka.super_users),
+        let verify_hostname = match var("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME") {
+            Some(value) => match value.as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        setting: "DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME",
+                        reason: "must be true or false".into(),
+                    });
+                }
+            },
+            None => file.kafka.tls.verify_hostname,
         };
+        let connection = KafkaConnection {
+            bootstrap_servers: required(
+                "DATAMESH_KAFKA_BOOTSTRAP_SERVERS",
+                var("DATAMESH_KAFKA_BOOTSTRAP_SERVERS").or(file.kafka.bootstrap_servers),
+            )?,
+            security_protocol: var("DATAMESH_KAFKA_SECURITY_PROTOCOL")
+                .or(file.kafka.security_protocol),
+            sasl_mechanism: var("DATAMESH_KAFKA_SASL_MECHANISM").or(file.kafka.sasl_mechanism),
+            admin_user: var("DATAMESH_KAFKA_ADMIN_USER").or(file.kafka.admin_user),
+            admin_password: secret("DATAMESH_KAFKA_ADMIN_PASSWORD", file.kafka.admin_password)?,
+            ca_certificate: secret("DATAMESH_KAFKA_TLS_CA_CERT", file.kafka.tls.ca_certificate)?,
+            client_certificate: secret(
+                "DATAMESH_KAFKA_TLS_CLIENT_CERT",
+                file.kafka.tls.client_certificate,
+            )?,
+            client_key: secret("DATAMESH_KAFKA_TLS_CLIENT_KEY", file.kafka.tls.client_key)?,
+            verify_hostname,
+            domain_bootstrap_servers: var("DATAMESH_KAFKA_DOMAIN_BOOTSTRAP_SERVERS")
+                .or(file.kafka.domain_bootstrap_servers),
+            domain_security_protocol: var("DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL")
+                .or(file.kafka.domain_security_protocol),
+        };
+        let kafka = connection.settings(
+            default_replicas,
+            list(var("DATAMESH_KAFKA_SUPER_USERS"), file.kafka.super_users),
+        )?;
 
         let endpoint = required(
             "DATAMESH_S3_ENDPOINT",
@@ -404,6 +481,184 @@ impl Settings {
     }
 }
 
+/// The Kafka connection settings as given (file or environment), before they are checked
+/// together.
+struct KafkaConnection {
+    bootstrap_servers: String,
+    security_protocol: Option<String>,
+    sasl_mechanism: Option<String>,
+    admin_user: Option<String>,
+    admin_password: Option<SecretSource>,
+    ca_certificate: Option<SecretSource>,
+    client_certificate: Option<SecretSource>,
+    client_key: Option<SecretSource>,
+    verify_hostname: Option<bool>,
+    domain_bootstrap_servers: Option<String>,
+    domain_security_protocol: Option<String>,
+}
+
+impl KafkaConnection {
+    /// Check the settings against each other, refusing a combination that cannot work or
+    /// that sets something the chosen protocol would silently ignore.
+    fn settings(
+        self,
+        default_replicas: i32,
+        super_users: Vec<String>,
+    ) -> Result<KafkaSettings, ConfigError> {
+        let invalid =
+            |setting: &'static str, reason: String| ConfigError::Invalid { setting, reason };
+        let protocol_named = |setting: &'static str, name: Option<&str>| {
+            match name {
+            None => Ok(None),
+            Some(name) => KafkaSecurityProtocol::from_name(name).map(Some).ok_or_else(|| {
+                invalid(
+                    setting,
+                    format!(
+                        "{name:?} is not a security protocol: use SASL_SSL, SASL_PLAINTEXT, SSL or PLAINTEXT"
+                    ),
+                )
+            }),
+        }
+        };
+        let protocol = protocol_named(
+            "DATAMESH_KAFKA_SECURITY_PROTOCOL",
+            self.security_protocol.as_deref(),
+        )?
+        .unwrap_or_default();
+        let sasl_mechanism = match self.sasl_mechanism.as_deref() {
+            None => ScramMechanism::default(),
+            Some(name) => ScramMechanism::from_name(name).ok_or_else(|| {
+                invalid(
+                    "DATAMESH_KAFKA_SASL_MECHANISM",
+                    format!("{name:?} is not supported: use SCRAM-SHA-512 or SCRAM-SHA-256"),
+                )
+            })?,
+        };
+
+        if protocol.uses_sasl() {
+            if self.admin_user.is_none() {
+                return Err(ConfigError::Missing("DATAMESH_KAFKA_ADMIN_USER"));
+            }
+            if self.admin_password.is_none() {
+                return Err(ConfigError::Missing("DATAMESH_KAFKA_ADMIN_PASSWORD"));
+            }
+        } else if self.admin_password.is_some() {
+            return Err(invalid(
+                "DATAMESH_KAFKA_ADMIN_PASSWORD",
+                format!(
+                    "kafka.adminPassword is used only with SASL_SSL or SASL_PLAINTEXT; with {protocol} the operator does not log in with a password"
+                ),
+            ));
+        }
+
+        match (&self.client_certificate, &self.client_key) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_TLS_CLIENT_KEY",
+                    "kafka.tls.clientCertificate is set without its key (kafka.tls.clientKey)"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_TLS_CLIENT_CERT",
+                    "kafka.tls.clientKey is set without its certificate (kafka.tls.clientCertificate)"
+                        .into(),
+                ));
+            }
+            (Some(_), Some(_)) if !protocol.uses_tls() => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_TLS_CLIENT_CERT",
+                    format!(
+                        "a client certificate is used only with SSL or SASL_SSL, not with {protocol}"
+                    ),
+                ));
+            }
+            (None, None) if protocol == KafkaSecurityProtocol::Ssl => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_TLS_CLIENT_CERT",
+                    "with SSL the brokers know the operator by its client certificate: set kafka.tls.clientCertificate and kafka.tls.clientKey (without one it would be ANONYMOUS)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+
+        // The domains log in with the SCRAM users the operator makes for them.
+        let domain_security_protocol = match protocol_named(
+            "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL",
+            self.domain_security_protocol.as_deref(),
+        )? {
+            Some(domain) if domain.uses_sasl() => domain,
+            Some(domain) => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL",
+                    format!(
+                        "domains log in with the SCRAM users the operator makes, so their protocol is SASL_SSL or SASL_PLAINTEXT, not {domain}"
+                    ),
+                ));
+            }
+            None if protocol.uses_sasl() => protocol,
+            None => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL",
+                    format!(
+                        "with {protocol} the operator does not use SCRAM itself: name the SASL_SSL or SASL_PLAINTEXT listener the domains log in to (kafka.domainSecurityProtocol and kafka.domainBootstrapServers)"
+                    ),
+                ));
+            }
+        };
+        let domain_bootstrap_servers = match self.domain_bootstrap_servers {
+            Some(servers) => servers,
+            None if domain_security_protocol == protocol => self.bootstrap_servers.clone(),
+            None => {
+                return Err(invalid(
+                    "DATAMESH_KAFKA_DOMAIN_BOOTSTRAP_SERVERS",
+                    format!(
+                        "the domains connect with {domain_security_protocol} and the operator with {protocol}: one listener speaks one protocol, so name the domains' (kafka.domainBootstrapServers)"
+                    ),
+                ));
+            }
+        };
+
+        let any_tls = protocol.uses_tls() || domain_security_protocol.uses_tls();
+        if self.ca_certificate.is_some() && !any_tls {
+            return Err(invalid(
+                "DATAMESH_KAFKA_TLS_CA_CERT",
+                format!(
+                    "a CA certificate is used only with SSL or SASL_SSL; the operator connects with {protocol} and the domains with {domain_security_protocol}"
+                ),
+            ));
+        }
+        if self.verify_hostname == Some(false) && !any_tls {
+            return Err(invalid(
+                "DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME",
+                format!(
+                    "turning hostname verification off means something only with SSL or SASL_SSL; the operator connects with {protocol} and the domains with {domain_security_protocol}"
+                ),
+            ));
+        }
+
+        Ok(KafkaSettings {
+            bootstrap_servers: self.bootstrap_servers,
+            security_protocol: protocol,
+            sasl_mechanism,
+            admin_user: self.admin_user,
+            admin_password: self.admin_password,
+            tls: KafkaTlsSettings {
+                ca_certificate: self.ca_certificate,
+                client_certificate: self.client_certificate,
+                client_key: self.client_key,
+                verify_hostname: self.verify_hostname.unwrap_or(true),
+            },
+            domain_bootstrap_servers,
+            domain_security_protocol,
+            default_replicas,
+            super_users,
+        })
+    }
+}
+
 /// A list setting: the environment's comma-separated value, else the file's.
 fn list(from_env: Option<String>, from_file: Vec<String>) -> Vec<String> {
     match from_env {
@@ -448,11 +703,11 @@ resyncSeconds: 60
         assert_eq!(settings.kafka.bootstrap_servers, "kafka:9092");
         assert_eq!(
             settings.kafka.admin_password,
-            SecretSource::SecretKeyRef {
+            Some(SecretSource::SecretKeyRef {
                 namespace: "datamesh-system".into(),
                 name: "kafka-admin".into(),
                 key: "password".into()
-            }
+            })
         );
         assert_eq!(settings.kafka.default_replicas, 1);
         assert_eq!(settings.s3.iam_endpoint, "http://s3:8333");
@@ -477,11 +732,11 @@ resyncSeconds: 60
         assert_eq!(settings.kafka.bootstrap_servers, "127.0.0.1:29092");
         assert_eq!(
             settings.kafka.admin_password,
-            SecretSource::SecretKeyRef {
+            Some(SecretSource::SecretKeyRef {
                 namespace: "ops".into(),
                 name: "kafka".into(),
                 key: "pw".into()
-            }
+            })
         );
         assert_eq!(
             settings.s3.admin_secret_key,
@@ -513,6 +768,244 @@ resyncSeconds: 60
         assert_eq!(settings.reserved_domain_names, ["legal", "hr"]);
         assert_eq!(settings.kafka.super_users, ["ops", "backup"]);
         assert_eq!(settings.s3.admin_user, None);
+    }
+
+    /// The Kafka settings of `yaml` (the `kafka:` section's body) and `env`.
+    fn kafka(yaml: &str, pairs: &[(&str, &str)]) -> Result<KafkaSettings, ConfigError> {
+        let file = format!(
+            "kafka:\n{}s3:\n  endpoint: http://s3:8333\n  adminAccessKey: admin\n  adminSecretKey: {{file: /k}}\n",
+            yaml.lines()
+                .map(|line| format!("  {line}\n"))
+                .collect::<String>()
+        );
+        Settings::merge(serde_yaml::from_str(&file).unwrap(), &env(pairs)).map(|s| s.kafka)
+    }
+
+    /// The message of the error `kafka(yaml, env)` refuses with.
+    fn refusal(yaml: &str, pairs: &[(&str, &str)]) -> String {
+        match kafka(yaml, pairs) {
+            Ok(settings) => panic!("accepted: {settings:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    const SCRAM: &str =
+        "bootstrapServers: kafka:9093\nadminUser: admin\nadminPassword: {file: /pw}\n";
+    const MTLS: &str = "bootstrapServers: kafka:9094\nsecurityProtocol: SSL\ntls:\n  caCertificate: {file: /ca.pem}\n  clientCertificate: {file: /tls.crt}\n  clientKey: {secretKeyRef: {namespace: ops, name: kafka-client, key: tls.key}}\n";
+
+    #[test]
+    fn kafka_defaults_to_sasl_ssl_with_scram_sha_512_and_hostname_verification() {
+        let kafka = kafka(SCRAM, &[]).unwrap();
+        assert_eq!(kafka.security_protocol, KafkaSecurityProtocol::SaslSsl);
+        assert_eq!(kafka.sasl_mechanism, ScramMechanism::Sha512);
+        assert_eq!(kafka.tls, KafkaTlsSettings::default());
+        assert!(kafka.tls.verify_hostname);
+        assert_eq!(kafka.admin_user.as_deref(), Some("admin"));
+        assert_eq!(kafka.admin_password, Some(SecretSource::File("/pw".into())));
+        assert_eq!(kafka.domain_bootstrap_servers, "kafka:9093");
+        assert_eq!(
+            kafka.domain_security_protocol,
+            KafkaSecurityProtocol::SaslSsl
+        );
+    }
+
+    #[test]
+    fn every_sasl_protocol_and_mechanism_is_accepted_from_file_and_environment() {
+        for protocol in ["SASL_SSL", "SASL_PLAINTEXT"] {
+            for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256"] {
+                let yaml =
+                    format!("{SCRAM}securityProtocol: {protocol}\nsaslMechanism: {mechanism}\n");
+                let from_file = kafka(&yaml, &[]).unwrap();
+                let from_env = kafka(
+                    SCRAM,
+                    &[
+                        ("DATAMESH_KAFKA_SECURITY_PROTOCOL", protocol),
+                        ("DATAMESH_KAFKA_SASL_MECHANISM", mechanism),
+                    ],
+                )
+                .unwrap();
+                assert_eq!(from_file, from_env);
+                assert_eq!(from_file.security_protocol.as_str(), protocol);
+                assert_eq!(from_file.sasl_mechanism.as_str(), mechanism);
+                assert_eq!(from_file.domain_security_protocol.as_str(), protocol);
+            }
+        }
+    }
+
+    #[test]
+    fn tls_material_comes_from_files_or_secrets_and_hostname_verification_is_switched_off_only_explicitly()
+     {
+        let yaml = format!(
+            "{SCRAM}tls:\n  caCertificate: {{secretKeyRef: {{namespace: ops, name: kafka-ca, key: ca.crt}}}}\n  clientCertificate: {{file: /c}}\n  clientKey: {{file: /k}}\n"
+        );
+        let kafka_settings = kafka(&yaml, &[]).unwrap();
+        assert_eq!(
+            kafka_settings.tls.ca_certificate,
+            Some(SecretSource::SecretKeyRef {
+                namespace: "ops".into(),
+                name: "kafka-ca".into(),
+                key: "ca.crt".into()
+            })
+        );
+        assert_eq!(
+            kafka_settings.tls.client_certificate,
+            Some(SecretSource::File("/c".into()))
+        );
+        assert!(kafka_settings.tls.verify_hostname);
+        let from_env = kafka(
+            SCRAM,
+            &[
+                ("DATAMESH_KAFKA_TLS_CA_CERT", "secret:ops/kafka-ca/ca.crt"),
+                ("DATAMESH_KAFKA_TLS_CLIENT_CERT", "/c"),
+                ("DATAMESH_KAFKA_TLS_CLIENT_KEY", "/k"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(from_env, kafka_settings);
+
+        let off = kafka(&format!("{SCRAM}tls: {{verifyHostname: false}}\n"), &[]).unwrap();
+        assert!(!off.tls.verify_hostname);
+        let off = kafka(SCRAM, &[("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME", "false")]).unwrap();
+        assert!(!off.tls.verify_hostname);
+        let on = kafka(
+            &format!("{SCRAM}tls: {{verifyHostname: false}}\n"),
+            &[("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME", "true")],
+        )
+        .unwrap();
+        assert!(on.tls.verify_hostname, "the environment wins");
+        assert!(
+            refusal(SCRAM, &[("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME", "no")])
+                .contains("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME is not valid: must be true or false")
+        );
+    }
+
+    #[test]
+    fn mutual_tls_logs_in_by_certificate_and_names_the_domains_listener() {
+        let yaml = format!(
+            "{MTLS}adminUser: admin\ndomainBootstrapServers: kafka:9093\ndomainSecurityProtocol: SASL_SSL\n"
+        );
+        let kafka = kafka(&yaml, &[]).unwrap();
+        assert_eq!(kafka.security_protocol, KafkaSecurityProtocol::Ssl);
+        assert_eq!(kafka.admin_password, None);
+        assert_eq!(
+            kafka.admin_user.as_deref(),
+            Some("admin"),
+            "kept to be reserved"
+        );
+        assert_eq!(
+            kafka.tls.client_key,
+            Some(SecretSource::SecretKeyRef {
+                namespace: "ops".into(),
+                name: "kafka-client".into(),
+                key: "tls.key".into()
+            })
+        );
+        assert_eq!(kafka.domain_bootstrap_servers, "kafka:9093");
+        assert_eq!(
+            kafka.domain_security_protocol,
+            KafkaSecurityProtocol::SaslSsl
+        );
+    }
+
+    #[test]
+    fn plaintext_needs_no_credentials_and_sasl_ssl_may_add_a_client_certificate() {
+        let kafka_settings = kafka(
+            "bootstrapServers: kafka:9092\nsecurityProtocol: PLAINTEXT\ndomainSecurityProtocol: SASL_PLAINTEXT\ndomainBootstrapServers: kafka:9095\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            kafka_settings.security_protocol,
+            KafkaSecurityProtocol::Plaintext
+        );
+        assert_eq!(kafka_settings.admin_user, None);
+        let with_cert = kafka(
+            &format!("{SCRAM}tls:\n  clientCertificate: {{file: /c}}\n  clientKey: {{file: /k}}\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(with_cert.tls.client_certificate.is_some());
+        // The domains may use another listener of the same protocol (an external address).
+        let elsewhere = kafka(
+            &format!("{SCRAM}domainBootstrapServers: kafka.example:443\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(elsewhere.domain_bootstrap_servers, "kafka.example:443");
+        assert_eq!(
+            elsewhere.domain_security_protocol,
+            KafkaSecurityProtocol::SaslSsl
+        );
+        // A plaintext operator may hand its domains a TLS listener, and its CA.
+        let mixed = kafka(
+            &format!(
+                "{SCRAM}securityProtocol: SASL_PLAINTEXT\ndomainSecurityProtocol: SASL_SSL\ndomainBootstrapServers: kafka:9093\ntls: {{caCertificate: {{file: /ca}}}}\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            mixed.tls.ca_certificate,
+            Some(SecretSource::File("/ca".into()))
+        );
+    }
+
+    #[test]
+    fn inconsistent_kafka_settings_are_refused_with_a_reason() {
+        // (the file's `kafka:` section, the environment, what the refusal says)
+        type Case = (String, Vec<(&'static str, &'static str)>, &'static str);
+        let cases: Vec<Case> = vec![
+            // Unknown names.
+            (format!("{SCRAM}securityProtocol: TLS\n"), vec![], "DATAMESH_KAFKA_SECURITY_PROTOCOL is not valid: \"TLS\" is not a security protocol"),
+            (SCRAM.into(), vec![("DATAMESH_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")], "is not a security protocol: use SASL_SSL, SASL_PLAINTEXT, SSL or PLAINTEXT"),
+            (format!("{SCRAM}saslMechanism: PLAIN\n"), vec![], "DATAMESH_KAFKA_SASL_MECHANISM is not valid: \"PLAIN\" is not supported: use SCRAM-SHA-512 or SCRAM-SHA-256"),
+            (SCRAM.into(), vec![("DATAMESH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-1")], "SCRAM-SHA-512 or SCRAM-SHA-256"),
+            // SASL without its login.
+            ("bootstrapServers: k:1\nadminPassword: {file: /pw}\n".into(), vec![], "setting DATAMESH_KAFKA_ADMIN_USER is required"),
+            ("bootstrapServers: k:1\nadminUser: admin\n".into(), vec![], "setting DATAMESH_KAFKA_ADMIN_PASSWORD is required"),
+            ("bootstrapServers: k:1\nadminUser: admin\nsecurityProtocol: SASL_PLAINTEXT\n".into(), vec![], "DATAMESH_KAFKA_ADMIN_PASSWORD is required"),
+            // A password where no one logs in with one.
+            (format!("{MTLS}adminPassword: {{file: /pw}}\ndomainSecurityProtocol: SASL_SSL\ndomainBootstrapServers: k:1\n"), vec![], "DATAMESH_KAFKA_ADMIN_PASSWORD is not valid: kafka.adminPassword is used only with SASL_SSL or SASL_PLAINTEXT; with SSL"),
+            ("bootstrapServers: k:1\nsecurityProtocol: PLAINTEXT\ndomainSecurityProtocol: SASL_PLAINTEXT\ndomainBootstrapServers: k:2\n".into(), vec![("DATAMESH_KAFKA_ADMIN_PASSWORD", "/pw")], "with PLAINTEXT the operator does not log in with a password"),
+            // Half a client identity.
+            (format!("{SCRAM}tls: {{clientCertificate: {{file: /c}}}}\n"), vec![], "DATAMESH_KAFKA_TLS_CLIENT_KEY is not valid: kafka.tls.clientCertificate is set without its key"),
+            (format!("{SCRAM}tls: {{clientKey: {{file: /k}}}}\n"), vec![], "DATAMESH_KAFKA_TLS_CLIENT_CERT is not valid: kafka.tls.clientKey is set without its certificate"),
+            (SCRAM.into(), vec![("DATAMESH_KAFKA_TLS_CLIENT_KEY", "/k")], "without its certificate"),
+            // A client certificate on a connection without TLS.
+            (format!("{SCRAM}securityProtocol: SASL_PLAINTEXT\ntls: {{clientCertificate: {{file: /c}}, clientKey: {{file: /k}}}}\n"), vec![], "a client certificate is used only with SSL or SASL_SSL, not with SASL_PLAINTEXT"),
+            // SSL without a certificate would be ANONYMOUS.
+            ("bootstrapServers: k:1\nsecurityProtocol: SSL\ndomainSecurityProtocol: SASL_SSL\ndomainBootstrapServers: k:2\n".into(), vec![], "with SSL the brokers know the operator by its client certificate"),
+            // The domains' listener: SASL only, and named when it cannot be the operator's.
+            (format!("{SCRAM}domainSecurityProtocol: SSL\n"), vec![], "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL is not valid: domains log in with the SCRAM users the operator makes, so their protocol is SASL_SSL or SASL_PLAINTEXT, not SSL"),
+            (format!("{SCRAM}domainSecurityProtocol: PLAINTEXT\n"), vec![], "not PLAINTEXT"),
+            (format!("{SCRAM}domainSecurityProtocol: BOGUS\n"), vec![], "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL is not valid: \"BOGUS\" is not a security protocol"),
+            (MTLS.into(), vec![], "DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL is not valid: with SSL the operator does not use SCRAM itself"),
+            ("bootstrapServers: k:1\nsecurityProtocol: PLAINTEXT\n".into(), vec![], "with PLAINTEXT the operator does not use SCRAM itself"),
+            (format!("{MTLS}domainSecurityProtocol: SASL_SSL\n"), vec![], "DATAMESH_KAFKA_DOMAIN_BOOTSTRAP_SERVERS is not valid: the domains connect with SASL_SSL and the operator with SSL"),
+            (format!("{SCRAM}domainSecurityProtocol: SASL_PLAINTEXT\n"), vec![], "the domains connect with SASL_PLAINTEXT and the operator with SASL_SSL"),
+            // TLS settings where nothing uses TLS.
+            (format!("{SCRAM}securityProtocol: SASL_PLAINTEXT\ntls: {{caCertificate: {{file: /ca}}}}\n"), vec![], "DATAMESH_KAFKA_TLS_CA_CERT is not valid: a CA certificate is used only with SSL or SASL_SSL; the operator connects with SASL_PLAINTEXT and the domains with SASL_PLAINTEXT"),
+            (format!("{SCRAM}securityProtocol: SASL_PLAINTEXT\n"), vec![("DATAMESH_KAFKA_TLS_CA_CERT", "secret:a/b/c")], "a CA certificate is used only with SSL or SASL_SSL"),
+            (format!("{SCRAM}securityProtocol: SASL_PLAINTEXT\ntls: {{verifyHostname: false}}\n"), vec![], "DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME is not valid: turning hostname verification off means something only with SSL or SASL_SSL"),
+            // A malformed Secret reference.
+            (SCRAM.into(), vec![("DATAMESH_KAFKA_TLS_CA_CERT", "secret:ops/ca")], "DATAMESH_KAFKA_TLS_CA_CERT is not valid: a Secret reference is written secret:NAMESPACE/NAME/KEY"),
+        ];
+        for (yaml, pairs, expected) in cases {
+            let message = refusal(&yaml, &pairs);
+            assert!(
+                message.contains(expected),
+                "for\n{yaml}{pairs:?}\nexpected {expected:?}, got {message:?}"
+            );
+        }
+        // Plain values are refused for every credential and certificate in the file.
+        for key in ["caCertificate", "clientCertificate", "clientKey"] {
+            let file = format!("kafka:\n  tls:\n    {key}: -----BEGIN-----\n");
+            assert!(
+                serde_yaml::from_str::<FileSettings>(&file).is_err(),
+                "{key}"
+            );
+        }
+        assert!(serde_yaml::from_str::<FileSettings>("kafka: {tls: {caFile: /x}}").is_err());
     }
 
     #[test]

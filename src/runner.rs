@@ -13,13 +13,15 @@ use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, SecretSource, SecretString, Settings};
 use crate::controller::fence::FenceLayer;
 use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
 use crate::controller::stores::Watches;
 use crate::controller::{self, Context};
 use crate::metrics::Metrics;
-use crate::provision::kafka::{KafkaAdminConfig, KafkaAdminError, RdKafkaAdmin};
+use crate::provision::kafka::{
+    DEFAULT_REQUEST_TIMEOUT, KafkaAdminConfig, KafkaAdminError, KafkaTls, RdKafkaAdmin, ScramLogin,
+};
 use crate::provision::storage::{HttpObjectStore, StorageConfig, StorageError};
 
 /// Why the process stopped other than by a signal.
@@ -86,17 +88,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let (client, lease_client) = kubernetes_clients(identity, &leadership).await?;
 
     let metrics = Arc::new(Metrics::default());
-    let kafka_password = settings
-        .kafka
-        .admin_password
-        .resolve("kafka.adminPassword", &client)
-        .await?;
-    let kafka = RdKafkaAdmin::new(&KafkaAdminConfig::new(
-        settings.kafka.bootstrap_servers.clone(),
-        settings.kafka.admin_user.clone(),
-        kafka_password,
-    ))?
-    .with_request_counter(metrics.request_counter());
+    let (kafka_config, domain_kafka_ca) = kafka_admin_config(&settings, &client).await?;
+    let kafka = RdKafkaAdmin::new(&kafka_config)?.with_request_counter(metrics.request_counter());
     let s3_secret = settings
         .s3
         .admin_secret_key
@@ -111,6 +104,8 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     .with_request_counter(metrics.request_counter());
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,
+        kafka_security_protocol = %settings.kafka.security_protocol,
+        kafka_domains = %settings.kafka.domain_bootstrap_servers,
         s3 = %settings.s3.endpoint,
         resync_seconds = settings.resync.as_secs(),
         "configured"
@@ -121,6 +116,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         settings,
         &options.operator_namespace,
         Arc::new(kafka),
+        domain_kafka_ca,
         Arc::new(storage),
         metrics.clone(),
     ));
@@ -158,6 +154,69 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         }),
         _ => result,
     }
+}
+
+/// The Kafka admin client's configuration, with its password, certificates and key read from
+/// their Secrets or files; and the CA certificate the domains' clients are handed (when they
+/// connect over TLS and a CA is configured).
+async fn kafka_admin_config(
+    settings: &Settings,
+    client: &Client,
+) -> Result<(KafkaAdminConfig, Option<String>), RunError> {
+    let kafka = &settings.kafka;
+    async fn read(
+        setting: &'static str,
+        source: Option<&SecretSource>,
+        client: &Client,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match source {
+            Some(source) => source.resolve(setting, client).await.map(Some),
+            None => Ok(None),
+        }
+    }
+    let password = read("kafka.adminPassword", kafka.admin_password.as_ref(), client).await?;
+    let ca = read(
+        "kafka.tls.caCertificate",
+        kafka.tls.ca_certificate.as_ref(),
+        client,
+    )
+    .await?
+    .map(|pem| pem.expose().to_owned());
+    let certificate = read(
+        "kafka.tls.clientCertificate",
+        kafka.tls.client_certificate.as_ref(),
+        client,
+    )
+    .await?
+    .map(|pem| pem.expose().to_owned());
+    let key = read("kafka.tls.clientKey", kafka.tls.client_key.as_ref(), client).await?;
+    // Checked at load: with SASL both the user and the password are set.
+    let sasl = kafka
+        .admin_user
+        .clone()
+        .zip(password)
+        .filter(|_| kafka.security_protocol.uses_sasl())
+        .map(|(username, password)| ScramLogin {
+            mechanism: kafka.sasl_mechanism,
+            username,
+            password,
+        });
+    let domain_ca = ca
+        .clone()
+        .filter(|_| kafka.domain_security_protocol.uses_tls());
+    let config = KafkaAdminConfig {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        security_protocol: kafka.security_protocol,
+        sasl,
+        tls: KafkaTls {
+            ca_pem: ca,
+            client_certificate_pem: certificate,
+            client_key_pem: key,
+            verify_hostname: kafka.tls.verify_hostname,
+        },
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+    };
+    Ok((config, domain_ca))
 }
 
 /// The controllers' client, whose writes are fenced by `leadership`, and the unfenced client

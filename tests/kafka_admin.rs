@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datamesh_operator::provision::kafka::{
     AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclResourceType, KafkaAdmin,
-    KafkaAdminConfig, KafkaAdminError, NewTopic, PartitionIncrease, RDKafkaErrorCode, RdKafkaAdmin,
-    ScramCredentialUpsert, TopicConfigAlteration, TopicDescription, config_drift, user_principal,
+    KafkaAdminConfig, KafkaAdminError, KafkaSecurityProtocol, NewTopic, PartitionIncrease,
+    RDKafkaErrorCode, RdKafkaAdmin, ScramCredentialUpsert, ScramMechanism, TopicConfigAlteration,
+    TopicDescription, config_drift, user_principal,
 };
 use futures::FutureExt;
 use rdkafka::ClientConfig;
@@ -47,13 +48,37 @@ fn random_password() -> String {
     )
 }
 
+/// The protocol of the platform's `KAFKA_BOOTSTRAP_SERVERS` (SASL_SSL unless the developer
+/// asked `e2e/stack env` for plaintext).
+fn protocol() -> KafkaSecurityProtocol {
+    let name = env("KAFKA_SECURITY_PROTOCOL");
+    KafkaSecurityProtocol::from_name(&name)
+        .unwrap_or_else(|| panic!("KAFKA_SECURITY_PROTOCOL={name} is not a protocol"))
+}
+
 fn admin() -> Arc<dyn KafkaAdmin> {
-    let config = KafkaAdminConfig::new(
+    let mut config = KafkaAdminConfig::new(
         env("KAFKA_BOOTSTRAP_SERVERS"),
         env("KAFKA_ADMIN_USER"),
         env("KAFKA_ADMIN_PASSWORD"),
     );
+    config.security_protocol = protocol();
+    config.tls.ca_pem = Some(std::fs::read_to_string(env("KAFKA_CA_FILE")).expect("the CA file"));
     Arc::new(RdKafkaAdmin::new(&config).expect("admin client"))
+}
+
+/// The client properties that reach the platform's listener over its protocol (with the
+/// platform's CA over TLS), without the login.
+fn transport_properties() -> String {
+    let protocol = protocol();
+    let mut properties = format!("security.protocol={protocol}\n");
+    if protocol.uses_tls() {
+        properties.push_str(&format!(
+            "ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            env("KAFKA_CA_FILE")
+        ));
+    }
+    properties
 }
 
 /// A scratch directory for client properties files, removed at the end of the test.
@@ -72,13 +97,14 @@ impl Scratch {
         std::fs::write(
             &path,
             format!(
-                "security.protocol=SASL_PLAINTEXT\n\
+                "{}\
                  sasl.mechanism=SCRAM-SHA-512\n\
                  sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{user}\" password=\"{password}\";\n\
                  request.timeout.ms=10000\n\
                  default.api.timeout.ms=15000\n\
                  max.block.ms=15000\n\
-                 delivery.timeout.ms=15000\n"
+                 delivery.timeout.ms=15000\n",
+                transport_properties()
             ),
         )
         .unwrap();
@@ -201,15 +227,18 @@ async fn produce_as(
     topic: &str,
 ) -> Result<(), Option<RDKafkaErrorCode>> {
     // A fresh producer each time: librdkafka caches a topic's authorization error.
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", env("KAFKA_BOOTSTRAP_SERVERS"))
-        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("security.protocol", protocol().as_str())
         .set("sasl.mechanism", "SCRAM-SHA-512")
         .set("sasl.username", user)
         .set("sasl.password", password)
-        .set("message.timeout.ms", "10000")
-        .create()
-        .expect("producer");
+        .set("message.timeout.ms", "10000");
+    if protocol().uses_tls() {
+        config.set("ssl.ca.location", env("KAFKA_CA_FILE"));
+    }
+    let producer: FutureProducer = config.create().expect("producer");
     producer
         .send(
             FutureRecord::to(topic).key("k").payload("from rdkafka"),
@@ -246,7 +275,9 @@ async fn with_cleanup(
         .map(|user| AclBindingFilter::for_principal(user_principal(user)))
         .collect();
     let _ = kafka.delete_acls(&principals).await;
-    let _ = kafka.delete_scram_credentials(&users).await;
+    let _ = kafka
+        .delete_scram_credentials(&users, ScramMechanism::Sha512)
+        .await;
     let _ = kafka.delete_topics(&topics).await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -435,7 +466,7 @@ async fn scram_and_acl_scenario(kafka: &Arc<dyn KafkaAdmin>, run: &str) {
 
     // Deleting the credential ends authentication.
     let deleted = kafka
-        .delete_scram_credentials(std::slice::from_ref(&user))
+        .delete_scram_credentials(std::slice::from_ref(&user), ScramMechanism::Sha512)
         .await
         .unwrap();
     assert!(deleted[0].is_ok(), "{deleted:?}");
@@ -448,7 +479,7 @@ async fn scram_and_acl_scenario(kafka: &Arc<dyn KafkaAdmin>, run: &str) {
     })
     .await;
     let again = kafka
-        .delete_scram_credentials(std::slice::from_ref(&user))
+        .delete_scram_credentials(std::slice::from_ref(&user), ScramMechanism::Sha512)
         .await
         .unwrap();
     assert!(

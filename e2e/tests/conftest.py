@@ -69,18 +69,38 @@ def condition(obj, type_):
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
-class Kafka:
-    """Kafka's own command-line tools, authenticated with SCRAM-SHA-512 as a given user."""
+TLS_PROTOCOLS = ("SASL_SSL", "SSL")
 
-    def __init__(self, tmp_path: Path, user: str, password: str):
-        self.bootstrap = env("KAFKA_BOOTSTRAP_SERVERS")
-        self.config = tmp_path / f"kafka-{user}.properties"
-        self.config.write_text(
-            "security.protocol=SASL_PLAINTEXT\n"
-            "sasl.mechanism=SCRAM-SHA-512\n"
+
+class Kafka:
+    """Kafka's own command-line tools with a client properties file: by default the platform's
+    listener (SASL_SSL, trusting the platform's CA, unless `DATAMESH_KAFKA_PLAINTEXT=1 e2e/stack
+    env` chose SASL_PLAINTEXT), logged in as a SCRAM user."""
+
+    def __init__(self, tmp_path: Path, user: str, password: str, *, mechanism="SCRAM-SHA-512",
+                 protocol=None, bootstrap=None, ca_file=None):
+        protocol = protocol or env("KAFKA_SECURITY_PROTOCOL")
+        properties = [
+            f"security.protocol={protocol}",
+            f"sasl.mechanism={mechanism}",
             "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{user}" password="{password}";\n'
-        )
+            f'username="{user}" password="{password}";',
+        ]
+        if protocol in TLS_PROTOCOLS:
+            properties += ["ssl.truststore.type=PEM", f"ssl.truststore.location={ca_file or env('KAFKA_CA_FILE')}"]
+        self.use(tmp_path / f"kafka-{user}.properties", bootstrap or env("KAFKA_BOOTSTRAP_SERVERS"), properties)
+
+    @classmethod
+    def with_properties(cls, path: Path, bootstrap: str, properties):
+        """A client of `bootstrap` with exactly these properties (lines), written to `path`."""
+        client = cls.__new__(cls)
+        client.use(path, bootstrap, properties)
+        return client
+
+    def use(self, path: Path, bootstrap: str, properties):
+        self.bootstrap = bootstrap
+        self.config = path
+        self.config.write_text("".join(f"{line}\n" for line in properties))
 
     def tool(self, name, *args, input=None, check=True, timeout=120):
         return run([name, "--bootstrap-server", self.bootstrap, "--command-config", str(self.config), *args],

@@ -36,11 +36,15 @@ def install_crds():
             "crd/domains.datamesh.dev", "crd/dataproducts.datamesh.dev", "crd/accesspolicies.datamesh.dev")
 
 
-def install_chart_rbac(*set_values):
-    """Apply the RBAC objects the Helm chart renders (with `set_values`, each `key=value`, as
-    --set), and the admin credential Secrets."""
+KAFKA_CA_SECRET = "kafka-ca"
+
+
+def install_chart_rbac(*helm_sets):
+    """Apply the RBAC objects the Helm chart renders (naming the Kafka CA Secret, as a platform
+    engineer would, and `helm_sets`, more `--set` values), and the admin credential and CA
+    Secrets."""
     kubectl("create", "namespace", NAMESPACE, check=False)
-    sets = [arg for value in set_values for arg in ("--set", value)]
+    sets = [arg for value in (f"kafka.tls.caSecret.name={KAFKA_CA_SECRET}", *helm_sets) for arg in ("--set", value)]
     rendered = run(["helm", "template", "datamesh-operator", str(REPO_DIR / "charts" / "datamesh-operator"),
                     "--namespace", NAMESPACE, *sets]).stdout
     rbac = [doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") in RBAC_KINDS]
@@ -54,26 +58,40 @@ def install_chart_rbac(*set_values):
         manifest = kubectl("create", "secret", "generic", name, "-n", NAMESPACE, f"--from-literal={key}={value}",
                            "--dry-run=client", "-o", "yaml").stdout
         kubectl("apply", "-f", "-", input=manifest)
+    manifest = kubectl("create", "secret", "generic", KAFKA_CA_SECRET, "-n", NAMESPACE,
+                       f"--from-file=ca.crt={env('KAFKA_CA_FILE')}", "--dry-run=client", "-o", "yaml").stdout
+    kubectl("apply", "-f", "-", input=manifest)
+
+
+def kafka_config() -> dict:
+    """The operator's `kafka:` settings for the platform's default listener: SASL_SSL with the
+    CA read from a Secret (or SASL_PLAINTEXT when `e2e/stack env` was asked for it)."""
+    config = {
+        "bootstrapServers": env("KAFKA_BOOTSTRAP_SERVERS"),
+        "securityProtocol": env("KAFKA_SECURITY_PROTOCOL"),
+        "adminUser": env("KAFKA_ADMIN_USER"),
+        "adminPassword": {"secretKeyRef": {"namespace": NAMESPACE, "name": "kafka-admin", "key": "password"}},
+        "defaultReplicas": 1,
+    }
+    if env("KAFKA_SECURITY_PROTOCOL") == "SASL_SSL":
+        config["tls"] = {"caCertificate": {"secretKeyRef": {"namespace": NAMESPACE, "name": KAFKA_CA_SECRET,
+                                                             "key": "ca.crt"}}}
+    return config
 
 
 class OperatorProcess:
     """One `datamesh-operator run` process with the chart's ServiceAccount credentials."""
 
-    def __init__(self, workdir: Path, name: str, extra_env=None, extra_args=(), extra_config=None):
+    def __init__(self, workdir: Path, name: str, extra_env=None, extra_args=(), extra_config=None, kafka=None):
         """extra_config: top-level keys added to the operator's config.yaml (e.g.
-        `reservedDomainNames`)."""
+        `reservedDomainNames`); kafka: its `kafka:` section (default: `kafka_config()`)."""
         self.name = name
         self.port = free_port()
         self.log_path = workdir / f"operator-{name}.log"
         kubeconfig = run([STACK, "kubeconfig", "serviceaccount", NAMESPACE, SERVICE_ACCOUNT]).stdout.strip()
         config = workdir / "config.yaml"
         config.write_text(yaml.safe_dump({
-            "kafka": {
-                "bootstrapServers": env("KAFKA_BOOTSTRAP_SERVERS"),
-                "adminUser": env("KAFKA_ADMIN_USER"),
-                "adminPassword": {"secretKeyRef": {"namespace": NAMESPACE, "name": "kafka-admin", "key": "password"}},
-                "defaultReplicas": 1,
-            },
+            "kafka": kafka or kafka_config(),
             "s3": {
                 "endpoint": env("S3_ENDPOINT"),
                 "iamEndpoint": env("S3_IAM_ENDPOINT"),

@@ -218,6 +218,13 @@ def test_catalog_is_off_by_default_and_when_on_its_service_and_ingress_reach_the
     ("kafka.superUsers=admin", "at '/kafka/superUsers'"),
     ("admissionPolicies.enabled=maybe", "at '/admissionPolicies/enabled'"),
     ("catalog.port=80", "at '/catalog/port'"),
+    ("kafka.securityProtocol=TLS", "at '/kafka/securityProtocol'"),
+    ("kafka.saslMechanism=PLAIN", "at '/kafka/saslMechanism'"),
+    ("kafka.domainSecurityProtocol=SSL", "at '/kafka/domainSecurityProtocol'"),
+    ("kafka.domainBootstrapServers=kafka", "at '/kafka/domainBootstrapServers'"),
+    ("kafka.tls.caSecret.name=Not_A_Name", "at '/kafka/tls/caSecret/name'"),
+    ("kafka.tls.verifyHostname=maybe", "at '/kafka/tls/verifyHostname'"),
+    ("kafka.tls.caFile=/etc/ca.pem", "additional properties 'caFile' not allowed"),
 ])
 def test_values_schema_refuses_bad_values(value, message):
     result = helm("template", "datamesh-operator", CHART, "--set", value, check=False)
@@ -346,6 +353,45 @@ def test_config_file_references_the_credential_secrets_in_the_release_namespace(
     assert config["resyncSeconds"] == 300
     (role,) = find(objects, "Role")
     assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"vault-kafka", "s3-admin"}
+
+
+def test_config_file_carries_the_kafka_connection_and_the_role_reads_only_the_secrets_it_names():
+    def rendered(*set_args):
+        objects = documents(render(*set_args, namespace="mesh-ops"))
+        (config_map,) = find(objects, "ConfigMap")
+        (role,) = find(objects, "Role")
+        secrets = {p[3] for p in permissions(role) if p[1] == "secrets"}
+        return yaml.safe_load(config_map["data"]["config.yaml"])["kafka"], secrets
+
+    # The default: SASL_SSL with SCRAM-SHA-512, the system's CAs, hostname verification on.
+    kafka, secrets = rendered()
+    assert (kafka["securityProtocol"], kafka["saslMechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert "tls" not in kafka and "domainBootstrapServers" not in kafka and "domainSecurityProtocol" not in kafka
+    assert secrets == {"kafka-admin", "s3-admin"}
+
+    kafka, secrets = rendered("kafka.tls.caSecret.name=kafka-ca", "kafka.saslMechanism=SCRAM-SHA-256")
+    assert kafka["saslMechanism"] == "SCRAM-SHA-256"
+    assert kafka["tls"] == {"caCertificate": {"secretKeyRef": {"namespace": "mesh-ops", "name": "kafka-ca",
+                                                                "key": "ca.crt"}},
+                            "verifyHostname": True}
+    assert secrets == {"kafka-admin", "s3-admin", "kafka-ca"}
+
+    # Mutual TLS: the certificate and key from one Secret, no password, the domains' listener named.
+    kafka, secrets = rendered("kafka.securityProtocol=SSL", "kafka.tls.caSecret.name=kafka-ca",
+                              "kafka.tls.clientCertificateSecret.name=operator-tls",
+                              "kafka.domainSecurityProtocol=SASL_SSL", "kafka.domainBootstrapServers=kafka:9093",
+                              "kafka.tls.verifyHostname=false")
+    assert kafka["securityProtocol"] == "SSL"
+    assert "adminPassword" not in kafka
+    tls_secret = {"namespace": "mesh-ops", "name": "operator-tls"}
+    assert kafka["tls"] == {
+        "caCertificate": {"secretKeyRef": {"namespace": "mesh-ops", "name": "kafka-ca", "key": "ca.crt"}},
+        "clientCertificate": {"secretKeyRef": {**tls_secret, "key": "tls.crt"}},
+        "clientKey": {"secretKeyRef": {**tls_secret, "key": "tls.key"}},
+        "verifyHostname": False,
+    }
+    assert (kafka["domainSecurityProtocol"], kafka["domainBootstrapServers"]) == ("SASL_SSL", "kafka:9093")
+    assert secrets == {"kafka-admin", "s3-admin", "kafka-ca", "operator-tls"}
 
 
 def test_deployment_runs_hardened_and_rolls_on_config_change():

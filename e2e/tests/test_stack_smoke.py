@@ -120,7 +120,15 @@ def test_iam_user_with_read_only_policy_reads_and_is_refused_a_write(s3_admin, i
 
 def test_stack_env_names_every_client_variable():
     exported = run([STACK, "env"]).stdout
-    for name in ("KUBECONFIG", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ADMIN_USER", "KAFKA_ADMIN_PASSWORD",
+    for name in ("KUBECONFIG", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_CA_FILE",
+                 "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "KAFKA_SASL_PLAINTEXT_BOOTSTRAP_SERVERS",
+                 "KAFKA_MTLS_BOOTSTRAP_SERVERS", "KAFKA_ADMIN_USER", "KAFKA_ADMIN_PASSWORD", "KAFKA_ADMIN_CONFIG",
+                 "KAFKA_ADMIN_CERT_FILE", "KAFKA_ADMIN_KEY_FILE", "KAFKA_ADMIN_MTLS_CONFIG",
                  "S3_ENDPOINT", "S3_IAM_ENDPOINT", "S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY"):
         assert f"export {name}=" in exported
     assert env("KAFKA_ADMIN_PASSWORD") in exported
+    # TLS by default; plaintext when a developer asks for it.
+    assert 'export KAFKA_SECURITY_PROTOCOL="SASL_SSL"' in exported
+    plaintext = run([STACK, "env"], extra_env={"DATAMESH_KAFKA_PLAINTEXT": "1"}).stdout
+    assert 'export KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT"' in plaintext
+    assert f'export KAFKA_BOOTSTRAP_SERVERS="{env("KAFKA_SASL_PLAINTEXT_BOOTSTRAP_SERVERS")}"' in plaintext

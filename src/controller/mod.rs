@@ -42,6 +42,10 @@ pub struct Context {
     pub settings: Settings,
     /// Kafka Admin API.
     pub kafka: Arc<dyn KafkaAdmin>,
+    /// The CA certificate (PEM) the domains' Kafka clients verify the brokers with, copied
+    /// into each credentials Secret; `None` when they connect without TLS or trust the
+    /// system's CAs.
+    pub domain_kafka_ca: Option<String>,
     /// S3 and IAM.
     pub storage: Arc<dyn ObjectStore>,
     /// Publishes Kubernetes Events.
@@ -66,6 +70,7 @@ impl Context {
         settings: Settings,
         operator_namespace: &str,
         kafka: Arc<dyn KafkaAdmin>,
+        domain_kafka_ca: Option<String>,
         storage: Arc<dyn ObjectStore>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -82,6 +87,7 @@ impl Context {
             client,
             settings,
             kafka,
+            domain_kafka_ca,
             storage,
             metrics,
         }

@@ -137,8 +137,9 @@ impl ReservedNames {
             let name = name.strip_prefix("User:").unwrap_or(name);
             name.to_ascii_lowercase()
         };
-        let identities = [&settings.kafka.admin_user, &settings.s3.admin_access_key]
+        let identities = [&settings.s3.admin_access_key]
             .into_iter()
+            .chain(&settings.kafka.admin_user)
             .chain(&settings.kafka.super_users)
             .chain(&settings.s3.admin_user)
             .map(normal)

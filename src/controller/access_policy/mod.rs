@@ -384,7 +384,7 @@ async fn converge_product(
     // one the previous holder converged on, and converging on it would undo that work.
     let observation = observe::observe(policy, state).await?;
     let endpoints = Endpoints {
-        kafka_bootstrap_servers: state.ctx.settings.kafka.bootstrap_servers.clone(),
+        kafka_bootstrap_servers: state.ctx.settings.kafka.domain_bootstrap_servers.clone(),
         s3_endpoint: state.ctx.settings.s3.endpoint.clone(),
     };
     let plan = plan::plan(policy, &observation, leaving, &endpoints, now);

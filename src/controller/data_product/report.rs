@@ -102,7 +102,7 @@ pub async fn report(
         &current,
         &outcome,
         &provisioned,
-        &ctx.settings.kafka.bootstrap_servers,
+        &ctx.settings.kafka.domain_bootstrap_servers,
         &ctx.settings.s3.endpoint,
     );
     if status == current {

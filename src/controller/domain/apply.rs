@@ -19,7 +19,9 @@ use crate::config::SecretString;
 use crate::controller::applied::Applied;
 use crate::controller::apply::{apply as apply_object, apply_status, delete_ignoring_missing};
 use crate::controller::{Context, Error, batch_ok, kube_context};
-use crate::provision::kafka::{AclBindingFilter, KafkaAdmin, ScramCredentialUpsert};
+use crate::provision::kafka::{
+    AclBindingFilter, KafkaAdmin, ScramCredentialUpsert, ScramMechanism,
+};
 use crate::provision::storage::ObjectStore;
 
 /// What applying a Domain's plan did.
@@ -160,7 +162,15 @@ async fn ensure_credentials(
 ) {
     let name = domain.name_any();
     let failures_before = applied.errors().len();
-    let kafka_password = applied.record(kafka_credential(&name, &plan.kafka, &*ctx.kafka).await);
+    let kafka_password = applied.record(
+        kafka_credential(
+            &name,
+            &plan.kafka,
+            ctx.settings.kafka.sasl_mechanism,
+            &*ctx.kafka,
+        )
+        .await,
+    );
     let storage_user = desired::storage_user(&name);
     let user_ready = !plan.create_storage_user
         || applied
@@ -194,7 +204,10 @@ async fn ensure_credentials(
     let secret = desired::credentials_secret(
         domain,
         &Credentials {
-            kafka_bootstrap_servers: &ctx.settings.kafka.bootstrap_servers,
+            kafka_bootstrap_servers: &ctx.settings.kafka.domain_bootstrap_servers,
+            kafka_security_protocol: ctx.settings.kafka.domain_security_protocol,
+            kafka_sasl_mechanism: ctx.settings.kafka.sasl_mechanism,
+            kafka_ca_certificate: ctx.domain_kafka_ca.as_deref(),
             kafka_password: kafka_password.expose(),
             s3_endpoint: &ctx.settings.s3.endpoint,
             s3_region: &ctx.settings.s3.region,
@@ -219,11 +232,12 @@ async fn ensure_credentials(
     }
 }
 
-/// Make Kafka's SCRAM-SHA-512 credential for the domain's user the planned one; returns the
-/// password the Secret holds.
+/// Make Kafka's SCRAM credential of `mechanism` (the configured one) for the domain's user
+/// the planned one; returns the password the Secret holds.
 pub(super) async fn kafka_credential(
     name: &str,
     step: &KafkaCredential,
+    mechanism: ScramMechanism,
     kafka: &dyn KafkaAdmin,
 ) -> Result<SecretString, Error> {
     let password = match step {
@@ -233,10 +247,12 @@ pub(super) async fn kafka_credential(
     };
     let kafka_user = desired::kafka_user(name);
     let upserted = kafka
-        .upsert_scram_credentials(&[ScramCredentialUpsert::new(&kafka_user, password.expose())])
+        .upsert_scram_credentials(&[
+            ScramCredentialUpsert::new(&kafka_user, password.expose()).with_mechanism(mechanism)
+        ])
         .await?;
     batch_ok(upserted, |_| false)?;
-    tracing::info!(domain = %name, user = %kafka_user, "set the domain's SCRAM credential");
+    tracing::info!(domain = %name, user = %kafka_user, %mechanism, "set the domain's SCRAM credential");
     Ok(password)
 }
 
@@ -307,17 +323,21 @@ pub async fn remove(
     applied
 }
 
-/// Remove the domain principal's ACLs and its SCRAM credential.
+/// Remove the domain principal's ACLs and its SCRAM credentials, of either mechanism: one
+/// set while another mechanism was configured is the operator's too, and would otherwise
+/// outlive the Domain.
 async fn remove_kafka_identity(domain: &Domain, kafka: &dyn KafkaAdmin) -> Result<(), Error> {
     let deleted = kafka
         .delete_acls(&[AclBindingFilter::for_principal(domain.kafka_principal())])
         .await?;
     batch_ok(deleted, |_| false)?;
     let kafka_user = desired::kafka_user(&domain.name_any());
-    let deleted = kafka
-        .delete_scram_credentials(std::slice::from_ref(&kafka_user))
-        .await?;
-    batch_ok(deleted, |error| error.is_resource_not_found())?;
+    for mechanism in ScramMechanism::ALL {
+        let deleted = kafka
+            .delete_scram_credentials(std::slice::from_ref(&kafka_user), mechanism)
+            .await?;
+        batch_ok(deleted, |error| error.is_resource_not_found())?;
+    }
     Ok(())
 }
 
@@ -365,6 +385,8 @@ mod tests {
     use crate::provision::kafka::{AdminOperation, FakeKafka, KafkaAdminError};
     use crate::provision::storage::{ErrorCode, FakeObjectStore, Operation};
 
+    const SHA512: ScramMechanism = ScramMechanism::Sha512;
+
     fn recorded_domain() -> Domain {
         let mut d = Domain::new(
             "payments",
@@ -388,8 +410,8 @@ mod tests {
             timeout: Duration::from_secs(15),
         });
         let mut applied = Applied::default();
-        let password =
-            applied.record(kafka_credential("payments", &KafkaCredential::Generate, &kafka).await);
+        let password = applied
+            .record(kafka_credential("payments", &KafkaCredential::Generate, SHA512, &kafka).await);
         assert_eq!(password, None);
         let outcome = applied.outcome().expect("a failure to report");
         assert_eq!(outcome.reason, "KafkaUnavailable");
@@ -409,19 +431,59 @@ mod tests {
         assert!(matches!(applied.into_result(), Err(Error::Kafka(_))));
 
         kafka.end_outage();
-        let set = kafka_credential("payments", &KafkaCredential::Set("pw".into()), &kafka)
-            .await
-            .unwrap();
+        let set = kafka_credential(
+            "payments",
+            &KafkaCredential::Set("pw".into()),
+            SHA512,
+            &kafka,
+        )
+        .await
+        .unwrap();
         assert_eq!(set.expose(), "pw");
         assert!(kafka.authenticates("payments", "pw"));
         kafka.clear_calls();
         let keep = KafkaCredential::Keep("pw".into());
-        let kept = kafka_credential("payments", &keep, &kafka).await.unwrap();
+        let kept = kafka_credential("payments", &keep, SHA512, &kafka)
+            .await
+            .unwrap();
         assert_eq!(kept.expose(), "pw");
         assert!(
             kafka.write_calls().is_empty(),
             "a known password is not set again"
         );
+    }
+
+    #[tokio::test]
+    async fn the_domains_credential_is_of_the_configured_mechanism_and_removal_takes_both() {
+        let kafka = FakeKafka::new();
+        let set = kafka_credential(
+            "payments",
+            &KafkaCredential::Set("pw".into()),
+            ScramMechanism::Sha256,
+            &kafka,
+        )
+        .await
+        .unwrap();
+        assert_eq!(set.expose(), "pw");
+        assert!(kafka.authenticates_with("payments", ScramMechanism::Sha256, "pw"));
+        assert!(!kafka.authenticates_with("payments", SHA512, "pw"));
+        // One left from when SCRAM-SHA-512 was configured.
+        kafka_credential(
+            "payments",
+            &KafkaCredential::Set("old".into()),
+            SHA512,
+            &kafka,
+        )
+        .await
+        .unwrap();
+        remove_kafka_identity(&recorded_domain(), &kafka)
+            .await
+            .unwrap();
+        assert!(kafka.scram_user_names().is_empty());
+        // Nothing left to delete is not a failure.
+        remove_kafka_identity(&recorded_domain(), &kafka)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use crate::api::conditions::Outcome;
 use crate::api::domain::{Domain, OwnerKind};
 use crate::api::naming::kafka_principal;
 use crate::controller::apply::{DOMAIN_LABEL, domain_labels};
+use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
 
 /// The ServiceAccount the domain's workloads (Spark jobs, consumers) run as.
 pub const WORKLOAD_SERVICE_ACCOUNT: &str = "datamesh-workload";
@@ -44,6 +45,9 @@ pub mod keys {
     pub const KAFKA_SASL_MECHANISM: &str = "KAFKA_SASL_MECHANISM";
     pub const KAFKA_USERNAME: &str = "KAFKA_USERNAME";
     pub const KAFKA_PASSWORD: &str = "KAFKA_PASSWORD";
+    /// The CA certificate (PEM) of the brokers, when the protocol is SASL_SSL and a CA is
+    /// configured (absent: the system's CAs).
+    pub const KAFKA_CA_CERT: &str = "KAFKA_CA_CERT";
     pub const S3_ENDPOINT: &str = "AWS_ENDPOINT_URL_S3";
     pub const S3_REGION: &str = "AWS_REGION";
     pub const S3_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -269,6 +273,10 @@ pub fn quota_counted(desired: &ResourceQuota, live: Option<&ResourceQuota>) -> b
 /// What the credentials Secret holds.
 pub struct Credentials<'a> {
     pub kafka_bootstrap_servers: &'a str,
+    pub kafka_security_protocol: KafkaSecurityProtocol,
+    pub kafka_sasl_mechanism: ScramMechanism,
+    /// Written only with a TLS protocol.
+    pub kafka_ca_certificate: Option<&'a str>,
     pub kafka_password: &'a str,
     pub s3_endpoint: &'a str,
     pub s3_region: &'a str,
@@ -284,8 +292,14 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
             keys::KAFKA_BOOTSTRAP_SERVERS,
             credentials.kafka_bootstrap_servers,
         ),
-        (keys::KAFKA_SECURITY_PROTOCOL, "SASL_PLAINTEXT"),
-        (keys::KAFKA_SASL_MECHANISM, "SCRAM-SHA-512"),
+        (
+            keys::KAFKA_SECURITY_PROTOCOL,
+            credentials.kafka_security_protocol.as_str(),
+        ),
+        (
+            keys::KAFKA_SASL_MECHANISM,
+            credentials.kafka_sasl_mechanism.as_str(),
+        ),
         (keys::KAFKA_USERNAME, &kafka_user(name)),
         (keys::KAFKA_PASSWORD, credentials.kafka_password),
         (keys::S3_ENDPOINT, credentials.s3_endpoint),
@@ -294,6 +308,12 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
         (keys::S3_SECRET_ACCESS_KEY, credentials.s3_secret_access_key),
     ]
     .into_iter()
+    .chain(
+        credentials
+            .kafka_ca_certificate
+            .filter(|_| credentials.kafka_security_protocol.uses_tls())
+            .map(|ca| (keys::KAFKA_CA_CERT, ca)),
+    )
     .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
     .collect();
     Secret {
@@ -550,7 +570,10 @@ pub(crate) mod tests {
         let secret = credentials_secret(
             &domain("{}"),
             &Credentials {
-                kafka_bootstrap_servers: "127.0.0.1:29092",
+                kafka_bootstrap_servers: "127.0.0.1:29094",
+                kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+                kafka_sasl_mechanism: ScramMechanism::Sha512,
+                kafka_ca_certificate: Some("-----BEGIN CERTIFICATE-----\nCA\n"),
                 kafka_password: "pw",
                 s3_endpoint: "http://127.0.0.1:28333",
                 s3_region: "us-east-1",
@@ -563,10 +586,48 @@ pub(crate) mod tests {
             Some("payments-credentials")
         );
         let data = secret.data.unwrap();
+        assert_eq!(data[keys::KAFKA_BOOTSTRAP_SERVERS].0, b"127.0.0.1:29094");
         assert_eq!(data[keys::KAFKA_USERNAME].0, b"payments");
         assert_eq!(data[keys::KAFKA_PASSWORD].0, b"pw");
         assert_eq!(data[keys::S3_ACCESS_KEY_ID].0, b"AK");
         assert_eq!(data[keys::S3_SECRET_ACCESS_KEY].0, b"SK");
+        assert_eq!(data[keys::KAFKA_SECURITY_PROTOCOL].0, b"SASL_SSL");
         assert_eq!(data[keys::KAFKA_SASL_MECHANISM].0, b"SCRAM-SHA-512");
+        assert_eq!(
+            data[keys::KAFKA_CA_CERT].0,
+            b"-----BEGIN CERTIFICATE-----\nCA\n"
+        );
+    }
+
+    #[test]
+    fn the_credentials_secret_says_the_configured_protocol_and_mechanism_and_no_ca_without_tls() {
+        let credentials = |ca| Credentials {
+            kafka_bootstrap_servers: "kafka:9092",
+            kafka_security_protocol: KafkaSecurityProtocol::SaslPlaintext,
+            kafka_sasl_mechanism: ScramMechanism::Sha256,
+            kafka_ca_certificate: ca,
+            kafka_password: "pw",
+            s3_endpoint: "http://s3",
+            s3_region: "us-east-1",
+            s3_access_key_id: "AK",
+            s3_secret_access_key: "SK",
+        };
+        for ca in [None, Some("CA")] {
+            let data = credentials_secret(&domain("{}"), &credentials(ca))
+                .data
+                .unwrap();
+            assert_eq!(data[keys::KAFKA_SECURITY_PROTOCOL].0, b"SASL_PLAINTEXT");
+            assert_eq!(data[keys::KAFKA_SASL_MECHANISM].0, b"SCRAM-SHA-256");
+            assert!(!data.contains_key(keys::KAFKA_CA_CERT));
+        }
+        let tls = Credentials {
+            kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+            ..credentials(None)
+        };
+        let data = credentials_secret(&domain("{}"), &tls).data.unwrap();
+        assert!(
+            !data.contains_key(keys::KAFKA_CA_CERT),
+            "no CA configured: the system's CAs"
+        );
     }
 }

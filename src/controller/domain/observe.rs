@@ -53,8 +53,9 @@ pub enum Identities {
 pub struct LiveIdentities {
     /// The Kafka SCRAM user exists (with any mechanism).
     pub kafka_user: bool,
-    /// It has a SCRAM-SHA-512 credential, the one the Secret's password is for.
-    pub kafka_sha512: bool,
+    /// It has a credential of the configured SCRAM mechanism, the one the Secret's password
+    /// is for.
+    pub kafka_credential: bool,
     /// The IAM user exists.
     pub storage_user: bool,
     /// The IAM user's access keys.
@@ -138,7 +139,7 @@ async fn read_identities(name: &str, ctx: &Context) -> Result<LiveIdentities, Er
     };
     Ok(LiveIdentities {
         kafka_user: user.is_some(),
-        kafka_sha512: user.is_some_and(|user| user.has_sha512()),
+        kafka_credential: user.is_some_and(|user| user.has(ctx.settings.kafka.sasl_mechanism)),
         storage_user: storage_exists,
         access_keys,
     })

@@ -309,7 +309,7 @@ fn credentials(observation: &Observation, live: Option<&LiveIdentities>) -> Cred
         };
     };
     let kafka = match stored(keys::KAFKA_PASSWORD) {
-        Some(password) if live.kafka_sha512 => KafkaCredential::Keep(password),
+        Some(password) if live.kafka_credential => KafkaCredential::Keep(password),
         Some(password) => KafkaCredential::Set(password),
         None => KafkaCredential::Generate,
     };
@@ -522,6 +522,7 @@ mod tests {
     use crate::api::domain::DomainSpec;
     use crate::controller::apply::domain_labels;
     use crate::controller::domain::desired::tests::live_namespace;
+    use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
     use crate::provision::storage::AccessKeyMetadata;
 
     const ROLE: &str = "datamesh-domain-admin";
@@ -572,6 +573,9 @@ mod tests {
             d,
             &desired::Credentials {
                 kafka_bootstrap_servers: "127.0.0.1:9092",
+                kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+                kafka_sasl_mechanism: ScramMechanism::Sha512,
+                kafka_ca_certificate: None,
                 kafka_password: "pw",
                 s3_endpoint: "http://127.0.0.1:8333",
                 s3_region: "us-east-1",
@@ -584,7 +588,7 @@ mod tests {
     fn seen(kafka: bool, storage: bool, keys: &[&str]) -> Identities {
         Identities::Seen(LiveIdentities {
             kafka_user: kafka,
-            kafka_sha512: kafka,
+            kafka_credential: kafka,
             storage_user: storage,
             access_keys: keys
                 .iter()

@@ -1,10 +1,10 @@
-//! The real [`KafkaAdmin`]: librdkafka through `rdkafka`, with SASL/SCRAM-SHA-512 admin credentials.
+//! The real [`KafkaAdmin`]: librdkafka through `rdkafka`, over SASL_SSL, SASL_PLAINTEXT, SSL
+//! (mutual TLS) or PLAINTEXT, with a SCRAM login or a client certificate.
 
 use crate::secret::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::batch::{self, Outcomes, topic_resource, user_resource};
 use super::error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
 use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient};
 use super::retry::{self, ItemResults};
-use super::scram::{ScramCredentialUpsert, ScramUser};
+use super::scram::{ScramCredentialUpsert, ScramMechanism, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
 use super::{BatchResult, KafkaAdmin};
 use crate::metrics::{RequestCounter, RequestTimer};
@@ -28,22 +28,60 @@ use crate::metrics::{RequestCounter, RequestTimer};
 /// How many admin clients (broker connections) requests are spread over.
 const CONNECTIONS: usize = 4;
 
-/// How the admin client reaches the brokers.
+/// How a client reaches the brokers: Kafka's `security.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KafkaSecurityProtocol {
-    /// SASL over plain TCP (the local platform).
+    /// SASL over TLS: what production clusters (Strimzi, MSK, Confluent, Aiven) offer.
     #[default]
-    SaslPlaintext,
-    /// SASL over TLS.
     SaslSsl,
+    /// SASL over plain TCP.
+    SaslPlaintext,
+    /// TLS, the client known by its certificate (mutual TLS).
+    Ssl,
+    /// Plain TCP, no authentication.
+    Plaintext,
 }
 
 impl KafkaSecurityProtocol {
-    fn as_config_value(self) -> &'static str {
+    /// Every protocol, as Kafka names them.
+    pub const ALL: [Self; 4] = [
+        Self::SaslSsl,
+        Self::SaslPlaintext,
+        Self::Ssl,
+        Self::Plaintext,
+    ];
+
+    /// The name Kafka and its clients use (`security.protocol`).
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::SaslPlaintext => "SASL_PLAINTEXT",
             Self::SaslSsl => "SASL_SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::Plaintext => "PLAINTEXT",
         }
+    }
+
+    /// The protocol named `name` as Kafka writes it (`SASL_SSL`, ...).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|protocol| protocol.as_str() == name)
+    }
+
+    /// Whether the connection is TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::SaslSsl | Self::Ssl)
+    }
+
+    /// Whether the client authenticates with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslSsl | Self::SaslPlaintext)
+    }
+}
+
+impl fmt::Display for KafkaSecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -54,25 +92,74 @@ impl KafkaSecurityProtocol {
 /// leaves the other half for the reconcile's other steps, the status write and the watch.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How to reach the Kafka cluster as its admin. `Debug` never shows the password.
+/// A SASL/SCRAM login. `Debug` never shows the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramLogin {
+    /// The mechanism.
+    pub mechanism: ScramMechanism,
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: SecretString,
+}
+
+/// TLS settings, as PEM text (read from Secrets or files at start-up, so nothing needs a file
+/// on disk). Used only with a TLS protocol. `Debug` shows what is set, never a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaTls {
+    /// CA certificates (PEM) to verify the brokers with; `None` uses the system's trust store.
+    pub ca_pem: Option<String>,
+    /// The client certificate (PEM, chain allowed) for mutual TLS, with its key.
+    pub client_certificate_pem: Option<String>,
+    /// The client certificate's private key (PEM).
+    pub client_key_pem: Option<SecretString>,
+    /// Whether the brokers' certificates must name the host connected to.
+    pub verify_hostname: bool,
+}
+
+impl Default for KafkaTls {
+    fn default() -> Self {
+        Self {
+            ca_pem: None,
+            client_certificate_pem: None,
+            client_key_pem: None,
+            verify_hostname: true,
+        }
+    }
+}
+
+impl fmt::Debug for KafkaTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaTls")
+            .field("ca", &self.ca_pem.as_ref().map(|_| "<set>"))
+            .field(
+                "client_certificate",
+                &self.client_certificate_pem.as_ref().map(|_| "<set>"),
+            )
+            .field("client_key", &self.client_key_pem)
+            .field("verify_hostname", &self.verify_hostname)
+            .finish()
+    }
+}
+
+/// How to reach the Kafka cluster as its admin. `Debug` never shows the password or a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaAdminConfig {
     /// `host:port[,host:port...]`.
     pub bootstrap_servers: String,
-    /// The admin's SCRAM-SHA-512 user name (a super user, or one with ACLs to manage topics, ACLs and users).
-    pub username: String,
-    /// The admin's password.
-    pub password: SecretString,
-    /// Plain or TLS transport.
+    /// Plain or TLS transport, SASL or not.
     pub security_protocol: KafkaSecurityProtocol,
-    /// CA bundle to verify the brokers' certificates with `SaslSsl` (default: the system's).
-    pub ssl_ca_location: Option<PathBuf>,
+    /// The admin's SCRAM login (a super user, or one with ACLs to manage topics, ACLs and
+    /// users); used with the SASL protocols.
+    pub sasl: Option<ScramLogin>,
+    /// CA, client certificate and hostname verification; used with the TLS protocols.
+    pub tls: KafkaTls,
     /// The time Kafka has to answer one admin request (and to apply topic changes).
     pub request_timeout: Duration,
 }
 
 impl KafkaAdminConfig {
-    /// SASL_PLAINTEXT with SCRAM-SHA-512 and the default timeout.
+    /// SASL_SSL with SCRAM-SHA-512, the system's CA certificates and the default timeout.
     pub fn new(
         bootstrap_servers: impl Into<String>,
         username: impl Into<String>,
@@ -80,12 +167,23 @@ impl KafkaAdminConfig {
     ) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
-            username: username.into(),
-            password: password.into(),
             security_protocol: KafkaSecurityProtocol::default(),
-            ssl_ca_location: None,
+            sasl: Some(ScramLogin {
+                mechanism: ScramMechanism::Sha512,
+                username: username.into(),
+                password: password.into(),
+            }),
+            tls: KafkaTls::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// The user the admin logs in as, for logs: the SCRAM user, or none (a certificate).
+    fn username(&self) -> Option<&str> {
+        self.sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+            .map(|login| login.username.as_str())
     }
 
     fn client_config(&self) -> ClientConfig {
@@ -96,15 +194,32 @@ impl KafkaAdminConfig {
             // Admin requests are small and answered one by one: never hold one back to
             // coalesce it with the next (Nagle's algorithm).
             .set("socket.nagle.disable", "true")
-            .set(
-                "security.protocol",
-                self.security_protocol.as_config_value(),
-            )
-            .set("sasl.mechanism", "SCRAM-SHA-512")
-            .set("sasl.username", &self.username)
-            .set("sasl.password", self.password.expose());
-        if let Some(ca) = &self.ssl_ca_location {
-            config.set("ssl.ca.location", ca.to_string_lossy());
+            .set("security.protocol", self.security_protocol.as_str());
+        if let Some(login) = self
+            .sasl
+            .as_ref()
+            .filter(|_| self.security_protocol.uses_sasl())
+        {
+            config
+                .set("sasl.mechanism", login.mechanism.as_str())
+                .set("sasl.username", &login.username)
+                .set("sasl.password", login.password.expose());
+        }
+        if self.security_protocol.uses_tls() {
+            let tls = &self.tls;
+            if let Some(ca) = &tls.ca_pem {
+                config.set("ssl.ca.pem", ca);
+            }
+            if let Some(certificate) = &tls.client_certificate_pem {
+                config.set("ssl.certificate.pem", certificate);
+            }
+            if let Some(key) = &tls.client_key_pem {
+                config.set("ssl.key.pem", key.expose());
+            }
+            config.set(
+                "ssl.endpoint.identification.algorithm",
+                if tls.verify_hostname { "https" } else { "none" },
+            );
         }
         config
     }
@@ -148,7 +263,13 @@ impl RdKafkaAdmin {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        debug!(bootstrap_servers = %config.bootstrap_servers, user = %config.username, connections = CONNECTIONS, "created the Kafka admin clients");
+        debug!(
+            bootstrap_servers = %config.bootstrap_servers,
+            security_protocol = %config.security_protocol,
+            user = config.username().unwrap_or("(certificate or none)"),
+            connections = CONNECTIONS,
+            "created the Kafka admin clients"
+        );
         Ok(Self {
             clients,
             next: AtomicUsize::new(0),
@@ -707,6 +828,7 @@ impl KafkaAdmin for RdKafkaAdmin {
     fn delete_scram_credentials<'a>(
         &'a self,
         users: &'a [String],
+        mechanism: ScramMechanism,
     ) -> BoxFuture<'a, BatchResult<()>> {
         Box::pin(async move {
             let names: Vec<&str> = users.iter().map(String::as_str).collect();
@@ -715,7 +837,7 @@ impl KafkaAdmin for RdKafkaAdmin {
                 AdminOperation::DeleteScramCredentials,
                 outcomes,
                 &names,
-                |i| ScramAlteration::Delete(users[i].clone()),
+                |i| ScramAlteration::Delete(users[i].clone(), mechanism),
             )
             .await
         })
@@ -734,10 +856,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_debug_redacts_the_password() {
-        let config = KafkaAdminConfig::new("127.0.0.1:29092", "admin", "hunter2-secret");
+    fn config_debug_redacts_the_password_and_the_key() {
+        let mut config = KafkaAdminConfig::new("127.0.0.1:29092", "admin", "hunter2-secret");
+        config.tls.client_key_pem = Some(SecretString::new("-----BEGIN PRIVATE KEY-----xyz"));
+        config.tls.ca_pem = Some("-----BEGIN CERTIFICATE-----abc".into());
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2-secret"), "{text}");
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert!(!text.contains("BEGIN CERTIFICATE"), "{text}");
         assert!(
             text.contains("admin") && text.contains("127.0.0.1:29092"),
             "{text}"
@@ -745,23 +871,87 @@ mod tests {
     }
 
     #[test]
-    fn client_config_uses_sasl_scram_sha_512() {
-        let config = KafkaAdminConfig::new("b:1", "admin", "pw");
+    fn protocols_are_named_as_kafka_names_them() {
+        for protocol in KafkaSecurityProtocol::ALL {
+            assert_eq!(
+                KafkaSecurityProtocol::from_name(protocol.as_str()),
+                Some(protocol)
+            );
+        }
+        assert_eq!(
+            KafkaSecurityProtocol::default(),
+            KafkaSecurityProtocol::SaslSsl
+        );
+        assert_eq!(KafkaSecurityProtocol::from_name("sasl_ssl"), None);
+        assert_eq!(KafkaSecurityProtocol::from_name("TLS"), None);
+    }
+
+    #[test]
+    fn sasl_ssl_with_scram_verifies_the_brokers_with_the_given_ca_and_their_names() {
+        let mut config = KafkaAdminConfig::new("b:1", "admin", "pw");
+        config.tls.ca_pem = Some("CA PEM".into());
+        let client_config = config.client_config();
+        assert_eq!(client_config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client_config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client_config.get("sasl.username"), Some("admin"));
+        assert_eq!(client_config.get("sasl.password"), Some("pw"));
+        assert_eq!(client_config.get("ssl.ca.pem"), Some("CA PEM"));
+        assert_eq!(client_config.get("ssl.certificate.pem"), None);
+        assert_eq!(
+            client_config.get("ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
+        config.tls.verify_hostname = false;
+        assert_eq!(
+            config
+                .client_config()
+                .get("ssl.endpoint.identification.algorithm"),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn sasl_plaintext_sets_no_tls_and_the_configured_mechanism() {
+        let mut config = KafkaAdminConfig::new("b:1", "admin", "pw");
+        config.security_protocol = KafkaSecurityProtocol::SaslPlaintext;
+        config.tls.ca_pem = Some("CA PEM".into());
+        if let Some(login) = config.sasl.as_mut() {
+            login.mechanism = ScramMechanism::Sha256;
+        }
         let client_config = config.client_config();
         assert_eq!(
             client_config.get("security.protocol"),
             Some("SASL_PLAINTEXT")
         );
-        assert_eq!(client_config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
-        assert_eq!(client_config.get("sasl.username"), Some("admin"));
-        let tls = KafkaAdminConfig {
-            security_protocol: KafkaSecurityProtocol::SaslSsl,
-            ssl_ca_location: Some("/etc/ca.pem".into()),
-            ..config
+        assert_eq!(client_config.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(client_config.get("ssl.ca.pem"), None);
+        assert_eq!(
+            client_config.get("ssl.endpoint.identification.algorithm"),
+            None
+        );
+    }
+
+    #[test]
+    fn ssl_logs_in_with_the_client_certificate_and_no_sasl() {
+        let config = KafkaAdminConfig {
+            bootstrap_servers: "b:1".into(),
+            security_protocol: KafkaSecurityProtocol::Ssl,
+            sasl: None,
+            tls: KafkaTls {
+                ca_pem: Some("CA PEM".into()),
+                client_certificate_pem: Some("CERT PEM".into()),
+                client_key_pem: Some(SecretString::new("KEY PEM")),
+                verify_hostname: true,
+            },
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         };
-        let client_config = tls.client_config();
-        assert_eq!(client_config.get("security.protocol"), Some("SASL_SSL"));
-        assert_eq!(client_config.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(config.username(), None);
+        let client_config = config.client_config();
+        assert_eq!(client_config.get("security.protocol"), Some("SSL"));
+        assert_eq!(client_config.get("sasl.mechanism"), None);
+        assert_eq!(client_config.get("ssl.certificate.pem"), Some("CERT PEM"));
+        assert_eq!(client_config.get("ssl.key.pem"), Some("KEY PEM"));
+        assert_eq!(client_config.get("ssl.ca.pem"), Some("CA PEM"));
     }
 
     #[test]

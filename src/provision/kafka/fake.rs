@@ -62,6 +62,7 @@ struct FakeTopic {
 
 #[derive(Clone)]
 struct FakeCredential {
+    mechanism: ScramMechanism,
     iterations: i32,
     password: String,
 }
@@ -69,6 +70,7 @@ struct FakeCredential {
 impl std::fmt::Debug for FakeCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeCredential")
+            .field("mechanism", &self.mechanism)
             .field("iterations", &self.iterations)
             .field("password", &"<redacted>")
             .finish()
@@ -79,7 +81,8 @@ impl std::fmt::Debug for FakeCredential {
 struct State {
     topics: BTreeMap<String, FakeTopic>,
     acls: BTreeSet<AclBinding>,
-    users: BTreeMap<String, FakeCredential>,
+    /// Each user's credentials, at most one per mechanism.
+    users: BTreeMap<String, Vec<FakeCredential>>,
     calls: Vec<AdminOperation>,
     outage: Option<KafkaAdminError>,
 }
@@ -278,12 +281,27 @@ impl FakeKafka {
         self.state().users.keys().cloned().collect()
     }
 
-    /// Whether the user would authenticate with this password.
+    /// Whether the user would authenticate with this password (by any mechanism).
     pub fn authenticates(&self, user: &str, password: &str) -> bool {
-        self.state()
-            .users
-            .get(user)
-            .is_some_and(|credential| credential.password == password)
+        self.state().users.get(user).is_some_and(|credentials| {
+            credentials
+                .iter()
+                .any(|credential| credential.password == password)
+        })
+    }
+
+    /// Whether the user would authenticate with this password by `mechanism`.
+    pub fn authenticates_with(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+        password: &str,
+    ) -> bool {
+        self.state().users.get(user).is_some_and(|credentials| {
+            credentials.iter().any(|credential| {
+                credential.mechanism == mechanism && credential.password == password
+            })
+        })
     }
 
     /// Whether the ACLs allow the request, as Kafka's `StandardAuthorizer` decides for a
@@ -570,31 +588,45 @@ impl FakeKafka {
                     ),
                 ));
             }
-            state.users.insert(
-                upsert.user.clone(),
-                FakeCredential {
-                    iterations: upsert.iterations,
-                    password: upsert.password.clone(),
-                },
-            );
+            let credentials = state.users.entry(upsert.user.clone()).or_default();
+            credentials.retain(|credential| credential.mechanism != upsert.mechanism);
+            credentials.push(FakeCredential {
+                mechanism: upsert.mechanism,
+                iterations: upsert.iterations,
+                password: upsert.password.clone(),
+            });
             Ok(())
         });
         Ok(outcomes.finish(|i| user_resource(&upserts[i].user)))
     }
 
-    fn delete_scram_credentials_now(&self, users: &[String]) -> BatchResult<()> {
+    fn delete_scram_credentials_now(
+        &self,
+        users: &[String],
+        mechanism: ScramMechanism,
+    ) -> BatchResult<()> {
         let operation = AdminOperation::DeleteScramCredentials;
         let mut state = self.begin(operation)?;
         let mut outcomes = batch::check_scram_deletions(users);
         for_each_pending(&mut outcomes, |index| {
-            match state.users.remove(&users[index]) {
-                Some(_) => Ok(()),
-                None => Err(KafkaAdminError::kafka(
+            let credentials = state.users.get_mut(&users[index]);
+            let removed = credentials.is_some_and(|credentials| {
+                let before = credentials.len();
+                credentials.retain(|credential| credential.mechanism != mechanism);
+                credentials.len() < before
+            });
+            if state.users.get(&users[index]).is_some_and(Vec::is_empty) {
+                state.users.remove(&users[index]);
+            }
+            if removed {
+                Ok(())
+            } else {
+                Err(KafkaAdminError::kafka(
                     operation,
                     user_resource(&users[index]),
                     RDKafkaErrorCode::ResourceNotFound,
                     "Attempt to delete a user credential that does not exist",
-                )),
+                ))
             }
         });
         Ok(outcomes.finish(|i| user_resource(&users[i])))
@@ -609,12 +641,15 @@ impl FakeKafka {
             .users
             .iter()
             .filter(|(user, _)| users.is_empty() || users.contains(user))
-            .map(|(user, credential)| ScramUser {
+            .map(|(user, credentials)| ScramUser {
                 user: user.clone(),
-                credentials: vec![ScramCredentialInfo {
-                    mechanism: ScramMechanism::Sha512,
-                    iterations: credential.iterations,
-                }],
+                credentials: credentials
+                    .iter()
+                    .map(|credential| ScramCredentialInfo {
+                        mechanism: credential.mechanism,
+                        iterations: credential.iterations,
+                    })
+                    .collect(),
             })
             .collect())
     }
@@ -678,8 +713,9 @@ impl KafkaAdmin for FakeKafka {
     fn delete_scram_credentials<'a>(
         &'a self,
         users: &'a [String],
+        mechanism: ScramMechanism,
     ) -> BoxFuture<'a, BatchResult<()>> {
-        Box::pin(async move { self.delete_scram_credentials_now(users) })
+        Box::pin(async move { self.delete_scram_credentials_now(users, mechanism) })
     }
 
     fn describe_scram_users<'a>(
@@ -991,13 +1027,33 @@ mod tests {
                 .is_empty()
         );
 
+        kafka
+            .upsert_scram_credentials(&[ScramCredentialUpsert::new("payments", "p256")
+                .with_mechanism(ScramMechanism::Sha256)])
+            .await
+            .unwrap();
+        assert!(kafka.authenticates_with("payments", ScramMechanism::Sha256, "p256"));
+        assert!(!kafka.authenticates_with("payments", ScramMechanism::Sha512, "p256"));
+        let all = kafka.describe_scram_users(&[]).await.unwrap();
+        assert!(all[0].has(ScramMechanism::Sha256) && all[0].has_sha512());
+
         let results = kafka
-            .delete_scram_credentials(&names(&["payments", "nobody"]))
+            .delete_scram_credentials(&names(&["payments", "nobody"]), ScramMechanism::Sha512)
             .await
             .unwrap();
         assert!(results[0].is_ok());
         assert!(results[1].as_ref().unwrap_err().is_resource_not_found());
         assert!(!kafka.authenticates("payments", "p2"));
+        assert!(
+            kafka.authenticates("payments", "p256"),
+            "the other mechanism's stays"
+        );
+        let results = kafka
+            .delete_scram_credentials(&names(&["payments"]), ScramMechanism::Sha256)
+            .await
+            .unwrap();
+        assert!(results[0].is_ok());
+        assert!(kafka.scram_user_names().is_empty());
     }
 
     #[tokio::test]

@@ -90,18 +90,33 @@ pub(super) struct DescribedUser {
     pub credentials: Vec<ScramCredentialInfo>,
 }
 
-/// One change of a user's SCRAM-SHA-512 credential.
+/// One change of a user's SCRAM credential of one mechanism.
 #[derive(Debug)]
 pub(super) enum ScramAlteration {
     Upsert(ScramCredentialUpsert),
-    Delete(String),
+    Delete(String, ScramMechanism),
 }
 
 impl ScramAlteration {
     fn user(&self) -> &str {
         match self {
             Self::Upsert(upsert) => &upsert.user,
-            Self::Delete(user) => user,
+            Self::Delete(user, _) => user,
+        }
+    }
+
+    fn mechanism(&self) -> rd::rd_kafka_ScramMechanism_t {
+        let mechanism = match self {
+            Self::Upsert(upsert) => upsert.mechanism,
+            Self::Delete(_, mechanism) => *mechanism,
+        };
+        match mechanism {
+            ScramMechanism::Sha256 => {
+                rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_256
+            }
+            ScramMechanism::Sha512 => {
+                rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512
+            }
         }
     }
 }
@@ -1436,7 +1451,7 @@ pub(super) async fn delete_acls(
     .await
 }
 
-/// `AlterUserScramCredentials` (SCRAM-SHA-512 upsertions and deletions).
+/// `AlterUserScramCredentials` (upsertions and deletions, each of its own mechanism).
 ///
 /// For an upsertion librdkafka draws a 64-byte salt from OpenSSL's `RAND_priv_bytes` (we pass
 /// no salt) and sends only the salted password.
@@ -1447,13 +1462,13 @@ pub(super) async fn alter_scram_credentials(
     alterations: Vec<ScramAlteration>,
 ) -> Result<Vec<NamedResult>, KafkaAdminError> {
     run(client, operation, timeout, move |call| {
-        let mechanism = rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512;
         let mut owned = Vec::with_capacity(alterations.len());
         for alteration in &alterations {
             let user = call.cstring(
                 &super::batch::user_resource(alteration.user()),
                 alteration.user(),
             )?;
+            let mechanism = alteration.mechanism();
             let native = match alteration {
                 // SAFETY: `user` is NUL-terminated; the password is passed as `len` bytes from a
                 // live String; salt NULL/0 asks librdkafka for a random salt; everything is
@@ -1470,7 +1485,7 @@ pub(super) async fn alter_scram_credentials(
                     )
                 },
                 // SAFETY: `user` is NUL-terminated and copied; the alteration is new and ours.
-                ScramAlteration::Delete(_) => unsafe {
+                ScramAlteration::Delete(..) => unsafe {
                     rd::rd_kafka_UserScramCredentialDeletion_new(user.as_ptr(), mechanism)
                 },
             };

@@ -16,7 +16,7 @@
 //! use datamesh_operator::provision::kafka::*;
 //!
 //! let kafka: Arc<dyn KafkaAdmin> = Arc::new(RdKafkaAdmin::new(&KafkaAdminConfig::new(
-//!     "127.0.0.1:29092", "admin", "from-a-secret",
+//!     "kafka:9093", "admin", "from-a-secret",
 //! ))?);
 //! let topics = [NewTopic {
 //!     name: "payments.orders.events".into(),
@@ -50,7 +50,10 @@ pub use acl::{
     ANY_HOST, AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclPermission,
     AclResourceType, AuthorizationRequest, CLUSTER_RESOURCE_NAME, is_authorized, user_principal,
 };
-pub use client::{DEFAULT_REQUEST_TIMEOUT, KafkaAdminConfig, KafkaSecurityProtocol, RdKafkaAdmin};
+pub use client::{
+    DEFAULT_REQUEST_TIMEOUT, KafkaAdminConfig, KafkaSecurityProtocol, KafkaTls, RdKafkaAdmin,
+    ScramLogin,
+};
 pub use error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
 pub use fake::FakeKafka;
 pub use scram::{
@@ -113,17 +116,19 @@ pub trait KafkaAdmin: Send + Sync {
         filters: &'a [AclBindingFilter],
     ) -> BoxFuture<'a, BatchResult<Vec<AclBinding>>>;
 
-    /// Creates or replaces users' SCRAM-SHA-512 credentials.
+    /// Creates or replaces users' SCRAM credentials, each of its own mechanism; a user's
+    /// credentials of other mechanisms stay.
     fn upsert_scram_credentials<'a>(
         &'a self,
         upserts: &'a [ScramCredentialUpsert],
     ) -> BoxFuture<'a, BatchResult<()>>;
 
-    /// Deletes users' SCRAM-SHA-512 credentials; a user without one fails with
+    /// Deletes users' SCRAM credentials of `mechanism`; a user without one fails with
     /// `ResourceNotFound` (see [`KafkaAdminError::is_resource_not_found`]).
     fn delete_scram_credentials<'a>(
         &'a self,
         users: &'a [String],
+        mechanism: ScramMechanism,
     ) -> BoxFuture<'a, BatchResult<()>>;
 
     /// The users that have SCRAM credentials, sorted by name: among `users`, or all users

@@ -2,13 +2,40 @@
 
 use std::fmt;
 
-/// The SCRAM mechanism of a stored credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A SCRAM mechanism: of a stored credential, and the one clients authenticate with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ScramMechanism {
     /// SCRAM-SHA-256.
     Sha256,
-    /// SCRAM-SHA-512, the only one the operator writes.
+    /// SCRAM-SHA-512, the default.
+    #[default]
     Sha512,
+}
+
+impl ScramMechanism {
+    /// Both mechanisms Kafka knows.
+    pub const ALL: [Self; 2] = [Self::Sha512, Self::Sha256];
+
+    /// The name Kafka and its clients use (`sasl.mechanism`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "SCRAM-SHA-256",
+            Self::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The mechanism named `name` as Kafka writes it (`SCRAM-SHA-512`, `SCRAM-SHA-256`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.as_str() == name)
+    }
+}
+
+impl fmt::Display for ScramMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Iterations for the salted password: Kafka accepts 4096 to 16384.
@@ -20,7 +47,7 @@ pub const MIN_SCRAM_ITERATIONS: i32 = 4096;
 /// The largest iteration count Kafka accepts.
 pub const MAX_SCRAM_ITERATIONS: i32 = 16384;
 
-/// Create or replace a user's SCRAM-SHA-512 credential. librdkafka salts the password with
+/// Create or replace a user's SCRAM credential of one mechanism. librdkafka salts the password with
 /// 64 random bytes and sends only the salted password; the password never leaves this
 /// process in clear and is never printed (`Debug` redacts it).
 #[derive(Clone, PartialEq, Eq)]
@@ -31,6 +58,8 @@ pub struct ScramCredentialUpsert {
     pub password: String,
     /// PBKDF2 iterations, see [`DEFAULT_SCRAM_ITERATIONS`].
     pub iterations: i32,
+    /// The mechanism the credential is for.
+    pub mechanism: ScramMechanism,
 }
 
 impl ScramCredentialUpsert {
@@ -40,7 +69,13 @@ impl ScramCredentialUpsert {
             user: user.into(),
             password: password.into(),
             iterations: DEFAULT_SCRAM_ITERATIONS,
+            mechanism: ScramMechanism::Sha512,
         }
+    }
+
+    /// The same credential for `mechanism`.
+    pub fn with_mechanism(self, mechanism: ScramMechanism) -> Self {
+        Self { mechanism, ..self }
     }
 }
 
@@ -50,6 +85,7 @@ impl fmt::Debug for ScramCredentialUpsert {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("iterations", &self.iterations)
+            .field("mechanism", &self.mechanism)
             .finish()
     }
 }
@@ -66,9 +102,12 @@ pub struct ScramUser {
 impl ScramUser {
     /// Whether the user has a SCRAM-SHA-512 credential.
     pub fn has_sha512(&self) -> bool {
-        self.credentials
-            .iter()
-            .any(|c| c.mechanism == ScramMechanism::Sha512)
+        self.has(ScramMechanism::Sha512)
+    }
+
+    /// Whether the user has a credential of `mechanism`.
+    pub fn has(&self, mechanism: ScramMechanism) -> bool {
+        self.credentials.iter().any(|c| c.mechanism == mechanism)
     }
 }
 
@@ -104,5 +143,19 @@ mod tests {
             }],
         };
         assert!(!user.has_sha512());
+        assert!(user.has(ScramMechanism::Sha256));
+    }
+
+    #[test]
+    fn mechanisms_are_named_as_kafka_names_them() {
+        for mechanism in ScramMechanism::ALL {
+            assert_eq!(
+                ScramMechanism::from_name(mechanism.as_str()),
+                Some(mechanism)
+            );
+        }
+        assert_eq!(ScramMechanism::Sha256.as_str(), "SCRAM-SHA-256");
+        assert_eq!(ScramMechanism::from_name("scram-sha-512"), None);
+        assert_eq!(ScramMechanism::from_name("PLAIN"), None);
     }
 }
