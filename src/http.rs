@@ -2,6 +2,7 @@
 //! and `/readyz` (configured and able to reconcile, whether or not it leads).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -25,16 +26,34 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    serve_connections(listener, shutdown, move |request| {
+        let metrics = metrics.clone();
+        async move { route(&request, &metrics) }
+    })
+    .await
+}
+
+/// Answer every connection `listener` accepts with `handle`, one task per connection (HTTP/1),
+/// until `shutdown` is cancelled.
+pub async fn serve_connections<H, F>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    handle: H,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
             () = shutdown.cancelled() => return Ok(()),
         };
-        let metrics = metrics.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(route(&request, &metrics)) }
+                let response = handle(request);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

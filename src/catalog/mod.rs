@@ -18,7 +18,6 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -26,9 +25,6 @@ use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
@@ -98,25 +94,11 @@ pub async fn serve(
     };
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving the catalog");
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = shutdown.cancelled() => return Ok(()),
-        };
+    crate::http::serve_connections(listener, shutdown, move |request| {
         let caches = caches.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let caches = caches.clone();
-                async move { Ok::<_, Infallible>(route(&request, &caches).await) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "catalog connection ended with an error");
-            }
-        });
-    }
+        async move { route(&request, &caches).await }
+    })
+    .await
 }
 
 async fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<Bytes>> {
