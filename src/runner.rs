@@ -13,14 +13,16 @@ use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, S3Credentials, Settings};
 use crate::controller::fence::FenceLayer;
 use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
 use crate::controller::stores::Watches;
 use crate::controller::{self, Context};
 use crate::metrics::Metrics;
 use crate::provision::kafka::{KafkaAdminConfig, KafkaAdminError, RdKafkaAdmin};
-use crate::provision::storage::{HttpObjectStore, StorageConfig, StorageError};
+use crate::provision::storage::{
+    SdkObjectStorage, StorageConfig, StorageCredentials, StorageError,
+};
 
 /// Why the process stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -95,33 +97,65 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         kafka_password,
     ))?
     .with_request_counter(metrics.request_counter());
-    let s3_secret = settings
-        .s3
-        .admin_secret_key
-        .resolve("s3.adminSecretKey", &client)
-        .await?;
-    let storage = HttpObjectStore::new(StorageConfig::new(
-        settings.s3.endpoint.clone(),
-        settings.s3.iam_endpoint.clone(),
-        settings.s3.admin_access_key.clone(),
-        s3_secret,
-    ))?
-    .with_request_counter(metrics.request_counter());
+    let s3_credentials = match &settings.s3.credentials {
+        S3Credentials::Static {
+            access_key,
+            secret_key,
+        } => StorageCredentials::Static {
+            access_key_id: access_key.clone(),
+            secret_access_key: secret_key.resolve("s3.adminSecretKey", &client).await?,
+        },
+        S3Credentials::DefaultChain => StorageCredentials::DefaultChain,
+    };
+    let s3_ca_bundle = match &settings.s3.ca_bundle {
+        Some(source) => Some(
+            source
+                .resolve("s3.caBundle", &client)
+                .await?
+                .expose()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let storage_config = StorageConfig {
+        region: settings.s3.region.clone(),
+        iam_region: settings.s3.iam_region.clone(),
+        addressing: settings.s3.addressing,
+        ca_bundle: s3_ca_bundle.clone(),
+        retry_mode: settings.s3.retry_mode,
+        max_attempts: settings.s3.max_attempts,
+        ..StorageConfig::with_credentials(
+            settings.s3.endpoint.clone(),
+            settings.s3.iam_endpoint.clone(),
+            s3_credentials,
+        )
+    };
+    let storage = SdkObjectStorage::connect(&storage_config, metrics.request_counter()).await?;
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,
         s3 = %settings.s3.endpoint,
+        s3_region = %settings.s3.region,
+        iam = %settings.s3.iam_endpoint,
+        iam_region = %settings.s3.iam_region,
+        s3_credentials = match settings.s3.credentials {
+            S3Credentials::Static { .. } => "static",
+            S3Credentials::DefaultChain => "default chain",
+        },
         resync_seconds = settings.resync.as_secs(),
         "configured"
     );
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        &options.operator_namespace,
-        Arc::new(kafka),
-        Arc::new(storage),
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            settings,
+            &options.operator_namespace,
+            Arc::new(kafka),
+            Arc::new(storage),
+            metrics.clone(),
+        )
+        .with_s3_ca_bundle(s3_ca_bundle),
+    );
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;

@@ -4,6 +4,7 @@ Each test fails when its component is stopped (checked by hand; see the README's
 section).
 """
 
+import os
 import secrets
 import time
 
@@ -121,6 +122,23 @@ def test_iam_user_with_read_only_policy_reads_and_is_refused_a_write(s3_admin, i
 def test_stack_env_names_every_client_variable():
     exported = run([STACK, "env"]).stdout
     for name in ("KUBECONFIG", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ADMIN_USER", "KAFKA_ADMIN_PASSWORD",
-                 "S3_ENDPOINT", "S3_IAM_ENDPOINT", "S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY"):
+                 "S3_ENDPOINT", "S3_IAM_ENDPOINT", "S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY", "AWS_CA_BUNDLE"):
         assert f"export {name}=" in exported
     assert env("KAFKA_ADMIN_PASSWORD") in exported
+
+
+def test_s3_speaks_https_only_with_the_platform_ca(tmp_path):
+    """The S3 (and IAM) port serves TLS with a certificate the platform's CA signed, for
+    127.0.0.1; plain HTTP is not served, and without the CA the certificate is not trusted."""
+    endpoint = env("S3_ENDPOINT")
+    assert endpoint.startswith("https://") and env("S3_IAM_ENDPOINT").startswith("https://")
+    trusted = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", env("AWS_CA_BUNDLE"),
+                   endpoint + "/"], check=False)
+    assert trusted.returncode == 0 and trusted.stdout.strip() in ("200", "403"), trusted.stderr
+    # Another CA of the platform (the client-certificate CA) did not sign it: curl's error 60.
+    other_ca = os.path.join(env("DATAMESH_STACK_RUN"), "pki", "client-ca.crt")
+    untrusted = run(["curl", "-sS", "-o", "/dev/null", "--cacert", other_ca, endpoint + "/"], check=False)
+    assert untrusted.returncode == 60, f"the certificate verified without the platform's CA: {untrusted}"
+    plain = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                 endpoint.replace("https://", "http://") + "/"], check=False)
+    assert plain.returncode != 0 or plain.stdout.strip() == "400", f"plain HTTP answered {plain.stdout}"

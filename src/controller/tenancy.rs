@@ -137,8 +137,10 @@ impl ReservedNames {
             let name = name.strip_prefix("User:").unwrap_or(name);
             name.to_ascii_lowercase()
         };
-        let identities = [&settings.kafka.admin_user, &settings.s3.admin_access_key]
+        let admin_access_key = settings.s3.admin_access_key().map(str::to_owned);
+        let identities = [&settings.kafka.admin_user]
             .into_iter()
+            .chain(&admin_access_key)
             .chain(&settings.kafka.super_users)
             .chain(&settings.s3.admin_user)
             .map(normal)

@@ -48,6 +48,9 @@ pub mod keys {
     pub const S3_REGION: &str = "AWS_REGION";
     pub const S3_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
     pub const S3_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    /// PEM of the CAs the S3 endpoint's certificate is checked against, present when the
+    /// operator is configured with one: mounted as a file, it is what `AWS_CA_BUNDLE` names.
+    pub const S3_CA_BUNDLE: &str = "AWS_CA_BUNDLE_PEM";
 }
 
 /// The name of a domain's credentials Secret.
@@ -274,6 +277,8 @@ pub struct Credentials<'a> {
     pub s3_region: &'a str,
     pub s3_access_key_id: &'a str,
     pub s3_secret_access_key: &'a str,
+    /// PEM of the S3 endpoint's CAs, when the operator has one configured.
+    pub s3_ca_bundle: Option<&'a str>,
 }
 
 /// The Secret with the domain's Kafka and object-storage credentials.
@@ -294,6 +299,11 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
         (keys::S3_SECRET_ACCESS_KEY, credentials.s3_secret_access_key),
     ]
     .into_iter()
+    .chain(
+        credentials
+            .s3_ca_bundle
+            .map(|pem| (keys::S3_CA_BUNDLE, pem)),
+    )
     .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
     .collect();
     Secret {
@@ -556,6 +566,7 @@ pub(crate) mod tests {
                 s3_region: "us-east-1",
                 s3_access_key_id: "AK",
                 s3_secret_access_key: "SK",
+                s3_ca_bundle: None,
             },
         );
         assert_eq!(
@@ -568,5 +579,27 @@ pub(crate) mod tests {
         assert_eq!(data[keys::S3_ACCESS_KEY_ID].0, b"AK");
         assert_eq!(data[keys::S3_SECRET_ACCESS_KEY].0, b"SK");
         assert_eq!(data[keys::KAFKA_SASL_MECHANISM].0, b"SCRAM-SHA-512");
+        assert!(!data.contains_key(keys::S3_CA_BUNDLE));
+    }
+
+    #[test]
+    fn the_credentials_secret_carries_the_s3_ca_when_one_is_configured() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let secret = credentials_secret(
+            &domain("{}"),
+            &Credentials {
+                kafka_bootstrap_servers: "127.0.0.1:29092",
+                kafka_password: "pw",
+                s3_endpoint: "https://127.0.0.1:28333",
+                s3_region: "eu-west-1",
+                s3_access_key_id: "AK",
+                s3_secret_access_key: "SK",
+                s3_ca_bundle: Some(pem),
+            },
+        );
+        let data = secret.data.unwrap();
+        assert_eq!(data[keys::S3_CA_BUNDLE].0, pem.as_bytes());
+        assert_eq!(data[keys::S3_ENDPOINT].0, b"https://127.0.0.1:28333");
+        assert_eq!(data[keys::S3_REGION].0, b"eu-west-1");
     }
 }
