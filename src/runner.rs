@@ -13,7 +13,7 @@ use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, S3Credentials, Settings};
+use crate::config::{ConfigError, S3Credentials, S3Settings, Settings};
 use crate::controller::fence::FenceLayer;
 use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
 use crate::controller::stores::Watches;
@@ -117,19 +117,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         ),
         None => None,
     };
-    let storage_config = StorageConfig {
-        region: settings.s3.region.clone(),
-        iam_region: settings.s3.iam_region.clone(),
-        addressing: settings.s3.addressing,
-        ca_bundle: s3_ca_bundle.clone(),
-        retry_mode: settings.s3.retry_mode,
-        max_attempts: settings.s3.max_attempts,
-        ..StorageConfig::with_credentials(
-            settings.s3.endpoint.clone(),
-            settings.s3.iam_endpoint.clone(),
-            s3_credentials,
-        )
-    };
+    let storage_config = storage_config(&settings.s3, s3_credentials, s3_ca_bundle.clone());
     let storage = SdkObjectStorage::connect(&storage_config, metrics.request_counter()).await?;
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,
@@ -181,6 +169,24 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             source,
         }),
         _ => result,
+    }
+}
+
+/// The object storage client's configuration: the `s3` settings, with the credentials and the CA
+/// bundle read from where the settings say.
+fn storage_config(
+    s3: &S3Settings,
+    credentials: StorageCredentials,
+    ca_bundle: Option<String>,
+) -> StorageConfig {
+    StorageConfig {
+        region: s3.region.clone(),
+        iam_region: s3.iam_region.clone(),
+        addressing: s3.addressing,
+        ca_bundle,
+        retry_mode: s3.retry_mode,
+        max_attempts: s3.max_attempts,
+        ..StorageConfig::with_credentials(s3.endpoint.clone(), s3.iam_endpoint.clone(), credentials)
     }
 }
 
@@ -348,6 +354,36 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_s3_setting_reaches_the_storage_client() {
+        use crate::provision::storage::{Addressing, RetryMode};
+        let s3 = S3Settings {
+            endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+            iam_endpoint: "https://iam.amazonaws.com".into(),
+            region: "eu-west-1".into(),
+            iam_region: "us-east-1".into(),
+            addressing: Addressing::VirtualHosted,
+            credentials: S3Credentials::DefaultChain,
+            ca_bundle: None,
+            retry_mode: RetryMode::Adaptive,
+            max_attempts: 7,
+            admin_user: None,
+        };
+        let config = storage_config(&s3, StorageCredentials::DefaultChain, Some("PEM".into()));
+        assert_eq!(config.endpoint, "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(config.iam_endpoint, "https://iam.amazonaws.com");
+        assert_eq!(config.region, "eu-west-1", "the S3 region is not dropped");
+        assert_eq!(config.iam_region, "us-east-1");
+        assert_eq!(config.addressing, Addressing::VirtualHosted);
+        assert_eq!(config.retry_mode, RetryMode::Adaptive);
+        assert_eq!(config.max_attempts, 7);
+        assert_eq!(config.ca_bundle.as_deref(), Some("PEM"));
+        assert!(matches!(
+            config.credentials,
+            StorageCredentials::DefaultChain
+        ));
+    }
     use crate::controller::leader::RELEASE_TIMEOUT;
 
     /// Seconds left, after the drain and the lease's release, before the kubelet kills the pod.

@@ -191,6 +191,11 @@ def test_service_monitor_is_rendered_only_when_enabled_and_selects_the_metrics_s
     ("tenancy.reservedNames={x}", "additional properties 'reservedNames' not allowed"),
     ("kafka.superUsers=admin", "at '/kafka/superUsers'"),
     ("admissionPolicies.enabled=maybe", "at '/admissionPolicies/enabled'"),
+    ("s3.credentials=irsa", "at '/s3/credentials'"),
+    ("s3.addressing=dns", "at '/s3/addressing'"),
+    ("s3.retryMode=legacy", "at '/s3/retryMode'"),
+    ("s3.maxAttempts=0", "at '/s3/maxAttempts'"),
+    ("s3.iamRegion=EU West", "at '/s3/iamRegion'"),
 ])
 def test_values_schema_refuses_bad_values(value, message):
     result = helm("template", "datamesh-operator", CHART, "--set", value, check=False)
@@ -319,6 +324,28 @@ def test_config_file_references_the_credential_secrets_in_the_release_namespace(
     assert config["resyncSeconds"] == 300
     (role,) = find(objects, "Role")
     assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"vault-kafka", "s3-admin"}
+
+
+def test_s3_connection_settings_reach_the_config_file_and_the_role():
+    objects = documents(render("s3.region=eu-west-1", "s3.iamRegion=us-east-1", "s3.addressing=virtual",
+                               "s3.retryMode=adaptive", "s3.maxAttempts=5", "s3.caBundleSecret.name=s3-ca",
+                               namespace="mesh-ops"))
+    (config_map,) = find(objects, "ConfigMap")
+    s3 = yaml.safe_load(config_map["data"]["config.yaml"])["s3"]
+    assert (s3["region"], s3["iamRegion"], s3["addressing"]) == ("eu-west-1", "us-east-1", "virtual")
+    assert (s3["retryMode"], s3["maxAttempts"], s3["credentials"]) == ("adaptive", 5, "static")
+    assert s3["caBundle"] == {"secretKeyRef": {"namespace": "mesh-ops", "name": "s3-ca", "key": "ca.crt"}}
+    (role,) = find(objects, "Role")
+    assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"kafka-admin", "s3-admin", "s3-ca"}
+
+    # The default credential chain (IRSA, Pod Identity, ...): no static key, no admin Secret to read.
+    objects = documents(render("s3.credentials=default"))
+    (config_map,) = find(objects, "ConfigMap")
+    s3 = yaml.safe_load(config_map["data"]["config.yaml"])["s3"]
+    assert s3["credentials"] == "default"
+    assert "adminAccessKey" not in s3 and "adminSecretKey" not in s3 and "caBundle" not in s3
+    (role,) = find(objects, "Role")
+    assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"kafka-admin"}
 
 
 def test_deployment_runs_hardened_and_rolls_on_config_change():

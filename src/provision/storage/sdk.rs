@@ -60,7 +60,7 @@ pub struct ObjectStorage<B, I> {
 /// The S3 and IAM clients of one identity, built from one [`StorageConfig`].
 ///
 /// Cheap to share: hold it in an `Arc` (or as `Arc<dyn ObjectStore>`); both clients share one
-/// connection pool and one credentials cache. Construct one per identity: the operator's admin
+/// connection pool and one credentials provider. Construct one per identity: the operator's admin
 /// identity for provisioning, or a domain's own keys to act (and be refused) as that domain.
 pub type SdkObjectStorage = ObjectStorage<S3BucketStore, IamIdentityStore>;
 
