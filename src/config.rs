@@ -15,6 +15,7 @@ use kube::{Api, Client};
 use serde::Deserialize;
 
 pub use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
+pub use crate::provision::storage::{Addressing, RetryMode};
 pub use crate::secret::SecretString;
 
 /// What can go wrong loading the configuration. Messages name the setting, never its value.
@@ -235,9 +236,15 @@ struct FileS3 {
     endpoint: Option<String>,
     iam_endpoint: Option<String>,
     region: Option<String>,
+    iam_region: Option<String>,
+    addressing: Option<String>,
+    credentials: Option<String>,
     admin_access_key: Option<String>,
     admin_secret_key: Option<SecretSource>,
     admin_user: Option<String>,
+    ca_bundle: Option<SecretSource>,
+    retry_mode: Option<String>,
+    max_attempts: Option<u32>,
 }
 
 /// The Kafka cluster the operator manages topics, ACLs and SCRAM users in.
@@ -296,19 +303,56 @@ impl Default for KafkaTlsSettings {
 /// The S3 service the operator manages buckets and IAM users in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct S3Settings {
-    /// The S3 API endpoint, e.g. `http://127.0.0.1:28333`.
+    /// The S3 API endpoint, e.g. `https://127.0.0.1:28333` or `https://s3.eu-west-1.amazonaws.com`.
     pub endpoint: String,
-    /// The IAM API endpoint (the same as `endpoint` where IAM is embedded, as in SeaweedFS).
+    /// The IAM API endpoint (the same as `endpoint` where IAM is embedded, as in SeaweedFS;
+    /// `https://iam.amazonaws.com` on AWS).
     pub iam_endpoint: String,
-    /// The signing region.
+    /// The region S3 requests are signed for (and buckets are created in).
     pub region: String,
-    /// The admin access key id (an identifier, not a secret).
-    pub admin_access_key: String,
-    /// Where the admin secret key is read from.
-    pub admin_secret_key: SecretSource,
+    /// The region IAM requests are signed for: `us-east-1` for AWS's global IAM.
+    pub iam_region: String,
+    /// Path-style (`<endpoint>/<bucket>`) or virtual-hosted (`<bucket>.<endpoint host>`) URLs.
+    pub addressing: Addressing,
+    /// Who the operator is towards S3 and IAM.
+    pub credentials: S3Credentials,
+    /// PEM CA certificates to trust for the S3 and IAM endpoints instead of the system's roots.
+    pub ca_bundle: Option<SecretSource>,
+    /// How the SDK retries throttling, 5xx answers and broken connections.
+    pub retry_mode: RetryMode,
+    /// Attempts per call in all, the first included (1 turns retries off).
+    pub max_attempts: u32,
     /// The admin's IAM identity (user) name, when it differs from the access key id: no Domain
     /// may be named after it.
     pub admin_user: Option<String>,
+}
+
+/// Where the operator's S3 and IAM credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum S3Credentials {
+    /// A long-lived access key pair (`credentials: static`, the default when a key is given).
+    Static {
+        /// The access key id (an identifier, not a secret).
+        access_key: String,
+        /// Where the secret key is read from.
+        secret_key: SecretSource,
+    },
+    /// The AWS SDK's default chain (`credentials: default`): the `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` environment, a web identity token
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as IRSA sets them), a shared profile,
+    /// EKS Pod Identity or ECS (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), then the instance
+    /// metadata service. Temporary credentials are refreshed before they expire.
+    DefaultChain,
+}
+
+impl S3Settings {
+    /// The admin access key id, when the operator uses a static key pair.
+    pub fn admin_access_key(&self) -> Option<&str> {
+        match &self.credentials {
+            S3Credentials::Static { access_key, .. } => Some(access_key),
+            S3Credentials::DefaultChain => None,
+        }
+    }
 }
 
 /// Everything the operator needs to know about its surroundings.
@@ -329,6 +373,10 @@ pub struct Settings {
 
 /// Default resync period: five minutes, like Strimzi's topic operator.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
+/// Default S3 and IAM signing region; AWS's IAM is signed for it wherever the buckets are.
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
+/// Default attempts per S3 or IAM call: the SDK's standard.
+pub const DEFAULT_S3_MAX_ATTEMPTS: u32 = 3;
 /// The ClusterRole the Helm chart installs for domain owners.
 pub const DEFAULT_DOMAIN_ADMIN_CLUSTER_ROLE: &str = "datamesh-domain-admin";
 /// The ClusterRole the Helm chart installs for Spark drivers.
@@ -423,26 +471,7 @@ impl Settings {
             list(var("DATAMESH_KAFKA_SUPER_USERS"), file.kafka.super_users),
         )?;
 
-        let endpoint = required(
-            "DATAMESH_S3_ENDPOINT",
-            var("DATAMESH_S3_ENDPOINT").or(file.s3.endpoint),
-        )?;
-        let s3 = S3Settings {
-            iam_endpoint: var("DATAMESH_S3_IAM_ENDPOINT")
-                .or(file.s3.iam_endpoint)
-                .unwrap_or_else(|| endpoint.clone()),
-            endpoint,
-            region: var("DATAMESH_S3_REGION")
-                .or(file.s3.region)
-                .unwrap_or_else(|| "us-east-1".into()),
-            admin_access_key: required(
-                "DATAMESH_S3_ADMIN_ACCESS_KEY",
-                var("DATAMESH_S3_ADMIN_ACCESS_KEY").or(file.s3.admin_access_key),
-            )?,
-            admin_secret_key: secret("DATAMESH_S3_ADMIN_SECRET_KEY", file.s3.admin_secret_key)?
-                .ok_or(ConfigError::Missing("DATAMESH_S3_ADMIN_SECRET_KEY"))?,
-            admin_user: var("DATAMESH_S3_ADMIN_USER").or(file.s3.admin_user),
-        };
+        let s3 = s3_settings(file.s3, &var)?;
 
         let resync = match var("DATAMESH_RESYNC_SECONDS") {
             Some(value) => {
@@ -659,6 +688,159 @@ impl KafkaConnection {
     }
 }
 
+/// The S3 section: file values, overridden by `DATAMESH_S3_*`, checked for consistency.
+fn s3_settings(
+    file: FileS3,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<S3Settings, ConfigError> {
+    let secret = |setting: &'static str, from_file: Option<SecretSource>| {
+        var(setting)
+            .map(|value| SecretSource::parse(setting, &value))
+            .transpose()
+            .map(|from_env| from_env.or(from_file))
+    };
+    let endpoint = var("DATAMESH_S3_ENDPOINT")
+        .or(file.endpoint)
+        .ok_or(ConfigError::Missing("DATAMESH_S3_ENDPOINT"))?;
+    check_endpoint("DATAMESH_S3_ENDPOINT", &endpoint)?;
+    let iam_endpoint = var("DATAMESH_S3_IAM_ENDPOINT")
+        .or(file.iam_endpoint)
+        .unwrap_or_else(|| endpoint.clone());
+    check_endpoint("DATAMESH_S3_IAM_ENDPOINT", &iam_endpoint)?;
+    let region = var("DATAMESH_S3_REGION")
+        .or(file.region)
+        .unwrap_or_else(|| DEFAULT_S3_REGION.into());
+    let iam_region = var("DATAMESH_S3_IAM_REGION")
+        .or(file.iam_region)
+        .unwrap_or_else(|| DEFAULT_S3_REGION.into());
+    let addressing = match var("DATAMESH_S3_ADDRESSING").or(file.addressing) {
+        None => Addressing::Path,
+        Some(value) => match value.as_str() {
+            "path" => Addressing::Path,
+            "virtual" => Addressing::VirtualHosted,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_S3_ADDRESSING",
+                    reason: "must be `path` or `virtual`".into(),
+                });
+            }
+        },
+    };
+    let retry_mode = match var("DATAMESH_S3_RETRY_MODE").or(file.retry_mode) {
+        None => RetryMode::Standard,
+        Some(value) => match value.as_str() {
+            "standard" => RetryMode::Standard,
+            "adaptive" => RetryMode::Adaptive,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_S3_RETRY_MODE",
+                    reason: "must be `standard` or `adaptive`".into(),
+                });
+            }
+        },
+    };
+    let max_attempts = match var("DATAMESH_S3_MAX_ATTEMPTS") {
+        Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
+            setting: "DATAMESH_S3_MAX_ATTEMPTS",
+            reason: "must be a whole number".into(),
+        })?,
+        None => file.max_attempts.unwrap_or(DEFAULT_S3_MAX_ATTEMPTS),
+    };
+    if max_attempts < 1 {
+        return Err(ConfigError::Invalid {
+            setting: "DATAMESH_S3_MAX_ATTEMPTS",
+            reason: "must be at least 1 (1 sends each call once, without retries)".into(),
+        });
+    }
+
+    let access_key = var("DATAMESH_S3_ADMIN_ACCESS_KEY").or(file.admin_access_key);
+    let secret_key = secret("DATAMESH_S3_ADMIN_SECRET_KEY", file.admin_secret_key)?;
+    let credentials = match var("DATAMESH_S3_CREDENTIALS")
+        .or(file.credentials)
+        .as_deref()
+    {
+        // Without a say, a configured key means static credentials and none means the chain.
+        None if access_key.is_none() && secret_key.is_none() => S3Credentials::DefaultChain,
+        None | Some("static") => match (access_key, secret_key) {
+            (Some(access_key), Some(secret_key)) => S3Credentials::Static {
+                access_key,
+                secret_key,
+            },
+            (None, _) => {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_S3_ADMIN_ACCESS_KEY",
+                    reason: "static S3 credentials need the admin access key id as well as \
+                             the secret key"
+                        .into(),
+                });
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_S3_ADMIN_SECRET_KEY",
+                    reason: "static S3 credentials need the admin secret key as well as the \
+                             access key id"
+                        .into(),
+                });
+            }
+        },
+        Some("default") => {
+            if access_key.is_some() || secret_key.is_some() {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_S3_CREDENTIALS",
+                    reason: "`default` takes credentials from the AWS default chain (environment, \
+                             web identity, Pod Identity, instance metadata) and cannot be combined \
+                             with adminAccessKey/adminSecretKey; remove the static pair or set \
+                             `static`"
+                        .into(),
+                });
+            }
+            S3Credentials::DefaultChain
+        }
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                setting: "DATAMESH_S3_CREDENTIALS",
+                reason: "must be `static` or `default`".into(),
+            });
+        }
+    };
+    Ok(S3Settings {
+        endpoint,
+        iam_endpoint,
+        region,
+        iam_region,
+        addressing,
+        credentials,
+        ca_bundle: secret("DATAMESH_S3_CA_BUNDLE", file.ca_bundle)?,
+        retry_mode,
+        max_attempts,
+        admin_user: var("DATAMESH_S3_ADMIN_USER").or(file.admin_user),
+    })
+}
+
+/// Refuses an endpoint the SDK could not call: it must be an `http` or `https` URL with a host,
+/// and without credentials or a query.
+fn check_endpoint(setting: &'static str, url: &str) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid("must start with http:// or https://"));
+    }
+    let authority = uri.authority().ok_or_else(|| invalid("has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("must not carry credentials"));
+    }
+    if authority.host().is_empty() {
+        return Err(invalid("has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(invalid("must not have a query"));
+    }
+    Ok(())
+}
+
 /// A list setting: the environment's comma-separated value, else the file's.
 fn list(from_env: Option<String>, from_file: Vec<String>) -> Vec<String> {
     match from_env {
@@ -712,6 +894,12 @@ resyncSeconds: 60
         assert_eq!(settings.kafka.default_replicas, 1);
         assert_eq!(settings.s3.iam_endpoint, "http://s3:8333");
         assert_eq!(settings.s3.region, "us-east-1");
+        assert_eq!(settings.s3.iam_region, "us-east-1");
+        assert_eq!(settings.s3.addressing, Addressing::Path);
+        assert_eq!(settings.s3.retry_mode, RetryMode::Standard);
+        assert_eq!(settings.s3.max_attempts, 3);
+        assert_eq!(settings.s3.ca_bundle, None);
+        assert_eq!(settings.s3.admin_access_key(), Some("admin"));
         assert_eq!(settings.resync, Duration::from_secs(60));
         assert_eq!(settings.domain_admin_cluster_role, "datamesh-domain-admin");
         assert_eq!(settings.spark_driver_cluster_role, "datamesh-spark-driver");
@@ -739,8 +927,11 @@ resyncSeconds: 60
             })
         );
         assert_eq!(
-            settings.s3.admin_secret_key,
-            SecretSource::File("/tmp/key".into())
+            settings.s3.credentials,
+            S3Credentials::Static {
+                access_key: "admin".into(),
+                secret_key: SecretSource::File("/tmp/key".into())
+            }
         );
         assert_eq!(settings.resync, Duration::from_secs(5));
     }
@@ -1037,5 +1228,249 @@ resyncSeconds: 60
         std::fs::write(&path, "s3cr3t\n").unwrap();
         assert_eq!(read_secret_file("X", &path).unwrap().expose(), "s3cr3t");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `FILE` with its `s3:` section replaced by `s3` (indented two spaces).
+    fn with_s3(s3: &str) -> FileSettings {
+        let start = FILE.find("s3:\n").unwrap();
+        let end = FILE.find("resyncSeconds").unwrap();
+        let yaml = format!("{}s3:\n{s3}{}", &FILE[..start], &FILE[end..]);
+        serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    fn s3(yaml: &str, vars: &[(&str, &str)]) -> Result<S3Settings, ConfigError> {
+        Settings::merge(with_s3(yaml), &env(vars)).map(|settings| settings.s3)
+    }
+
+    fn s3_refusal(yaml: &str, vars: &[(&str, &str)]) -> String {
+        s3(yaml, vars).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_s3_setting_is_read_from_the_file() {
+        let settings = s3(
+            "  endpoint: https://s3.eu-west-1.amazonaws.com
+  iamEndpoint: https://iam.amazonaws.com
+  region: eu-west-1
+  iamRegion: us-east-1
+  addressing: virtual
+  credentials: static
+  adminAccessKey: AKIAOPERATOR
+  adminSecretKey: {secretKeyRef: {namespace: ops, name: s3, key: secret}}
+  caBundle: {file: /etc/datamesh/ca.crt}
+  retryMode: adaptive
+  maxAttempts: 5
+",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            settings,
+            S3Settings {
+                endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+                iam_endpoint: "https://iam.amazonaws.com".into(),
+                region: "eu-west-1".into(),
+                iam_region: "us-east-1".into(),
+                addressing: Addressing::VirtualHosted,
+                credentials: S3Credentials::Static {
+                    access_key: "AKIAOPERATOR".into(),
+                    secret_key: SecretSource::SecretKeyRef {
+                        namespace: "ops".into(),
+                        name: "s3".into(),
+                        key: "secret".into()
+                    }
+                },
+                ca_bundle: Some(SecretSource::File("/etc/datamesh/ca.crt".into())),
+                retry_mode: RetryMode::Adaptive,
+                max_attempts: 5,
+                admin_user: None,
+            }
+        );
+    }
+
+    #[test]
+    fn every_s3_setting_is_read_from_the_environment() {
+        let settings = s3(
+            "  endpoint: http://s3:8333\n",
+            &[
+                ("DATAMESH_S3_ENDPOINT", "https://127.0.0.1:28333"),
+                ("DATAMESH_S3_IAM_ENDPOINT", "https://127.0.0.1:28334"),
+                ("DATAMESH_S3_REGION", "eu-central-1"),
+                ("DATAMESH_S3_IAM_REGION", "eu-central-1"),
+                ("DATAMESH_S3_ADDRESSING", "path"),
+                ("DATAMESH_S3_CREDENTIALS", "default"),
+                ("DATAMESH_S3_CA_BUNDLE", "secret:ops/s3-ca/ca.crt"),
+                ("DATAMESH_S3_RETRY_MODE", "standard"),
+                ("DATAMESH_S3_MAX_ATTEMPTS", "1"),
+                ("DATAMESH_S3_ADMIN_USER", "root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            settings,
+            S3Settings {
+                endpoint: "https://127.0.0.1:28333".into(),
+                iam_endpoint: "https://127.0.0.1:28334".into(),
+                region: "eu-central-1".into(),
+                iam_region: "eu-central-1".into(),
+                addressing: Addressing::Path,
+                credentials: S3Credentials::DefaultChain,
+                ca_bundle: Some(SecretSource::SecretKeyRef {
+                    namespace: "ops".into(),
+                    name: "s3-ca".into(),
+                    key: "ca.crt".into()
+                }),
+                retry_mode: RetryMode::Standard,
+                max_attempts: 1,
+                admin_user: Some("root".into()),
+            }
+        );
+        assert_eq!(settings.admin_access_key(), None);
+    }
+
+    #[test]
+    fn credentials_default_to_static_with_a_key_and_to_the_chain_without() {
+        let chain = s3("  endpoint: http://s3:8333\n", &[]).unwrap();
+        assert_eq!(chain.credentials, S3Credentials::DefaultChain);
+        let explicit = s3("  endpoint: http://s3:8333\n  credentials: default\n", &[]).unwrap();
+        assert_eq!(explicit.credentials, S3Credentials::DefaultChain);
+        let from_env = s3(
+            "  endpoint: http://s3:8333\n",
+            &[
+                ("DATAMESH_S3_ADMIN_ACCESS_KEY", "admin"),
+                ("DATAMESH_S3_ADMIN_SECRET_KEY", "/run/s3/secret"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            from_env.credentials,
+            S3Credentials::Static {
+                access_key: "admin".into(),
+                secret_key: SecretSource::File("/run/s3/secret".into())
+            }
+        );
+    }
+
+    #[test]
+    fn inconsistent_s3_credentials_are_refused_with_the_reason() {
+        let key_only = s3_refusal("  endpoint: http://s3:8333\n  adminAccessKey: admin\n", &[]);
+        assert!(
+            key_only.contains("DATAMESH_S3_ADMIN_SECRET_KEY")
+                && key_only.contains("need the admin secret key"),
+            "{key_only}"
+        );
+        let secret_only = s3_refusal(
+            "  endpoint: http://s3:8333\n  adminSecretKey: {file: /s}\n",
+            &[],
+        );
+        assert!(
+            secret_only.contains("DATAMESH_S3_ADMIN_ACCESS_KEY")
+                && secret_only.contains("need the admin access key id"),
+            "{secret_only}"
+        );
+        let static_without_pair =
+            s3_refusal("  endpoint: http://s3:8333\n  credentials: static\n", &[]);
+        assert!(
+            static_without_pair.contains("DATAMESH_S3_ADMIN_ACCESS_KEY"),
+            "{static_without_pair}"
+        );
+        // The default chain (web identity and the rest) with a static pair: which one is meant?
+        for extra in [
+            "  adminAccessKey: admin\n",
+            "  adminSecretKey: {file: /s}\n",
+        ] {
+            let both = s3_refusal(
+                &format!("  endpoint: http://s3:8333\n  credentials: default\n{extra}"),
+                &[],
+            );
+            assert!(
+                both.contains("DATAMESH_S3_CREDENTIALS") && both.contains("cannot be combined"),
+                "{both}"
+            );
+        }
+        let env_both = s3_refusal(FILE_S3_STATIC, &[("DATAMESH_S3_CREDENTIALS", "default")]);
+        assert!(env_both.contains("cannot be combined"), "{env_both}");
+        let unknown = s3_refusal("  endpoint: http://s3:8333\n  credentials: irsa\n", &[]);
+        assert!(unknown.contains("`static` or `default`"), "{unknown}");
+    }
+
+    const FILE_S3_STATIC: &str =
+        "  endpoint: http://s3:8333\n  adminAccessKey: admin\n  adminSecretKey: {file: /s}\n";
+
+    #[test]
+    fn bad_s3_settings_are_refused_with_the_reason() {
+        // (s3 YAML lines, environment, setting named, reason given)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                "  addressing: dns\n",
+                &[],
+                "DATAMESH_S3_ADDRESSING",
+                "`path` or `virtual`",
+            ),
+            (
+                "  retryMode: legacy\n",
+                &[],
+                "DATAMESH_S3_RETRY_MODE",
+                "`standard` or `adaptive`",
+            ),
+            (
+                "  maxAttempts: 0\n",
+                &[],
+                "DATAMESH_S3_MAX_ATTEMPTS",
+                "at least 1",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_MAX_ATTEMPTS", "many")],
+                "DATAMESH_S3_MAX_ATTEMPTS",
+                "whole number",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_ENDPOINT", "s3:8333")],
+                "DATAMESH_S3_ENDPOINT",
+                "http:// or https://",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_ENDPOINT", "ftp://s3")],
+                "DATAMESH_S3_ENDPOINT",
+                "http:// or https://",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_ENDPOINT", "https://a:b@s3")],
+                "DATAMESH_S3_ENDPOINT",
+                "credentials",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_ENDPOINT", "https://s3/?x=1")],
+                "DATAMESH_S3_ENDPOINT",
+                "query",
+            ),
+            (
+                "  iamEndpoint: iam\n",
+                &[],
+                "DATAMESH_S3_IAM_ENDPOINT",
+                "http:// or https://",
+            ),
+            (
+                "",
+                &[("DATAMESH_S3_CA_BUNDLE", "secret:ops/ca")],
+                "DATAMESH_S3_CA_BUNDLE",
+                "secret:NAMESPACE/NAME/KEY",
+            ),
+        ];
+        for (yaml, vars, setting, reason) in cases {
+            let message = s3_refusal(&format!("{FILE_S3_STATIC}{yaml}"), vars);
+            assert!(
+                message.contains(setting) && message.contains(reason),
+                "{yaml} {vars:?}: {message}"
+            );
+        }
+        let missing = s3_refusal("  region: eu-west-1\n", &[]);
+        assert!(missing.contains("DATAMESH_S3_ENDPOINT"), "{missing}");
     }
 }

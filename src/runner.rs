@@ -13,7 +13,7 @@ use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, SecretSource, SecretString, Settings};
+use crate::config::{ConfigError, S3Credentials, S3Settings, SecretSource, SecretString, Settings};
 use crate::controller::fence::FenceLayer;
 use crate::controller::leader::{LeaderElector, LeaderError, Leadership, LeaseTimings};
 use crate::controller::stores::Watches;
@@ -22,7 +22,9 @@ use crate::metrics::Metrics;
 use crate::provision::kafka::{
     DEFAULT_REQUEST_TIMEOUT, KafkaAdminConfig, KafkaAdminError, KafkaTls, RdKafkaAdmin, ScramLogin,
 };
-use crate::provision::storage::{HttpObjectStore, StorageConfig, StorageError};
+use crate::provision::storage::{
+    SdkObjectStorage, StorageConfig, StorageCredentials, StorageError,
+};
 
 /// Why the process stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -90,36 +92,56 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
     let (kafka_config, domain_kafka_ca) = kafka_admin_config(&settings, &client).await?;
     let kafka = RdKafkaAdmin::new(&kafka_config)?.with_request_counter(metrics.request_counter());
-    let s3_secret = settings
-        .s3
-        .admin_secret_key
-        .resolve("s3.adminSecretKey", &client)
-        .await?;
-    let storage = HttpObjectStore::new(StorageConfig::new(
-        settings.s3.endpoint.clone(),
-        settings.s3.iam_endpoint.clone(),
-        settings.s3.admin_access_key.clone(),
-        s3_secret,
-    ))?
-    .with_request_counter(metrics.request_counter());
+    let s3_credentials = match &settings.s3.credentials {
+        S3Credentials::Static {
+            access_key,
+            secret_key,
+        } => StorageCredentials::Static {
+            access_key_id: access_key.clone(),
+            secret_access_key: secret_key.resolve("s3.adminSecretKey", &client).await?,
+        },
+        S3Credentials::DefaultChain => StorageCredentials::DefaultChain,
+    };
+    let s3_ca_bundle = match &settings.s3.ca_bundle {
+        Some(source) => Some(
+            source
+                .resolve("s3.caBundle", &client)
+                .await?
+                .expose()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let storage_config = storage_config(&settings.s3, s3_credentials, s3_ca_bundle.clone());
+    let storage = SdkObjectStorage::connect(&storage_config, metrics.request_counter()).await?;
     tracing::info!(
         kafka = %settings.kafka.bootstrap_servers,
         kafka_security_protocol = %settings.kafka.security_protocol,
         kafka_domains = %settings.kafka.domain_bootstrap_servers,
         s3 = %settings.s3.endpoint,
+        s3_region = %settings.s3.region,
+        iam = %settings.s3.iam_endpoint,
+        iam_region = %settings.s3.iam_region,
+        s3_credentials = match settings.s3.credentials {
+            S3Credentials::Static { .. } => "static",
+            S3Credentials::DefaultChain => "default chain",
+        },
         resync_seconds = settings.resync.as_secs(),
         "configured"
     );
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        &options.operator_namespace,
-        Arc::new(kafka),
-        domain_kafka_ca,
-        Arc::new(storage),
-        metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            settings,
+            &options.operator_namespace,
+            Arc::new(kafka),
+            domain_kafka_ca,
+            Arc::new(storage),
+            metrics.clone(),
+        )
+        .with_s3_ca_bundle(s3_ca_bundle),
+    );
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
@@ -217,6 +239,24 @@ async fn kafka_admin_config(
         request_timeout: DEFAULT_REQUEST_TIMEOUT,
     };
     Ok((config, domain_ca))
+}
+
+/// The object storage client's configuration: the `s3` settings, with the credentials and the CA
+/// bundle read from where the settings say.
+fn storage_config(
+    s3: &S3Settings,
+    credentials: StorageCredentials,
+    ca_bundle: Option<String>,
+) -> StorageConfig {
+    StorageConfig {
+        region: s3.region.clone(),
+        iam_region: s3.iam_region.clone(),
+        addressing: s3.addressing,
+        ca_bundle,
+        retry_mode: s3.retry_mode,
+        max_attempts: s3.max_attempts,
+        ..StorageConfig::with_credentials(s3.endpoint.clone(), s3.iam_endpoint.clone(), credentials)
+    }
 }
 
 /// The controllers' client, whose writes are fenced by `leadership`, and the unfenced client
@@ -383,6 +423,36 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_s3_setting_reaches_the_storage_client() {
+        use crate::provision::storage::{Addressing, RetryMode};
+        let s3 = S3Settings {
+            endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+            iam_endpoint: "https://iam.amazonaws.com".into(),
+            region: "eu-west-1".into(),
+            iam_region: "us-east-1".into(),
+            addressing: Addressing::VirtualHosted,
+            credentials: S3Credentials::DefaultChain,
+            ca_bundle: None,
+            retry_mode: RetryMode::Adaptive,
+            max_attempts: 7,
+            admin_user: None,
+        };
+        let config = storage_config(&s3, StorageCredentials::DefaultChain, Some("PEM".into()));
+        assert_eq!(config.endpoint, "https://s3.eu-west-1.amazonaws.com");
+        assert_eq!(config.iam_endpoint, "https://iam.amazonaws.com");
+        assert_eq!(config.region, "eu-west-1", "the S3 region is not dropped");
+        assert_eq!(config.iam_region, "us-east-1");
+        assert_eq!(config.addressing, Addressing::VirtualHosted);
+        assert_eq!(config.retry_mode, RetryMode::Adaptive);
+        assert_eq!(config.max_attempts, 7);
+        assert_eq!(config.ca_bundle.as_deref(), Some("PEM"));
+        assert!(matches!(
+            config.credentials,
+            StorageCredentials::DefaultChain
+        ));
+    }
     use crate::controller::leader::RELEASE_TIMEOUT;
 
     /// Seconds left, after the drain and the lease's release, before the kubelet kills the pod.

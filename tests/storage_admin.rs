@@ -18,8 +18,8 @@ use datamesh_operator::provision::storage::policy::{
     owner_policy,
 };
 use datamesh_operator::provision::storage::{
-    AccessKey, BucketTags, EXPIRATION_RULE_ID, ErrorCode, HttpObjectStore, ObjectStore, Operation,
-    SecretString, StorageConfig, StorageError, Versioning,
+    AccessKey, BucketStore, BucketTags, EXPIRATION_RULE_ID, ErrorCode, IdentityStore, Operation,
+    SdkObjectStorage, SecretString, StorageConfig, StorageError, Versioning,
 };
 
 fn env(name: &str) -> String {
@@ -35,20 +35,31 @@ fn config(access_key_id: &str, secret: &str) -> StorageConfig {
         SecretString::new(secret),
     );
     config.request_timeout = Duration::from_secs(20);
+    // The platform's S3 speaks HTTPS with its own CA, which `e2e/stack env` names.
+    config.ca_bundle = std::env::var("AWS_CA_BUNDLE").ok().map(|path| {
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("AWS_CA_BUNDLE {path}: {error}"))
+    });
     config
 }
 
-fn admin() -> HttpObjectStore {
-    HttpObjectStore::new(config(
+async fn connect(config: StorageConfig) -> SdkObjectStorage {
+    SdkObjectStorage::connect(&config, Default::default())
+        .await
+        .unwrap()
+}
+
+async fn admin() -> SdkObjectStorage {
+    connect(config(
         &env("S3_ADMIN_ACCESS_KEY"),
         &env("S3_ADMIN_SECRET_KEY"),
     ))
-    .unwrap()
+    .await
 }
 
 /// A client that acts as the IAM user whose key this is.
-fn acting_as(key: &AccessKey) -> HttpObjectStore {
-    HttpObjectStore::new(config(&key.access_key_id, key.secret_access_key.expose())).unwrap()
+async fn acting_as(key: &AccessKey) -> SdkObjectStorage {
+    connect(config(&key.access_key_id, key.secret_access_key.expose())).await
 }
 
 /// A name no earlier run used, so reruns against a long-lived platform do not collide.
@@ -117,7 +128,7 @@ E = os.environ
 cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
 def client(service, ak, sk, endpoint):
     return boto3.client(service, endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
-                        region_name="us-east-1", config=cfg)
+                        region_name="us-east-1", config=cfg, verify=E.get("AWS_CA_BUNDLE"))
 def outcome(call):
     try:
         result = call()
@@ -146,7 +157,7 @@ def outcome(call):
 
 #[tokio::test]
 async fn bucket_configuration_round_trips_and_boto3_reads_the_same() {
-    let store = admin();
+    let store = admin().await;
     let bucket = unique("e2e-config");
 
     assert!(
@@ -241,7 +252,7 @@ print(json.dumps(got.get("ok"), default=str))
 
 #[tokio::test]
 async fn the_expiration_rule_is_merged_with_rules_others_set() {
-    let store = admin();
+    let store = admin().await;
     let bucket = unique("e2e-lifecycle");
     store.ensure_bucket(&bucket).await.unwrap();
     // Another client's rules, one of each kind SeaweedFS accepts (it refuses Transitions).
@@ -321,7 +332,7 @@ print("null")
 
 #[tokio::test]
 async fn a_bucket_with_data_is_deleted_only_after_empty_bucket() {
-    let store = admin();
+    let store = admin().await;
     let bucket = unique("e2e-delete");
     store.ensure_bucket(&bucket).await.unwrap();
     store.put_versioning(&bucket, true).await.unwrap();
@@ -382,7 +393,7 @@ print(json.dumps(s3.delete_object(Bucket=E["CHECK_BUCKET"], Key="k").get("Delete
 
 #[tokio::test]
 async fn inline_policies_are_enforced_per_bucket_and_per_action() {
-    let store = admin();
+    let store = admin().await;
     let bucket = unique("e2e-granted");
     let other_bucket = unique("e2e-other");
     let user = unique("e2e-consumer");
@@ -402,7 +413,7 @@ async fn inline_policies_are_enforced_per_bucket_and_per_action() {
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].access_key_id, key.access_key_id);
     assert!(keys[0].active);
-    let consumer = acting_as(&key);
+    let consumer = acting_as(&key).await;
 
     // No policy: nothing is allowed.
     eventually(
@@ -569,7 +580,7 @@ print(json.dumps({
         },
     )
     .await;
-    let rotated = acting_as(&second);
+    let rotated = acting_as(&second).await;
     eventually("the new key works", Duration::from_secs(10), || async {
         rotated
             .get_object(&other_bucket, "owned.txt")
@@ -608,7 +619,7 @@ print(json.dumps({
 
 #[tokio::test]
 async fn errors_name_the_call_the_subject_and_the_code() {
-    let store = admin();
+    let store = admin().await;
     let missing = unique("e2e-missing");
 
     let error = store.get_versioning(&missing).await.unwrap_err();
@@ -658,11 +669,11 @@ async fn errors_name_the_call_the_subject_and_the_code() {
     store.delete_user(&user).await.unwrap();
 
     // Wrong credentials are refused, and the secret is in no message.
-    let impostor = HttpObjectStore::new(config(
+    let impostor = connect(config(
         &env("S3_ADMIN_ACCESS_KEY"),
         "not-the-secret-0123456789",
     ))
-    .unwrap();
+    .await;
     let error = impostor.list_buckets().await.unwrap_err();
     assert_eq!(
         error.code(),
@@ -670,7 +681,7 @@ async fn errors_name_the_call_the_subject_and_the_code() {
         "{error}"
     );
     assert!(!format!("{error} {error:?}").contains("not-the-secret"));
-    let unknown = HttpObjectStore::new(config("AKIANOSUCHKEY0000000", "whatever")).unwrap();
+    let unknown = connect(config("AKIANOSUCHKEY0000000", "whatever")).await;
     let error = unknown.list_buckets().await.unwrap_err();
     assert_eq!(
         error.code(),

@@ -151,6 +151,8 @@ def s3_client(access_key: str, secret_key: str, service: str = "s3"):
         aws_secret_access_key=secret_key,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
                       connect_timeout=5, read_timeout=30),
+        # The platform's S3 speaks HTTPS with the platform's own CA.
+        verify=env("AWS_CA_BUNDLE"),
     )
 
 

@@ -97,6 +97,7 @@ class OperatorProcess:
                 "iamEndpoint": env("S3_IAM_ENDPOINT"),
                 "adminAccessKey": env("S3_ADMIN_ACCESS_KEY"),
                 "adminSecretKey": {"secretKeyRef": {"namespace": NAMESPACE, "name": "s3-admin", "key": "secretKey"}},
+                "caBundle": {"file": env("AWS_CA_BUNDLE")},
             },
             **(extra_config or {}),
         }))

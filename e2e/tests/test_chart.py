@@ -225,6 +225,11 @@ def test_catalog_is_off_by_default_and_when_on_its_service_and_ingress_reach_the
     ("kafka.tls.caSecret.name=Not_A_Name", "at '/kafka/tls/caSecret/name'"),
     ("kafka.tls.verifyHostname=maybe", "at '/kafka/tls/verifyHostname'"),
     ("kafka.tls.caFile=/etc/ca.pem", "additional properties 'caFile' not allowed"),
+    ("s3.credentials=irsa", "at '/s3/credentials'"),
+    ("s3.addressing=dns", "at '/s3/addressing'"),
+    ("s3.retryMode=legacy", "at '/s3/retryMode'"),
+    ("s3.maxAttempts=0", "at '/s3/maxAttempts'"),
+    ("s3.iamRegion=EU West", "at '/s3/iamRegion'"),
 ])
 def test_values_schema_refuses_bad_values(value, message):
     result = helm("template", "datamesh-operator", CHART, "--set", value, check=False)
@@ -392,6 +397,28 @@ def test_config_file_carries_the_kafka_connection_and_the_role_reads_only_the_se
     }
     assert (kafka["domainSecurityProtocol"], kafka["domainBootstrapServers"]) == ("SASL_SSL", "kafka:9093")
     assert secrets == {"kafka-admin", "s3-admin", "kafka-ca", "operator-tls"}
+
+
+def test_s3_connection_settings_reach_the_config_file_and_the_role():
+    objects = documents(render("s3.region=eu-west-1", "s3.iamRegion=us-east-1", "s3.addressing=virtual",
+                               "s3.retryMode=adaptive", "s3.maxAttempts=5", "s3.caBundleSecret.name=s3-ca",
+                               namespace="mesh-ops"))
+    (config_map,) = find(objects, "ConfigMap")
+    s3 = yaml.safe_load(config_map["data"]["config.yaml"])["s3"]
+    assert (s3["region"], s3["iamRegion"], s3["addressing"]) == ("eu-west-1", "us-east-1", "virtual")
+    assert (s3["retryMode"], s3["maxAttempts"], s3["credentials"]) == ("adaptive", 5, "static")
+    assert s3["caBundle"] == {"secretKeyRef": {"namespace": "mesh-ops", "name": "s3-ca", "key": "ca.crt"}}
+    (role,) = find(objects, "Role")
+    assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"kafka-admin", "s3-admin", "s3-ca"}
+
+    # The default credential chain (IRSA, Pod Identity, ...): no static key, no admin Secret to read.
+    objects = documents(render("s3.credentials=default"))
+    (config_map,) = find(objects, "ConfigMap")
+    s3 = yaml.safe_load(config_map["data"]["config.yaml"])["s3"]
+    assert s3["credentials"] == "default"
+    assert "adminAccessKey" not in s3 and "adminSecretKey" not in s3 and "caBundle" not in s3
+    (role,) = find(objects, "Role")
+    assert {p[3] for p in permissions(role) if p[1] == "secrets"} == {"kafka-admin"}
 
 
 def test_deployment_runs_hardened_and_rolls_on_config_change():

@@ -6,7 +6,10 @@ deletionPolicy.
 The operator runs out of cluster with the Helm chart's RBAC, resyncing every 5 seconds.
 """
 
+import json
 import re
+import subprocess
+import sys
 import time
 
 import botocore.exceptions
@@ -170,6 +173,61 @@ def test_a_product_becomes_its_topic_and_bucket_and_the_owner_can_use_them(opera
     assert "TopicAuthorizationException" in refused.stderr, refused.stderr[-2000:]
 
     kubectl("delete", "domain", other, "--timeout", "60s")
+
+
+WORKLOAD = """
+import json, boto3, botocore.exceptions
+from botocore.config import Config
+# Nothing but the environment: endpoint, region, keys and CA bundle, as a pod's envFrom and a
+# mounted Secret key give them.
+s3 = boto3.client("s3", config=Config(retries={"max_attempts": 1}))
+bucket, key = "%(bucket)s", "from-the-workload.txt"
+try:
+    s3.put_object(Bucket=bucket, Key=key, Body=b"hello from the workload")
+    read = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    print(json.dumps({"read": read, "listed": listed}))
+except botocore.exceptions.ClientError as error:
+    print(json.dumps({"error": error.response["Error"]["Code"]}))
+except botocore.exceptions.SSLError as error:
+    print(json.dumps({"error": "SSLError"}))
+"""
+
+
+def run_workload(bucket, environment, home):
+    """A boto3 program in a clean environment (no AWS config files, none of the tests' variables)."""
+    result = subprocess.run([sys.executable, "-c", WORKLOAD % {"bucket": bucket}], capture_output=True,
+                            text=True, timeout=120, cwd=home,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(home), **environment})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_a_workload_reaches_its_bucket_with_nothing_but_its_credentials_secret(operator, tmp_path):
+    domain = unique("dp")
+    ready_domain(domain)
+    apply(product_manifest(domain, "orders", [{"name": "lake", "bucket": {}}]))
+    wait_product_ready(domain, "orders")
+    bucket = f"{domain}-orders-lake"
+    creds = secret_data(domain, f"{domain}-credentials")
+
+    # The Secret says where S3 is (over HTTPS), as whom, and which CA to trust.
+    assert creds["AWS_ENDPOINT_URL_S3"].startswith("https://"), creds["AWS_ENDPOINT_URL_S3"]
+    assert "BEGIN CERTIFICATE" in creds["AWS_CA_BUNDLE_PEM"]
+    ca = tmp_path / "s3-ca.crt"
+    ca.write_text(creds["AWS_CA_BUNDLE_PEM"])
+    environment = {k: creds[k] for k in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID",
+                                         "AWS_SECRET_ACCESS_KEY")}
+    environment["AWS_CA_BUNDLE"] = str(ca)
+
+    # IAM policies reach the gateway through a filer subscription: allow a few seconds.
+    outcome = wait_for(lambda: (lambda o: o if "read" in o else None)(run_workload(bucket, environment, tmp_path)),
+                       timeout=30, message="the workload writes and reads its bucket")
+    assert outcome == {"read": "hello from the workload", "listed": ["from-the-workload.txt"]}
+
+    # Without the CA the endpoint's certificate is not trusted, so the CA is what the Secret must carry.
+    untrusting = {k: v for k, v in environment.items() if k != "AWS_CA_BUNDLE"}
+    assert run_workload(bucket, untrusting, tmp_path) == {"error": "SSLError"}
 
 
 def _try_put(s3, bucket, key, body):

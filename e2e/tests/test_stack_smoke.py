@@ -4,6 +4,7 @@ Each test fails when its component is stopped (checked by hand; see the README's
 section).
 """
 
+import os
 import secrets
 import time
 
@@ -124,7 +125,7 @@ def test_stack_env_names_every_client_variable():
                  "KAFKA_SASL_SSL_BOOTSTRAP_SERVERS", "KAFKA_SASL_PLAINTEXT_BOOTSTRAP_SERVERS",
                  "KAFKA_MTLS_BOOTSTRAP_SERVERS", "KAFKA_ADMIN_USER", "KAFKA_ADMIN_PASSWORD", "KAFKA_ADMIN_CONFIG",
                  "KAFKA_ADMIN_CERT_FILE", "KAFKA_ADMIN_KEY_FILE", "KAFKA_ADMIN_MTLS_CONFIG",
-                 "S3_ENDPOINT", "S3_IAM_ENDPOINT", "S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY"):
+                 "S3_ENDPOINT", "S3_IAM_ENDPOINT", "S3_ADMIN_ACCESS_KEY", "S3_ADMIN_SECRET_KEY", "AWS_CA_BUNDLE"):
         assert f"export {name}=" in exported
     assert env("KAFKA_ADMIN_PASSWORD") in exported
     # TLS by default; plaintext when a developer asks for it.
@@ -132,3 +133,20 @@ def test_stack_env_names_every_client_variable():
     plaintext = run([STACK, "env"], extra_env={"DATAMESH_KAFKA_PLAINTEXT": "1"}).stdout
     assert 'export KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT"' in plaintext
     assert f'export KAFKA_BOOTSTRAP_SERVERS="{env("KAFKA_SASL_PLAINTEXT_BOOTSTRAP_SERVERS")}"' in plaintext
+
+
+def test_s3_speaks_https_only_with_the_platform_ca(tmp_path):
+    """The S3 (and IAM) port serves TLS with a certificate the platform's CA signed, for
+    127.0.0.1; plain HTTP is not served, and without the CA the certificate is not trusted."""
+    endpoint = env("S3_ENDPOINT")
+    assert endpoint.startswith("https://") and env("S3_IAM_ENDPOINT").startswith("https://")
+    trusted = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", env("AWS_CA_BUNDLE"),
+                   endpoint + "/"], check=False)
+    assert trusted.returncode == 0 and trusted.stdout.strip() in ("200", "403"), trusted.stderr
+    # Another CA of the platform (the client-certificate CA) did not sign it: curl's error 60.
+    other_ca = os.path.join(env("DATAMESH_STACK_RUN"), "pki", "client-ca.crt")
+    untrusted = run(["curl", "-sS", "-o", "/dev/null", "--cacert", other_ca, endpoint + "/"], check=False)
+    assert untrusted.returncode == 60, f"the certificate verified without the platform's CA: {untrusted}"
+    plain = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                 endpoint.replace("https://", "http://") + "/"], check=False)
+    assert plain.returncode != 0 or plain.stdout.strip() == "400", f"plain HTTP answered {plain.stdout}"

@@ -60,6 +60,9 @@ pub struct Context {
     pub reserved_names: tenancy::ReservedNames,
     /// Per-object retry delays after failures.
     pub backoff: failure::Backoff,
+    /// PEM of the CAs the S3 endpoint's certificate is checked against, when configured: each
+    /// domain's credentials Secret carries it, so that its workloads trust the endpoint too.
+    pub s3_ca_bundle: Option<String>,
 }
 
 impl Context {
@@ -84,6 +87,7 @@ impl Context {
             checked_identities: domain::CheckedIdentities::new(settings.resync),
             reserved_names: tenancy::ReservedNames::from_settings(&settings, operator_namespace),
             backoff: failure::Backoff::default(),
+            s3_ca_bundle: None,
             client,
             settings,
             kafka,
@@ -91,6 +95,13 @@ impl Context {
             storage,
             metrics,
         }
+    }
+
+    /// The context with `pem` as the S3 CA bundle handed to domains (see
+    /// [`Context::s3_ca_bundle`]).
+    pub fn with_s3_ca_bundle(mut self, pem: Option<String>) -> Self {
+        self.s3_ca_bundle = pem;
+        self
     }
 
     /// Come back after the resync period, give or take a tenth at random, so that objects made

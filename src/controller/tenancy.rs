@@ -137,8 +137,9 @@ impl ReservedNames {
             let name = name.strip_prefix("User:").unwrap_or(name);
             name.to_ascii_lowercase()
         };
-        let identities = [&settings.s3.admin_access_key]
-            .into_iter()
+        let admin_access_key = settings.s3.admin_access_key().map(str::to_owned);
+        let identities = admin_access_key
+            .iter()
             .chain(&settings.kafka.admin_user)
             .chain(&settings.kafka.super_users)
             .chain(&settings.s3.admin_user)

@@ -157,8 +157,8 @@ fn covers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::storage::FakeObjectStore;
     use crate::provision::storage::policy::BucketAccess;
+    use crate::provision::storage::{FakeObjectStore, IdentityStore};
 
     fn grants(buckets: &[&str]) -> BTreeSet<BucketGrant> {
         buckets

@@ -274,7 +274,7 @@ mod tests {
         AclBinding, AclOperation, AclPatternType, AdminOperation, AuthorizationRequest, FakeKafka,
         KafkaAdminError,
     };
-    use crate::provision::storage::FakeObjectStore;
+    use crate::provision::storage::{FakeObjectStore, IdentityStore};
     use k8s_openapi::jiff::Timestamp;
     use std::time::Duration;
 

@@ -28,7 +28,7 @@ use crate::provision::kafka::{
     KafkaAdminError, NewTopic,
 };
 use crate::provision::storage::policy::OWNER_POLICY_NAME;
-use crate::provision::storage::{FakeObjectStore, ObjectStore, Versioning};
+use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Versioning};
 
 const PLATFORM: Platform<'static> = Platform {
     default_replicas: 1,

@@ -213,6 +213,7 @@ async fn ensure_credentials(
             s3_region: &ctx.settings.s3.region,
             s3_access_key_id: &access_key_id,
             s3_secret_access_key: secret_access_key.expose(),
+            s3_ca_bundle: ctx.s3_ca_bundle.as_deref(),
         },
     );
     let namespace = domain.namespace_name();
@@ -383,7 +384,7 @@ mod tests {
     use crate::api::domain::{DomainSpec, DomainStatus};
     use crate::controller::failure::failed_status;
     use crate::provision::kafka::{AdminOperation, FakeKafka, KafkaAdminError};
-    use crate::provision::storage::{ErrorCode, FakeObjectStore, Operation};
+    use crate::provision::storage::{ErrorCode, FakeObjectStore, IdentityStore, Operation};
 
     const SHA512: ScramMechanism = ScramMechanism::Sha512;
 

@@ -52,6 +52,9 @@ pub mod keys {
     pub const S3_REGION: &str = "AWS_REGION";
     pub const S3_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
     pub const S3_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    /// PEM of the CAs the S3 endpoint's certificate is checked against, present when the
+    /// operator is configured with one: mounted as a file, it is what `AWS_CA_BUNDLE` names.
+    pub const S3_CA_BUNDLE: &str = "AWS_CA_BUNDLE_PEM";
 }
 
 /// The name of a domain's credentials Secret.
@@ -282,6 +285,8 @@ pub struct Credentials<'a> {
     pub s3_region: &'a str,
     pub s3_access_key_id: &'a str,
     pub s3_secret_access_key: &'a str,
+    /// PEM of the S3 endpoint's CAs, when the operator has one configured.
+    pub s3_ca_bundle: Option<&'a str>,
 }
 
 /// The Secret with the domain's Kafka and object-storage credentials.
@@ -313,6 +318,11 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
             .kafka_ca_certificate
             .filter(|_| credentials.kafka_security_protocol.uses_tls())
             .map(|ca| (keys::KAFKA_CA_CERT, ca)),
+    )
+    .chain(
+        credentials
+            .s3_ca_bundle
+            .map(|pem| (keys::S3_CA_BUNDLE, pem)),
     )
     .map(|(key, value)| (key.to_owned(), ByteString(value.as_bytes().to_vec())))
     .collect();
@@ -579,6 +589,7 @@ pub(crate) mod tests {
                 s3_region: "us-east-1",
                 s3_access_key_id: "AK",
                 s3_secret_access_key: "SK",
+                s3_ca_bundle: None,
             },
         );
         assert_eq!(
@@ -611,6 +622,7 @@ pub(crate) mod tests {
             s3_region: "us-east-1",
             s3_access_key_id: "AK",
             s3_secret_access_key: "SK",
+            s3_ca_bundle: None,
         };
         for ca in [None, Some("CA")] {
             let data = credentials_secret(&domain("{}"), &credentials(ca))
@@ -629,5 +641,30 @@ pub(crate) mod tests {
             !data.contains_key(keys::KAFKA_CA_CERT),
             "no CA configured: the system's CAs"
         );
+        assert!(!data.contains_key(keys::S3_CA_BUNDLE));
+    }
+
+    #[test]
+    fn the_credentials_secret_carries_the_s3_ca_when_one_is_configured() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let secret = credentials_secret(
+            &domain("{}"),
+            &Credentials {
+                kafka_bootstrap_servers: "127.0.0.1:29092",
+                kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+                kafka_sasl_mechanism: ScramMechanism::Sha512,
+                kafka_ca_certificate: None,
+                kafka_password: "pw",
+                s3_endpoint: "https://127.0.0.1:28333",
+                s3_region: "eu-west-1",
+                s3_access_key_id: "AK",
+                s3_secret_access_key: "SK",
+                s3_ca_bundle: Some(pem),
+            },
+        );
+        let data = secret.data.unwrap();
+        assert_eq!(data[keys::S3_CA_BUNDLE].0, pem.as_bytes());
+        assert_eq!(data[keys::S3_ENDPOINT].0, b"https://127.0.0.1:28333");
+        assert_eq!(data[keys::S3_REGION].0, b"eu-west-1");
     }
 }

@@ -581,6 +581,7 @@ mod tests {
                 s3_region: "us-east-1",
                 s3_access_key_id: access_key_id,
                 s3_secret_access_key: "SK",
+                s3_ca_bundle: None,
             },
         )
     }

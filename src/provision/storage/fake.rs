@@ -6,11 +6,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
+use aws_sdk_s3::types::LifecycleRule;
+
+use super::lifecycle::{self, LifecycleChange};
 use super::policy::{bucket_arn, objects_arn};
-use super::xml::{Lifecycle, LifecycleChange};
 use super::{
-    AccessKey, AccessKeyMetadata, BucketTags, EXPIRATION_RULE_ID, ErrorCode, ObjectStore,
-    Operation, PolicyDocument, SecretString, StorageError, Subject, Versioning,
+    AccessKey, AccessKeyMetadata, BucketStore, BucketTags, EXPIRATION_RULE_ID, ErrorCode,
+    IdentityStore, Operation, PolicyDocument, SecretString, StorageError, Subject, Versioning,
 };
 
 #[derive(Default)]
@@ -22,8 +24,8 @@ struct FakeUser {
 
 struct FakeBucket {
     versioning: Versioning,
-    /// The lifecycle configuration, foreign rules included; `None` without one.
-    lifecycle: Option<Lifecycle>,
+    /// The lifecycle configuration's rules, foreign ones included; `None` without one.
+    lifecycle: Option<Vec<LifecycleRule>>,
     tags: BucketTags,
     /// Key to the number of versions and delete markers stored under it.
     entries: BTreeMap<String, u64>,
@@ -38,7 +40,7 @@ struct State {
     next_key: u64,
 }
 
-/// An in-memory object store that behaves like [`super::HttpObjectStore`] against a compliant
+/// An in-memory object store that behaves like [`super::ObjectStorage`] against a compliant
 /// service: the same idempotency, the same refusals (a non-empty bucket is not deleted, policies
 /// and keys need an existing user) and the same error codes.
 ///
@@ -192,16 +194,14 @@ impl FakeObjectStore {
         Ok(())
     }
 
-    /// Sets the bucket's whole lifecycle configuration from its XML, as another client of the
-    /// service would (`PutBucketLifecycleConfiguration`); not recorded as one of the calls.
-    pub fn put_lifecycle_configuration(&self, bucket: &str, xml: &str) -> Result<(), StorageError> {
+    /// Sets the bucket's whole lifecycle configuration, as another client of the service would
+    /// (`PutBucketLifecycleConfiguration`); not recorded as one of the calls.
+    pub fn put_lifecycle_configuration(
+        &self,
+        bucket: &str,
+        rules: Vec<LifecycleRule>,
+    ) -> Result<(), StorageError> {
         let subject = Subject::Bucket(bucket.to_owned());
-        let lifecycle =
-            Lifecycle::parse(xml).map_err(|detail| StorageError::UnexpectedResponse {
-                operation: Operation::PutBucketLifecycleConfiguration,
-                subject: subject.clone(),
-                detail,
-            })?;
         let mut state = self.lock();
         let stored = state.buckets.get_mut(bucket).ok_or_else(|| {
             service_error(
@@ -211,18 +211,17 @@ impl FakeObjectStore {
                 "The specified bucket does not exist",
             )
         })?;
-        stored.lifecycle = (!lifecycle.is_empty()).then_some(lifecycle);
+        stored.lifecycle = (!rules.is_empty()).then_some(rules);
         Ok(())
     }
 
-    /// The bucket's lifecycle configuration as `GetBucketLifecycleConfiguration` would return
-    /// it; `None` without one (or without the bucket).
-    pub fn lifecycle_configuration(&self, bucket: &str) -> Option<String> {
+    /// The bucket's lifecycle rules as `GetBucketLifecycleConfiguration` would return them;
+    /// `None` without a configuration (or without the bucket).
+    pub fn lifecycle_configuration(&self, bucket: &str) -> Option<Vec<LifecycleRule>> {
         self.lock()
             .buckets
             .get(bucket)
-            .and_then(|stored| stored.lifecycle.as_ref())
-            .map(Lifecycle::body)
+            .and_then(|stored| stored.lifecycle.clone())
     }
 
     /// Objects, versions and delete markers in the bucket (0 for a missing bucket).
@@ -262,7 +261,7 @@ impl FakeObjectStore {
 }
 
 #[async_trait]
-impl ObjectStore for FakeObjectStore {
+impl IdentityStore for FakeObjectStore {
     async fn ensure_user(&self, user: &str) -> Result<bool, StorageError> {
         let mut state = self.lock();
         let subject = Subject::User(user.to_owned());
@@ -397,7 +396,10 @@ impl ObjectStore for FakeObjectStore {
             .map(|found| found.policies.keys().cloned().collect())
             .unwrap_or_default())
     }
+}
 
+#[async_trait]
+impl BucketStore for FakeObjectStore {
     async fn ensure_bucket(&self, bucket: &str) -> Result<bool, StorageError> {
         let mut state = self.lock();
         let subject = Subject::Bucket(bucket.to_owned());
@@ -447,8 +449,8 @@ impl ObjectStore for FakeObjectStore {
             .lock()
             .bucket(Operation::GetBucketLifecycleConfiguration, bucket)?
             .lifecycle
-            .as_ref()
-            .and_then(|lifecycle| lifecycle.expiration_days(EXPIRATION_RULE_ID)))
+            .as_deref()
+            .and_then(|rules| lifecycle::expiration_days(rules, EXPIRATION_RULE_ID)))
     }
 
     async fn put_expiration_days(
@@ -463,7 +465,7 @@ impl ObjectStore for FakeObjectStore {
             .lifecycle
             .clone();
         let change =
-            Lifecycle::change(current.as_ref(), EXPIRATION_RULE_ID, days).map_err(|detail| {
+            lifecycle::change(current.as_deref(), EXPIRATION_RULE_ID, days).map_err(|detail| {
                 StorageError::UnexpectedResponse {
                     operation: Operation::PutBucketLifecycleConfiguration,
                     subject: Subject::Bucket(bucket.to_owned()),
@@ -546,6 +548,7 @@ impl ObjectStore for FakeObjectStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provision::storage::ObjectStore;
     use crate::provision::storage::policy::{BucketAccess, consumer_policy, owner_policy};
 
     #[tokio::test]
@@ -673,25 +676,22 @@ mod tests {
     async fn the_expiration_rule_is_merged_with_foreign_lifecycle_rules() {
         let store = FakeObjectStore::new();
         store.ensure_bucket("b").await.unwrap();
-        let foreign = "<Rule><ID>retention</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>90</Days></Expiration></Rule>";
-        let config = |rules: &str| {
-            format!(
-                r#"<LifecycleConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{rules}</LifecycleConfiguration>"#
-            )
-        };
+        // Someone else's whole-bucket expiry, and rules of every other kind.
+        let retention = lifecycle::expiration_rule("retention", 90).unwrap();
+        let mut foreign = vec![retention];
+        foreign.extend(lifecycle::tests::foreign_rules());
         store
-            .put_lifecycle_configuration("b", &config(foreign))
+            .put_lifecycle_configuration("b", foreign.clone())
             .unwrap();
         // Someone else's whole-bucket expiry is not the operator's.
         assert_eq!(store.get_expiration_days("b").await.unwrap(), None);
         store.clear_calls();
         store.put_expiration_days("b", Some(30)).await.unwrap();
         assert_eq!(store.get_expiration_days("b").await.unwrap(), Some(30));
-        let ours = "<Rule><ID>datamesh-expiration</ID><Filter><Prefix/></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule>";
-        assert_eq!(
-            store.lifecycle_configuration("b"),
-            Some(config(&format!("{foreign}{ours}")))
-        );
+        let ours = lifecycle::expiration_rule(EXPIRATION_RULE_ID, 30).unwrap();
+        let mut both = foreign.clone();
+        both.push(ours.clone());
+        assert_eq!(store.lifecycle_configuration("b"), Some(both));
         // Setting the same expiry again writes nothing.
         store.put_expiration_days("b", Some(30)).await.unwrap();
         let subject = Subject::Bucket("b".into());
@@ -699,13 +699,11 @@ mod tests {
             store.writes(),
             [(Operation::PutBucketLifecycleConfiguration, subject.clone())]
         );
-        // Removing the operator's expiry keeps the foreign rule, and only the last rule's
+        // Removing the operator's expiry keeps the foreign rules, and only the last rule's
         // removal deletes the configuration.
         store.put_expiration_days("b", None).await.unwrap();
-        assert_eq!(store.lifecycle_configuration("b"), Some(config(foreign)));
-        store
-            .put_lifecycle_configuration("b", &config(ours))
-            .unwrap();
+        assert_eq!(store.lifecycle_configuration("b"), Some(foreign));
+        store.put_lifecycle_configuration("b", vec![ours]).unwrap();
         store.clear_calls();
         store.put_expiration_days("b", None).await.unwrap();
         assert_eq!(store.lifecycle_configuration("b"), None);

@@ -1,9 +1,13 @@
 //! Object storage: S3 buckets and IAM users, access keys and policies.
 //!
-//! The reconcilers talk to object storage only through the [`ObjectStore`] trait, so that their
-//! decisions can be unit-tested against [`FakeObjectStore`]; [`HttpObjectStore`] is the real thing,
-//! speaking the S3 REST API and the AWS IAM query API over HTTP(S) with SigV4 signatures and
-//! path-style bucket URLs. [`policy`] builds the IAM policy documents that grant bucket access.
+//! The reconcilers talk to object storage only through the [`ObjectStore`] trait, made of
+//! [`BucketStore`] (S3 buckets) and [`IdentityStore`] (IAM users, access keys, inline policies),
+//! so that their decisions can be unit-tested against [`FakeObjectStore`], and so that a store
+//! without the IAM API can be paired with another identity backend in [`ObjectStorage`]. The
+//! real ones, [`S3BucketStore`] and [`IamIdentityStore`], are the AWS SDK's S3 and IAM clients
+//! (SigV4, retries with backoff, the credential chain, path-style or virtual-hosted URLs, a custom
+//! CA), configured by [`StorageConfig`]. [`policy`] builds the IAM policy documents that grant
+//! bucket access.
 //!
 //! Every call is idempotent where the underlying API allows it to be: creating what exists,
 //! deleting what is gone and putting an unchanged configuration all succeed, so a reconcile can
@@ -64,11 +68,10 @@
 //! - **Authentication errors**: a wrong secret is `SignatureDoesNotMatch`, an unknown key id
 //!   `InvalidAccessKeyId`, both HTTP 403.
 
-mod client;
 mod fake;
+mod lifecycle;
 pub mod policy;
-mod sigv4;
-mod xml;
+mod sdk;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,9 +79,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use client::HttpObjectStore;
 pub use fake::FakeObjectStore;
 pub use policy::PolicyDocument;
+pub use sdk::{IamIdentityStore, ObjectStorage, S3BucketStore, SdkObjectStorage};
 
 /// Id of the lifecycle rule this operator manages on each bucket.
 pub const EXPIRATION_RULE_ID: &str = "datamesh-expiration";
@@ -91,20 +94,64 @@ pub use crate::secret::SecretString;
 /// How to reach the S3 service and its IAM API, and as whom.
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
-    /// S3 endpoint, e.g. `http://127.0.0.1:28333` or `https://s3.example.com`. Buckets are
-    /// addressed path-style (`<endpoint>/<bucket>`), which every S3 implementation accepts.
+    /// S3 endpoint, e.g. `https://127.0.0.1:28333` or `https://s3.eu-west-1.amazonaws.com`.
     pub endpoint: String,
-    /// IAM endpoint. SeaweedFS serves IAM on the S3 port, so this is often the same URL.
+    /// IAM endpoint. SeaweedFS serves IAM on the S3 port, so this is often the same URL; on AWS
+    /// it is `https://iam.amazonaws.com`.
     pub iam_endpoint: String,
-    /// Access key id of the administrative identity.
-    pub access_key_id: String,
-    /// Secret key of the administrative identity.
-    pub secret_access_key: SecretString,
-    /// Region in the signatures' credential scope.
+    /// Who the operator is.
+    pub credentials: StorageCredentials,
+    /// Region of the S3 signatures' credential scope, and where buckets are created.
     pub region: String,
-    /// Upper bound on one HTTP round trip; a call that takes longer fails with
-    /// [`StorageError::Timeout`] and the reconcile is retried.
+    /// Region of the IAM signatures' credential scope (`us-east-1` for AWS's global IAM).
+    pub iam_region: String,
+    /// How buckets appear in URLs.
+    pub addressing: Addressing,
+    /// PEM certificates of the CAs to trust for https endpoints instead of the system's roots.
+    pub ca_bundle: Option<String>,
+    /// The SDK's retry strategy for throttling, 5xx answers and broken connections.
+    pub retry_mode: RetryMode,
+    /// Attempts per call in all, the first included (1: no retries).
+    pub max_attempts: u32,
+    /// First retry's backoff ceiling; each later one doubles it (with full jitter) up to 20 s.
+    pub initial_backoff: Duration,
+    /// Upper bound on one attempt (connect, send, answer); a call whose attempts all take
+    /// longer fails with [`StorageError::Timeout`] and the reconcile is retried.
     pub request_timeout: Duration,
+}
+
+/// Where the operator's S3 and IAM credentials come from.
+#[derive(Clone, Debug)]
+pub enum StorageCredentials {
+    /// A long-lived key pair.
+    Static {
+        /// Access key id.
+        access_key_id: String,
+        /// Secret key.
+        secret_access_key: SecretString,
+    },
+    /// The AWS SDK's default chain: environment, shared profile, web identity token (IRSA),
+    /// EKS Pod Identity / ECS container credentials, instance metadata.
+    DefaultChain,
+}
+
+/// How bucket URLs are formed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// `<endpoint>/<bucket>`: every S3 implementation accepts it, and it needs no wildcard DNS
+    /// or certificate.
+    Path,
+    /// `<bucket>.<endpoint host>`: what AWS recommends (and requires for newer features).
+    VirtualHosted,
+}
+
+/// The SDK's retry strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Exponential backoff with jitter, bounded by a retry token bucket.
+    Standard,
+    /// Standard, plus client-side rate limiting that slows down when the service throttles.
+    Adaptive,
 }
 
 impl StorageConfig {
@@ -112,20 +159,46 @@ impl StorageConfig {
     pub const DEFAULT_REGION: &'static str = "us-east-1";
     /// Default for [`StorageConfig::request_timeout`].
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default for [`StorageConfig::max_attempts`], the SDK's standard.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    /// Default for [`StorageConfig::initial_backoff`], the SDK's standard.
+    pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 
-    /// A configuration with the default region and timeout.
+    /// A configuration with a static key pair, path-style URLs, the system's CA roots, the
+    /// default region for both APIs and standard retries.
     pub fn new(
         endpoint: impl Into<String>,
         iam_endpoint: impl Into<String>,
         access_key_id: impl Into<String>,
         secret_access_key: SecretString,
     ) -> Self {
+        Self::with_credentials(
+            endpoint,
+            iam_endpoint,
+            StorageCredentials::Static {
+                access_key_id: access_key_id.into(),
+                secret_access_key,
+            },
+        )
+    }
+
+    /// A configuration with `credentials` and the defaults of [`StorageConfig::new`].
+    pub fn with_credentials(
+        endpoint: impl Into<String>,
+        iam_endpoint: impl Into<String>,
+        credentials: StorageCredentials,
+    ) -> Self {
         Self {
             endpoint: endpoint.into(),
             iam_endpoint: iam_endpoint.into(),
-            access_key_id: access_key_id.into(),
-            secret_access_key,
+            credentials,
             region: Self::DEFAULT_REGION.to_owned(),
+            iam_region: Self::DEFAULT_REGION.to_owned(),
+            addressing: Addressing::Path,
+            ca_bundle: None,
+            retry_mode: RetryMode::Standard,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            initial_backoff: Self::DEFAULT_INITIAL_BACKOFF,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
         }
     }
@@ -431,7 +504,8 @@ pub enum StorageError {
         /// What was wrong with it.
         detail: String,
     },
-    /// The [`StorageConfig`] is unusable (bad endpoint URL, no TLS roots for an https endpoint).
+    /// The [`StorageConfig`] is unusable (bad endpoint URL, unreadable CA bundle), or a request
+    /// could not be built from it.
     #[error("invalid object storage configuration: {0}")]
     Config(String),
 }
@@ -493,11 +567,11 @@ impl StorageError {
     }
 }
 
-/// Buckets and IAM identities in an S3 service: everything the reconcilers need, each call
-/// idempotent where the API allows. Implemented by [`HttpObjectStore`] (the real service) and
-/// [`FakeObjectStore`] (in-process, for unit tests); use it as `Arc<dyn ObjectStore>` or generically.
+/// IAM identities: users, their access keys and their inline policies. Implemented by
+/// [`IamIdentityStore`] (an IAM API: AWS, SeaweedFS, Ceph RGW) and [`FakeObjectStore`]; a
+/// store without the IAM API (MinIO) can plug in another backend here.
 #[async_trait]
-pub trait ObjectStore: Send + Sync {
+pub trait IdentityStore: Send + Sync {
     /// Creates the IAM user unless it exists (looking first, so an existing user costs no write).
     /// Returns `true` when this call created it.
     async fn ensure_user(&self, user: &str) -> Result<bool, StorageError>;
@@ -538,7 +612,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// Names of the user's inline policies, sorted.
     async fn list_user_policies(&self, user: &str) -> Result<Vec<String>, StorageError>;
+}
 
+/// S3 buckets and their configuration. Implemented by [`S3BucketStore`] (any S3 service) and
+/// [`FakeObjectStore`].
+#[async_trait]
+pub trait BucketStore: Send + Sync {
     /// Creates the bucket unless it exists (looking first, so an existing bucket costs no write;
     /// an existing bucket is not an error). Returns `true` when this call created it.
     async fn ensure_bucket(&self, bucket: &str) -> Result<bool, StorageError>;
@@ -589,6 +668,14 @@ pub trait ObjectStore: Send + Sync {
     /// data.
     async fn empty_bucket(&self, bucket: &str) -> Result<u64, StorageError>;
 }
+
+/// Everything the reconcilers need from object storage: buckets and the identities that may use
+/// them, each call idempotent where the API allows. Any type that is both is one, e.g.
+/// [`ObjectStorage`] (an S3 service and an IAM API, possibly at different places) and
+/// [`FakeObjectStore`] (in-process, for unit tests); use it as `Arc<dyn ObjectStore>`.
+pub trait ObjectStore: BucketStore + IdentityStore {}
+
+impl<T: BucketStore + IdentityStore + ?Sized> ObjectStore for T {}
 
 #[cfg(test)]
 mod tests {
