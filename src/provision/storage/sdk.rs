@@ -207,16 +207,14 @@ fn timeout_config(config: &StorageConfig) -> TimeoutConfig {
 #[derive(Clone)]
 pub struct S3BucketStore {
     client: aws_sdk_s3::Client,
-    endpoint: String,
     region: String,
-    timeout: Duration,
-    requests: RequestCounter,
+    calls: Calls,
 }
 
 impl fmt::Debug for S3BucketStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3BucketStore")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.calls.endpoint)
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
@@ -226,15 +224,44 @@ impl fmt::Debug for S3BucketStore {
 #[derive(Clone)]
 pub struct IamIdentityStore {
     client: aws_sdk_iam::Client,
+    calls: Calls,
+}
+
+/// How one service's calls are sent: counted per operation, logged, and their errors mapped
+/// onto [`StorageError`] naming the endpoint. Shared by the S3 and the IAM store.
+#[derive(Clone)]
+struct Calls {
+    /// The service name the request counter uses: `s3` or `iam`.
+    service: &'static str,
     endpoint: String,
     timeout: Duration,
     requests: RequestCounter,
 }
 
+impl Calls {
+    /// Sends one call (the SDK retries it as configured), counted as `operation`.
+    async fn send<T, E, F>(
+        &self,
+        operation: Operation,
+        subject: &Subject,
+        call: F,
+    ) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let _timer = self.requests.count(self.service, operation.as_str());
+        let result = call.await;
+        tracing::debug!(%operation, %subject, ok = result.is_ok(), "object storage call");
+        result
+            .map_err(|error| storage_error(operation, subject, &self.endpoint, self.timeout, error))
+    }
+}
+
 impl fmt::Debug for IamIdentityStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IamIdentityStore")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.calls.endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -268,30 +295,14 @@ impl S3BucketStore {
             .build();
         Self {
             client: aws_sdk_s3::Client::from_conf(s3),
-            endpoint: config.endpoint.clone(),
             region: config.region.clone(),
-            timeout: config.request_timeout,
-            requests,
+            calls: Calls {
+                service: "s3",
+                endpoint: config.endpoint.clone(),
+                timeout: config.request_timeout,
+                requests,
+            },
         }
-    }
-
-    /// Sends one S3 call (the SDK retries it as configured), counted as `operation`, with its
-    /// error mapped onto [`StorageError`].
-    async fn call<T, E, F>(
-        &self,
-        operation: Operation,
-        subject: &Subject,
-        call: F,
-    ) -> Result<T, StorageError>
-    where
-        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let _timer = self.requests.count("s3", operation.as_str());
-        let result = call.await;
-        tracing::debug!(%operation, %subject, ok = result.is_ok(), "object storage call");
-        result
-            .map_err(|error| storage_error(operation, subject, &self.endpoint, self.timeout, error))
     }
 
     /// Writes an object. A data-plane call, for end-to-end checks of what an identity may do.
@@ -312,7 +323,8 @@ impl S3BucketStore {
             .key(key)
             .body(ByteStream::from(body.into()))
             .send();
-        self.call(Operation::PutObject, &subject, request)
+        self.calls
+            .send(Operation::PutObject, &subject, request)
             .await
             .map(drop)
     }
@@ -324,7 +336,10 @@ impl S3BucketStore {
             key: key.to_owned(),
         };
         let request = self.client.get_object().bucket(bucket).key(key).send();
-        let output = self.call(Operation::GetObject, &subject, request).await?;
+        let output = self
+            .calls
+            .send(Operation::GetObject, &subject, request)
+            .await?;
         let body = output
             .body
             .collect()
@@ -332,7 +347,7 @@ impl S3BucketStore {
             .map_err(|error| StorageError::Transport {
                 operation: Operation::GetObject,
                 subject,
-                endpoint: self.endpoint.clone(),
+                endpoint: self.calls.endpoint.clone(),
                 source: Box::new(error),
             })?;
         Ok(body.into_bytes())
@@ -347,7 +362,8 @@ impl S3BucketStore {
             .bucket(bucket)
             .send();
         let result = self
-            .call(
+            .calls
+            .send(
                 Operation::GetBucketLifecycleConfiguration,
                 &subject,
                 request,
@@ -373,7 +389,8 @@ impl S3BucketStore {
             .max_keys(max_keys)
             .send();
         let page = self
-            .call(Operation::ListObjectVersions, &subject, request)
+            .calls
+            .send(Operation::ListObjectVersions, &subject, request)
             .await?;
         let versions = page
             .versions()
@@ -419,28 +436,13 @@ impl IamIdentityStore {
             .build();
         Self {
             client: aws_sdk_iam::Client::from_conf(iam),
-            endpoint: config.iam_endpoint.clone(),
-            timeout: config.request_timeout,
-            requests,
+            calls: Calls {
+                service: "iam",
+                endpoint: config.iam_endpoint.clone(),
+                timeout: config.request_timeout,
+                requests,
+            },
         }
-    }
-
-    /// Sends one IAM call, like [`S3BucketStore::call`].
-    async fn call<T, E, F>(
-        &self,
-        operation: Operation,
-        subject: &Subject,
-        call: F,
-    ) -> Result<T, StorageError>
-    where
-        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let _timer = self.requests.count("iam", operation.as_str());
-        let result = call.await;
-        tracing::debug!(%operation, %subject, ok = result.is_ok(), "object storage call");
-        result
-            .map_err(|error| storage_error(operation, subject, &self.endpoint, self.timeout, error))
     }
 }
 
@@ -570,7 +572,10 @@ impl IdentityStore for IamIdentityStore {
         }
         let subject = Subject::User(user.to_owned());
         let request = self.client.create_user().user_name(user).send();
-        let result = self.call(Operation::CreateUser, &subject, request).await;
+        let result = self
+            .calls
+            .send(Operation::CreateUser, &subject, request)
+            .await;
         if failed_with(&result, &[ErrorCode::EntityAlreadyExists]) {
             return Ok(false);
         }
@@ -582,7 +587,7 @@ impl IdentityStore for IamIdentityStore {
     async fn user_exists(&self, user: &str) -> Result<bool, StorageError> {
         let subject = Subject::User(user.to_owned());
         let request = self.client.get_user().user_name(user).send();
-        let result = self.call(Operation::GetUser, &subject, request).await;
+        let result = self.calls.send(Operation::GetUser, &subject, request).await;
         if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
             return Ok(false);
         }
@@ -600,7 +605,10 @@ impl IdentityStore for IamIdentityStore {
         }
         let subject = Subject::User(user.to_owned());
         let request = self.client.delete_user().user_name(user).send();
-        let result = self.call(Operation::DeleteUser, &subject, request).await;
+        let result = self
+            .calls
+            .send(Operation::DeleteUser, &subject, request)
+            .await;
         if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
             return Ok(false);
         }
@@ -621,7 +629,8 @@ impl IdentityStore for IamIdentityStore {
                 .set_marker(marker.clone())
                 .send();
             let result = self
-                .call(Operation::ListAccessKeys, &subject, request)
+                .calls
+                .send(Operation::ListAccessKeys, &subject, request)
                 .await;
             if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
                 return Ok(Vec::new());
@@ -647,7 +656,8 @@ impl IdentityStore for IamIdentityStore {
         let subject = Subject::User(user.to_owned());
         let request = self.client.create_access_key().user_name(user).send();
         let created = self
-            .call(Operation::CreateAccessKey, &subject, request)
+            .calls
+            .send(Operation::CreateAccessKey, &subject, request)
             .await?;
         let key = created.access_key().ok_or_else(|| {
             unexpected(
@@ -675,7 +685,8 @@ impl IdentityStore for IamIdentityStore {
             .access_key_id(access_key_id)
             .send();
         let result = self
-            .call(Operation::DeleteAccessKey, &subject, request)
+            .calls
+            .send(Operation::DeleteAccessKey, &subject, request)
             .await;
         if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
             return Ok(());
@@ -702,7 +713,8 @@ impl IdentityStore for IamIdentityStore {
             .policy_name(policy_name)
             .policy_document(document.to_json())
             .send();
-        self.call(Operation::PutUserPolicy, &subject, request)
+        self.calls
+            .send(Operation::PutUserPolicy, &subject, request)
             .await?;
         tracing::info!(user, policy = policy_name, "put IAM user policy");
         Ok(())
@@ -734,7 +746,10 @@ impl IdentityStore for IamIdentityStore {
             .user_name(user)
             .policy_name(policy_name)
             .send();
-        let result = self.call(Operation::GetUserPolicy, &subject, request).await;
+        let result = self
+            .calls
+            .send(Operation::GetUserPolicy, &subject, request)
+            .await;
         if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
             return Ok(None);
         }
@@ -755,7 +770,8 @@ impl IdentityStore for IamIdentityStore {
             .policy_name(policy_name)
             .send();
         let result = self
-            .call(Operation::DeleteUserPolicy, &subject, request)
+            .calls
+            .send(Operation::DeleteUserPolicy, &subject, request)
             .await;
         if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
             return Ok(());
@@ -777,7 +793,8 @@ impl IdentityStore for IamIdentityStore {
                 .set_marker(marker.clone())
                 .send();
             let result = self
-                .call(Operation::ListUserPolicies, &subject, request)
+                .calls
+                .send(Operation::ListUserPolicies, &subject, request)
                 .await;
             if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
                 return Ok(Vec::new());
@@ -815,7 +832,8 @@ impl BucketStore for S3BucketStore {
             );
         }
         let result = self
-            .call(Operation::CreateBucket, &subject, request.send())
+            .calls
+            .send(Operation::CreateBucket, &subject, request.send())
             .await;
         if failed_with(&result, &[ErrorCode::BucketAlreadyOwnedByYou]) {
             return Ok(false);
@@ -835,7 +853,10 @@ impl BucketStore for S3BucketStore {
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, StorageError> {
         let subject = Subject::Bucket(bucket.to_owned());
         let request = self.client.head_bucket().bucket(bucket).send();
-        let result = self.call(Operation::HeadBucket, &subject, request).await;
+        let result = self
+            .calls
+            .send(Operation::HeadBucket, &subject, request)
+            .await;
         if failed_with(&result, &[ErrorCode::NotFound, ErrorCode::NoSuchBucket]) {
             return Ok(false);
         }
@@ -846,7 +867,8 @@ impl BucketStore for S3BucketStore {
         let subject = Subject::Bucket(bucket.to_owned());
         let request = self.client.get_bucket_versioning().bucket(bucket).send();
         let answer = self
-            .call(Operation::GetBucketVersioning, &subject, request)
+            .calls
+            .send(Operation::GetBucketVersioning, &subject, request)
             .await?;
         match answer.status() {
             None => Ok(Versioning::Unversioned),
@@ -874,7 +896,8 @@ impl BucketStore for S3BucketStore {
             .bucket(bucket)
             .versioning_configuration(VersioningConfiguration::builder().status(status).build())
             .send();
-        self.call(Operation::PutBucketVersioning, &subject, request)
+        self.calls
+            .send(Operation::PutBucketVersioning, &subject, request)
             .await?;
         tracing::info!(bucket, enabled, "set bucket versioning");
         Ok(())
@@ -904,7 +927,8 @@ impl BucketStore for S3BucketStore {
             LifecycleChange::Delete => {
                 let request = self.client.delete_bucket_lifecycle().bucket(bucket).send();
                 let result = self
-                    .call(Operation::DeleteBucketLifecycle, &subject, request)
+                    .calls
+                    .send(Operation::DeleteBucketLifecycle, &subject, request)
                     .await;
                 if !failed_with(&result, &[ErrorCode::NoSuchLifecycleConfiguration]) {
                     result?;
@@ -925,12 +949,13 @@ impl BucketStore for S3BucketStore {
             .bucket(bucket)
             .lifecycle_configuration(configuration)
             .send();
-        self.call(
-            Operation::PutBucketLifecycleConfiguration,
-            &subject,
-            request,
-        )
-        .await?;
+        self.calls
+            .send(
+                Operation::PutBucketLifecycleConfiguration,
+                &subject,
+                request,
+            )
+            .await?;
         tracing::info!(bucket, ?days, "set the operator's bucket expiration rule");
         Ok(())
     }
@@ -939,7 +964,8 @@ impl BucketStore for S3BucketStore {
         let subject = Subject::Bucket(bucket.to_owned());
         let request = self.client.get_bucket_tagging().bucket(bucket).send();
         let result = self
-            .call(Operation::GetBucketTagging, &subject, request)
+            .calls
+            .send(Operation::GetBucketTagging, &subject, request)
             .await;
         if failed_with(&result, &[ErrorCode::NoSuchTagSet]) {
             return Ok(BucketTags::new());
@@ -956,7 +982,8 @@ impl BucketStore for S3BucketStore {
         if tags.is_empty() {
             let request = self.client.delete_bucket_tagging().bucket(bucket).send();
             let result = self
-                .call(Operation::DeleteBucketTagging, &subject, request)
+                .calls
+                .send(Operation::DeleteBucketTagging, &subject, request)
                 .await;
             if !failed_with(&result, &[ErrorCode::NoSuchTagSet]) {
                 result?;
@@ -978,7 +1005,8 @@ impl BucketStore for S3BucketStore {
             .bucket(bucket)
             .tagging(tagging)
             .send();
-        self.call(Operation::PutBucketTagging, &subject, request)
+        self.calls
+            .send(Operation::PutBucketTagging, &subject, request)
             .await?;
         tracing::info!(bucket, tags = tags.len(), "set bucket tags");
         Ok(())
@@ -994,7 +1022,8 @@ impl BucketStore for S3BucketStore {
                 .set_continuation_token(token.clone())
                 .send();
             let page = self
-                .call(Operation::ListBuckets, &Subject::Service, request)
+                .calls
+                .send(Operation::ListBuckets, &Subject::Service, request)
                 .await?;
             names.extend(
                 page.buckets()
@@ -1031,7 +1060,10 @@ impl BucketStore for S3BucketStore {
             });
         }
         let request = self.client.delete_bucket().bucket(bucket).send();
-        let result = self.call(Operation::DeleteBucket, &subject, request).await;
+        let result = self
+            .calls
+            .send(Operation::DeleteBucket, &subject, request)
+            .await;
         if failed_with(&result, &[ErrorCode::NoSuchBucket, ErrorCode::NotFound]) {
             return Ok(false);
         }
@@ -1078,7 +1110,8 @@ impl BucketStore for S3BucketStore {
                 .delete(delete)
                 .send();
             let answer = self
-                .call(Operation::DeleteObjects, &subject, request)
+                .calls
+                .send(Operation::DeleteObjects, &subject, request)
                 .await?;
             if let Some(failure) = answer.errors().first() {
                 return Err(StorageError::Service {
