@@ -137,13 +137,23 @@ fn run(args: RunArgs) -> ExitCode {
     // Whatever still runs was abandoned on purpose (a lost lease, a drain past its grace): a
     // blocking call still waiting for Kafka must not hold the exit up.
     runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(error) => {
             tracing::error!(%error, "datamesh-operator stopped");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Abandoned tasks may still hold the Kafka clients, whose librdkafka threads keep using
+    // OpenSSL. A normal exit runs the C atexit handlers, OpenSSL's cleanup among them, under
+    // those threads: seen as "double free or corruption" right after SIGTERM. Nothing is left
+    // to clean up that the kernel does not, so the process ends without running them.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; the streams above are flushed and the Lease was
+    // released before `run` returned.
+    unsafe { libc::_exit(code) }
 }
 
 /// Outside a cluster: host name and process id, unique enough among replicas on one machine.
