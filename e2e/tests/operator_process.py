@@ -37,14 +37,29 @@ def install_crds():
 
 
 KAFKA_CA_SECRET = "kafka-ca"
+KAFKA_CLIENT_CERT_SECRET = "kafka-admin-tls"
+
+
+def operator_on_mutual_tls() -> bool:
+    """Whether the suites run the operator on the broker's mutual-TLS listener (the admin's
+    client certificate, no password) instead of SASL_SSL: `DATAMESH_E2E_OPERATOR_KAFKA=mtls`.
+    Only the operator's own connection changes; the tests' independent clients and the
+    domains' workloads stay on SCRAM, which is how a production mesh on mTLS looks too."""
+    mode = os.environ.get("DATAMESH_E2E_OPERATOR_KAFKA", "sasl")
+    if mode not in ("sasl", "mtls"):
+        raise ValueError(f"DATAMESH_E2E_OPERATOR_KAFKA must be sasl or mtls, not {mode!r}")
+    return mode == "mtls"
 
 
 def install_chart_rbac(*helm_sets):
-    """Apply the RBAC objects the Helm chart renders (naming the Kafka CA Secret, as a platform
-    engineer would, and `helm_sets`, more `--set` values), and the admin credential and CA
-    Secrets."""
+    """Apply the RBAC objects the Helm chart renders (naming the Kafka CA Secret, and on mutual
+    TLS the client certificate's Secret, as a platform engineer would, and `helm_sets`, more
+    `--set` values), and the admin credential, CA and client certificate Secrets."""
     kubectl("create", "namespace", NAMESPACE, check=False)
-    sets = [arg for value in (f"kafka.tls.caSecret.name={KAFKA_CA_SECRET}", *helm_sets) for arg in ("--set", value)]
+    chart_values = [f"kafka.tls.caSecret.name={KAFKA_CA_SECRET}"]
+    if operator_on_mutual_tls():
+        chart_values.append(f"kafka.tls.clientCertificateSecret.name={KAFKA_CLIENT_CERT_SECRET}")
+    sets = [arg for value in (*chart_values, *helm_sets) for arg in ("--set", value)]
     rendered = run(["helm", "template", "datamesh-operator", str(REPO_DIR / "charts" / "datamesh-operator"),
                     "--namespace", NAMESPACE, *sets]).stdout
     rbac = [doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") in RBAC_KINDS]
@@ -61,11 +76,44 @@ def install_chart_rbac(*helm_sets):
     manifest = kubectl("create", "secret", "generic", KAFKA_CA_SECRET, "-n", NAMESPACE,
                        f"--from-file=ca.crt={env('KAFKA_CA_FILE')}", "--dry-run=client", "-o", "yaml").stdout
     kubectl("apply", "-f", "-", input=manifest)
+    # The admin's client certificate as cert-manager would keep it: a `kubernetes.io/tls` Secret.
+    manifest = kubectl("create", "secret", "tls", KAFKA_CLIENT_CERT_SECRET, "-n", NAMESPACE,
+                       f"--cert={env('KAFKA_ADMIN_CERT_FILE')}", f"--key={env('KAFKA_ADMIN_KEY_FILE')}",
+                       "--dry-run=client", "-o", "yaml").stdout
+    kubectl("apply", "-f", "-", input=manifest)
+
+
+def kafka_mutual_tls_config(sasl_mechanism="SCRAM-SHA-512") -> dict:
+    """The operator's `kafka:` settings for the SSL listener: it logs in with the admin's client
+    certificate (its CN is the user) and no password; the domains get `sasl_mechanism`
+    credentials and the SASL_SSL listener in their Secrets."""
+    secret_ref = {"namespace": NAMESPACE, "name": KAFKA_CLIENT_CERT_SECRET}
+    return {
+        "bootstrapServers": env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
+        "securityProtocol": "SSL",
+        # Not the admin's mechanism here (it logs in by certificate): the domains'.
+        "saslMechanism": sasl_mechanism,
+        "adminUser": env("KAFKA_ADMIN_USER"),
+        "tls": {
+            "caCertificate": {"secretKeyRef": {"namespace": NAMESPACE, "name": KAFKA_CA_SECRET, "key": "ca.crt"}},
+            "clientCertificate": {"secretKeyRef": {**secret_ref, "key": "tls.crt"}},
+            "clientKey": {"secretKeyRef": {**secret_ref, "key": "tls.key"}},
+        },
+        "domainBootstrapServers": env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+        "domainSecurityProtocol": "SASL_SSL",
+        "defaultReplicas": 1,
+    }
 
 
 def kafka_config() -> dict:
-    """The operator's `kafka:` settings for the platform's default listener: SASL_SSL with the
-    CA read from a Secret (or SASL_PLAINTEXT when `e2e/stack env` was asked for it)."""
+    """The operator's `kafka:` settings for the suites: mutual TLS when
+    `DATAMESH_E2E_OPERATOR_KAFKA=mtls` asks for it, SCRAM on the platform's listener otherwise."""
+    return kafka_mutual_tls_config() if operator_on_mutual_tls() else kafka_scram_config()
+
+
+def kafka_scram_config() -> dict:
+    """The operator's `kafka:` settings for the platform's SCRAM listener: SASL_SSL with the CA
+    read from a Secret (or SASL_PLAINTEXT when `e2e/stack env` was asked for it)."""
     config = {
         "bootstrapServers": env("KAFKA_BOOTSTRAP_SERVERS"),
         "securityProtocol": env("KAFKA_SECURITY_PROTOCOL"),

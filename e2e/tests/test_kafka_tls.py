@@ -10,17 +10,16 @@
 
 - Inconsistent settings stop the operator at start-up with a message naming the setting.
 
-The operator runs out of cluster with the Helm chart's RBAC; every other suite runs it on SASL_SSL.
+The operator runs out of cluster with the Helm chart's RBAC. The other suites run it on SASL_SSL, or on
+mutual TLS with `DATAMESH_E2E_OPERATOR_KAFKA=mtls` (as `e2e/test` does for its second pass).
 """
 
 import pytest
 import yaml
 
 from conftest import Kafka, apply, env, get_json, kubectl, run, secret_data, unique
-from operator_process import (BINARY, KAFKA_CA_SECRET, NAMESPACE, OperatorProcess, install_chart_rbac, install_crds,
-                              kafka_config, workdir)
-
-CLIENT_CERT_SECRET = "kafka-admin-tls"
+from operator_process import (BINARY, KAFKA_CA_SECRET, KAFKA_CLIENT_CERT_SECRET, NAMESPACE, OperatorProcess,
+                              install_chart_rbac, install_crds, kafka_mutual_tls_config, kafka_scram_config, workdir)
 
 
 def ready_domain(name):
@@ -47,7 +46,7 @@ def operator_on_sasl_ssl():
     install_crds()
     install_chart_rbac()
     process = OperatorProcess(workdir(), "kafka-sasl-ssl", kafka={
-        **kafka_config(),
+        **kafka_scram_config(),
         "bootstrapServers": env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
         "securityProtocol": "SASL_SSL",
         "tls": {"caCertificate": {"secretKeyRef": {"namespace": NAMESPACE, "name": KAFKA_CA_SECRET, "key": "ca.crt"}}},
@@ -100,27 +99,8 @@ def operator_on_mutual_tls():
     `kubernetes.io/tls` Secret (as cert-manager makes it), and no password in its config; the
     domains get SCRAM-SHA-256 credentials."""
     install_crds()
-    install_chart_rbac(f"kafka.tls.clientCertificateSecret.name={CLIENT_CERT_SECRET}")
-    manifest = kubectl("create", "secret", "tls", CLIENT_CERT_SECRET, "-n", NAMESPACE,
-                       f"--cert={env('KAFKA_ADMIN_CERT_FILE')}", f"--key={env('KAFKA_ADMIN_KEY_FILE')}",
-                       "--dry-run=client", "-o", "yaml").stdout
-    kubectl("apply", "-f", "-", input=manifest)
-    secret_ref = {"namespace": NAMESPACE, "name": CLIENT_CERT_SECRET}
-    process = OperatorProcess(workdir(), "kafka-mtls", kafka={
-        "bootstrapServers": env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
-        "securityProtocol": "SSL",
-        # Not the admin's mechanism here (it logs in by certificate): the domains'.
-        "saslMechanism": "SCRAM-SHA-256",
-        "adminUser": env("KAFKA_ADMIN_USER"),
-        "tls": {
-            "caCertificate": {"secretKeyRef": {"namespace": NAMESPACE, "name": KAFKA_CA_SECRET, "key": "ca.crt"}},
-            "clientCertificate": {"secretKeyRef": {**secret_ref, "key": "tls.crt"}},
-            "clientKey": {"secretKeyRef": {**secret_ref, "key": "tls.key"}},
-        },
-        "domainBootstrapServers": env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
-        "domainSecurityProtocol": "SASL_SSL",
-        "defaultReplicas": 1,
-    })
+    install_chart_rbac(f"kafka.tls.clientCertificateSecret.name={KAFKA_CLIENT_CERT_SECRET}")
+    process = OperatorProcess(workdir(), "kafka-mtls", kafka=kafka_mutual_tls_config("SCRAM-SHA-256"))
     yield process
     assert process.terminate() == 0, process.logs()
 
