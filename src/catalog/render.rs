@@ -156,7 +156,22 @@ pub fn product(p: &ProductPage) -> String {
             escape(port.endpoint.as_deref().unwrap_or("not provisioned yet")),
         );
     }
-    body.push_str("</table><h2>Consumers</h2>");
+    body.push_str("</table>");
+    // Names are DNS labels (the CRD's schema says so), safe in a path as they are.
+    let api = format!("/api/products/{}/{}", escape(&s.namespace), escape(&s.name));
+    let _ = write!(
+        body,
+        "<p>Exports: <a href=\"{api}/odps?format=yaml\">ODPS</a> (the product); ODCS (per port):"
+    );
+    for port in &p.output_ports {
+        let _ = write!(
+            body,
+            " <a href=\"{api}/odcs/{}?format=yaml\">{}</a>",
+            escape(&port.name),
+            escape(&port.name)
+        );
+    }
+    body.push_str("</p><h2>Consumers</h2>");
     if p.consumers.is_empty() {
         body.push_str("<p>No AccessPolicy grants this product yet.</p>");
     } else {

@@ -256,3 +256,66 @@ fn pages_escape_what_objects_say() {
             && html.contains("partitions cannot shrink from 3 to 1")
     );
 }
+
+#[test]
+fn exports_are_served_per_product_and_port() {
+    use super::{Export, Exported, export};
+    use crate::export::Format;
+    let mesh = mesh();
+    let objects = mesh.objects();
+    let Exported::Document(content_type, body) =
+        export(&objects, "sales", "orders", Export::Odps, Format::Json)
+    else {
+        panic!("no ODPS document")
+    };
+    assert_eq!(content_type, "application/json");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["id"], "sales.orders");
+    assert_eq!(document["version"], "2");
+
+    let Exported::Document(_, body) = export(
+        &objects,
+        "sales",
+        "orders",
+        Export::Odcs(None),
+        Format::Json,
+    ) else {
+        panic!("no contracts")
+    };
+    let contracts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(contracts.as_array().unwrap().len(), 2);
+    assert_eq!(contracts[0]["servers"][0]["host"], "kafka:9092");
+
+    let Exported::Document(content_type, body) = export(
+        &objects,
+        "sales",
+        "orders",
+        Export::Odcs(Some("files")),
+        Format::Yaml,
+    ) else {
+        panic!("no contract")
+    };
+    assert_eq!(content_type, "application/yaml");
+    let contract: serde_json::Value = serde_yaml::from_str(&body).unwrap();
+    assert_eq!(contract["id"], "sales.orders.files");
+
+    for (namespace, name, which) in [
+        ("sales", "orders", Export::Odcs(Some("nope"))),
+        ("ads", "orders", Export::Odps),
+        ("sales", "missing", Export::Odcs(None)),
+    ] {
+        assert_eq!(
+            export(&objects, namespace, name, which, Format::Json),
+            Exported::NotFound
+        );
+    }
+}
+
+#[test]
+fn a_product_page_links_its_exports() {
+    let mesh = mesh();
+    let page = view::product_page(&mesh.objects(), "sales", "orders").unwrap();
+    let html = render::product(&page);
+    assert!(html.contains("href=\"/api/products/sales/orders/odps?format=yaml\""));
+    assert!(html.contains("href=\"/api/products/sales/orders/odcs/events?format=yaml\""));
+}

@@ -123,10 +123,12 @@ pub enum Format {
 /// One document in `format`.
 pub fn encode<T: Serialize>(document: &T, format: Format) -> Result<String, ExportError> {
     match format {
-        Format::Yaml => serde_yaml::to_string(document).map_err(|e| ExportError::Encode {
-            format: "YAML",
-            message: e.to_string(),
-        }),
+        Format::Yaml => serde_yaml::to_string(document)
+            .map(|yaml| quote_yaml11_ambiguities(&yaml))
+            .map_err(|e| ExportError::Encode {
+                format: "YAML",
+                message: e.to_string(),
+            }),
         Format::Json => serde_json::to_string_pretty(document)
             .map(|mut text| {
                 text.push('\n');
@@ -137,6 +139,83 @@ pub fn encode<T: Serialize>(document: &T, format: Format) -> Result<String, Expo
                 message: e.to_string(),
             }),
     }
+}
+
+/// `serde_yaml` writes YAML 1.2, where `2026-01-01T00:00:00Z`, `9:30` or `yes` are strings, and
+/// leaves them unquoted; YAML 1.1 readers (PyYAML, and so many tools that read contracts) take
+/// them for a timestamp, a number and a boolean. This quotes such plain scalars (a quoted
+/// scalar means the same string in both), leaving block scalars (`|`, `>`) as they are.
+fn quote_yaml11_ambiguities(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    // The indentation of the line that opened a block scalar, while inside it.
+    let mut block: Option<usize> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(parent) = block {
+            if line.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        let (prefix, value) = split_value(line);
+        if value.starts_with('|') || value.starts_with('>') {
+            block = Some(indent);
+        }
+        out.push_str(prefix);
+        if is_yaml11_ambiguous(value) {
+            out.push('\'');
+            out.push_str(&value.replace('\'', "''"));
+            out.push('\'');
+        } else {
+            out.push_str(value);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A line of block YAML as what comes before its scalar value (indentation, `- `, `key: `) and
+/// the value (empty when there is none, or when the key itself is quoted).
+fn split_value(line: &str) -> (&str, &str) {
+    let mut start = line.len() - line.trim_start().len();
+    while line[start..].starts_with("- ") {
+        start += 2;
+    }
+    let rest = &line[start..];
+    if rest.starts_with(['\'', '"']) {
+        return (line, "");
+    }
+    match rest.find(": ") {
+        Some(colon) => line.split_at(start + colon + 2),
+        None if rest.ends_with(':') => (line, ""),
+        // A bare list item.
+        None if start > 0 && line[..start].trim_end().ends_with('-') => line.split_at(start),
+        None => (line, ""),
+    }
+}
+
+/// Whether a plain scalar reads as something other than a string in YAML 1.1: a date or
+/// timestamp, a sexagesimal or underscored number, or a yes/no/on/off/y/n boolean.
+fn is_yaml11_ambiguous(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if value.is_empty() || value.starts_with(['\'', '"']) {
+        return false;
+    }
+    let date_like = bytes.len() >= 8
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[5].is_ascii_digit();
+    let numeric = value
+        .chars()
+        .all(|c| c.is_ascii_digit() || "_:.+-".contains(c))
+        && value.chars().any(|c| c.is_ascii_digit())
+        && value.contains([':', '_']);
+    let boolean = ["y", "n", "yes", "no", "on", "off"]
+        .iter()
+        .any(|word| value.eq_ignore_ascii_case(word));
+    date_like || numeric || boolean
 }
 
 /// Several documents in `format`: a YAML stream, or a JSON array.

@@ -283,3 +283,32 @@ fn several_documents_are_a_yaml_stream_or_a_json_array() {
     let json: Value = serde_json::from_str(&encode_all(&contracts, Format::Json).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn yaml_quotes_what_yaml_1_1_readers_would_take_for_another_type() {
+    let document = json!({
+        "createdTs": "2026-01-01T00:00:00Z",
+        "day": "2026-01-01",
+        "at": "9:30",
+        "answer": "yes",
+        "list": ["no", "plain", "1_000"],
+        "text": "a line\nkey: 2026-01-01\n",
+        "fine": "active",
+    });
+    let yaml = encode(&document, Format::Yaml).unwrap();
+    for quoted in [
+        "createdTs: '2026-01-01T00:00:00Z'",
+        "day: '2026-01-01'",
+        "at: '9:30'",
+        "answer: 'yes'",
+        "- 'no'",
+        "- '1_000'",
+        "fine: active",
+        "  key: 2026-01-01",
+    ] {
+        assert!(yaml.contains(quoted), "{quoted} in\n{yaml}");
+    }
+    // The same document for a YAML 1.2 reader.
+    let back: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(back, document);
+}
