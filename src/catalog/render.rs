@@ -102,6 +102,30 @@ pub fn mesh(mesh: &Mesh, filter: &Filter) -> String {
             domain.standing.health.as_str(),
             name = escape(&domain.name),
         );
+        if !domain.owned.is_empty() {
+            let _ = write!(
+                body,
+                "<details class=\"owned\" data-domain=\"{}\"><summary>What {} owns</summary><table><tr><th>Kind</th><th>Name</th><th>Partitions</th><th>Product</th><th>Port</th><th>Classification</th></tr>",
+                escape(&domain.name),
+                escape(&domain.name)
+            );
+            for resource in &domain.owned {
+                let _ = write!(
+                    body,
+                    "<tr class=\"owned-{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    resource.kind,
+                    resource.kind,
+                    escape(&resource.name),
+                    resource
+                        .partitions
+                        .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                    escape(&resource.product),
+                    escape(&resource.port),
+                    escape(&resource.classification),
+                );
+            }
+            body.push_str("</table></details>");
+        }
         body.push_str("<table><tr><th>Product</th><th>Purpose</th><th>Owner</th><th>Classification</th><th>Lifecycle</th><th>Health</th></tr>");
         for product in &domain.products {
             let _ = write!(
