@@ -9,15 +9,14 @@ objects (kubectl), and no secret value of any domain appears in an export.
 import functools
 import json
 import subprocess
-import urllib.error
-import urllib.request
 
 import jsonschema
 import pytest
 import yaml
 
 from conftest import E2E_DIR, REPO_DIR, STACK, kubectl, run, secret_data
-from operator_process import BINARY, NAMESPACE, OperatorProcess, free_port, install_chart_rbac, install_crds, wait_for, workdir
+from operator_process import BINARY, NAMESPACE
+from samples_mesh import fetch, samples_with_catalog
 
 SCHEMAS = E2E_DIR / "schemas"
 
@@ -33,38 +32,10 @@ ODCS = validator(SCHEMAS / "odcs-json-schema-v3.1.0.json")
 ODPS = validator(SCHEMAS / "odps-json-schema-v1.0.0.json")
 
 
-def fetch(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers.get("Content-Type"), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type"), error.read().decode()
-    except OSError:
-        return None, None, None
-
-
 @pytest.fixture(scope="module")
 def mesh():
-    """The samples applied and Ready, with the operator (and its catalog) running; yields the
-    catalog's URL and the manifests."""
-    install_crds()
-    install_chart_rbac("catalog.enabled=true")
-    port = free_port()
-    process = OperatorProcess(workdir(), "exports", extra_args=("--catalog-addr", f"127.0.0.1:{port}"))
-    url = f"http://127.0.0.1:{port}"
-    rendered = run(["kubectl", "kustomize", str(REPO_DIR / "config" / "samples")]).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
-    domains = [d for d in documents if d["kind"] == "Domain"]
-    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(domains))
-    kubectl("wait", "--for", "condition=Ready", "--timeout", "120s", *[f"domain/{d['metadata']['name']}" for d in domains])
-    kubectl("apply", "-f", "-", input=rendered)
-    products = [d for d in documents if d["kind"] == "DataProduct"]
-    for product in products:
-        kubectl("wait", "--for", "condition=Ready", "--timeout", "180s", "-n", product["metadata"]["namespace"],
-                f"dataproduct/{product['metadata']['name']}")
-    wait_for(lambda: fetch(url + "/api/mesh")[0] == 200, timeout=30, message="the catalog answers")
-    yield url, products, domains
-    assert process.terminate() == 0, process.logs()
+    """The samples applied and Ready, with the operator (and its catalog) running."""
+    yield from samples_with_catalog("exports")
 
 
 def live(product):
