@@ -250,3 +250,94 @@ def test_the_cli_and_the_api_say_what_is_wrong(mesh, tmp_path):
         "marketing.campaign-performance"]
     assert fetch(f"{url}/api/products/payments/transactions/odcs/nope")[0] == 404
     assert fetch(f"{url}/api/products/payments/nope/odps")[0] == 404
+
+
+EVERY_MAPPING = """
+apiVersion: datamesh.dev/v1alpha1
+kind: DataProduct
+metadata: {name: everything, namespace: lab}
+spec:
+  domain: lab
+  description: {purpose: Every schema mapping at once., usage: Validate it.}
+  owner: {name: Ada}
+  status: deprecated
+  classification: public
+  sla:
+    - {property: availability, value: "99.5", unit: percent}
+    - {property: latency, value: 9, unit: s}
+  outputPorts:
+    - name: json
+      kafka: {topic: lab.custom-topic, partitions: 2}
+      schema:
+        type: json
+        definition: |
+          {"type": "object", "required": ["id", "nested"],
+           "$defs": {"money": {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0},
+                                                               "currency": {"type": "string", "minLength": 3, "maxLength": 3}}}},
+           "properties": {
+             "id": {"type": "string", "format": "uuid"},
+             "day": {"type": "string", "format": "date"},
+             "at": {"type": "string", "format": "time"},
+             "flag": {"type": ["boolean", "null"]},
+             "count": {"type": "integer", "exclusiveMaximum": 10, "multipleOf": 2},
+             "price": {"$ref": "#/$defs/money"},
+             "nested": {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}},
+             "kind": {"const": "order"},
+             "anything": {}
+           }}
+    - name: avro
+      kafka: {}
+      schema:
+        type: avro
+        definition: |
+          {"type": "record", "name": "Everything", "fields": [
+            {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+            {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "at", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
+            {"name": "time", "type": {"type": "int", "logicalType": "time-millis"}},
+            {"name": "blob", "type": "bytes"},
+            {"name": "hash", "type": {"type": "fixed", "name": "Hash", "size": 16}},
+            {"name": "attrs", "type": {"type": "map", "values": "string"}},
+            {"name": "either", "type": ["null", "int", "string"]},
+            {"name": "items", "type": {"type": "array", "items": {"type": "record", "name": "Item",
+              "fields": [{"name": "sku", "type": "string"}, {"name": "qty", "type": "float"}]}}},
+            {"name": "again", "type": "Item"}
+          ]}
+    - name: proto
+      kafka: {}
+      schema:
+        type: protobuf
+        definition: 'syntax = "proto3"; message Ping { string id = 1; }'
+    - name: files
+      bucket: {}
+"""
+
+
+def test_every_schema_mapping_passes_both_validators(tmp_path):
+    """Without a cluster: a manifest that uses every mapping (JSON Schema refs, consts, nullable
+    types and bounds; Avro logical types, unions, maps, fixed, nested and named records;
+    Protocol Buffers; an explicit topic; a bucket) exports contracts both validators accept."""
+    manifest = tmp_path / "everything.yaml"
+    manifest.write_text(EVERY_MAPPING)
+    out = tmp_path / "out"
+    written = run([str(BINARY), "export", "odcs", "-f", str(manifest), "--out-dir", str(out)],
+                  extra_env={"KUBECONFIG": "/nonexistent"}).stdout.split()
+    assert len(written) == 4
+    for path in written:
+        passed, said = lint(path)
+        assert passed, f"datacontract lint {path}:\n{said}"
+        assert schema_errors(ODCS, yaml.safe_load(open(path))) == [], path
+    json_contract = yaml.safe_load((out / "lab.everything.json.odcs.yaml").read_text())
+    assert json_contract["schema"][0]["physicalName"] == "lab.custom-topic"
+    properties = {p["name"]: p for p in json_contract["schema"][0]["properties"]}
+    assert properties["price"]["logicalType"] == "object"
+    assert {p["name"] for p in properties["price"]["properties"]} == {"amount", "currency"}
+    assert properties["kind"]["logicalType"] == "string"
+    avro = yaml.safe_load((out / "lab.everything.avro.odcs.yaml").read_text())
+    fields = {p["name"]: p for p in avro["schema"][0]["properties"]}
+    assert fields["items"]["items"]["logicalType"] == "object"
+    assert fields["either"].get("required") is None
+    document = json.loads(run([str(BINARY), "export", "odps", "-f", str(manifest), "-o", "json"]).stdout)[0]
+    assert schema_errors(ODPS, document) == []
+    assert document["status"] == "deprecated"
