@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod contracts;
 pub mod controller;
+pub mod export;
 pub mod governance;
 pub mod http;
 pub mod jitter;

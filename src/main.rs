@@ -21,6 +21,52 @@ enum Command {
     Crds,
     /// Run the controllers (behind leader election) and the metrics and health endpoints.
     Run(RunArgs),
+    /// Export DataProducts, from a manifest or the cluster, as Open Data Contract Standard
+    /// contracts (`odcs`: one per output port, ODCS v3.1.0) or Open Data Product Standard
+    /// documents (`odps`: one per product, ODPS v1.0.0).
+    Export(ExportArgs),
+}
+
+/// The standards `datamesh-operator export` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StandardArg {
+    /// Open Data Contract Standard v3.1.0: one contract per output port.
+    Odcs,
+    /// Open Data Product Standard v1.0.0: one document per product.
+    Odps,
+}
+
+/// Output formats of `datamesh-operator export`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// YAML: several documents as a stream separated by `---`.
+    Yaml,
+    /// JSON: several documents as one array.
+    Json,
+}
+
+/// Options of `datamesh-operator export`.
+#[derive(Args)]
+struct ExportArgs {
+    /// The standard to export to.
+    #[arg(value_enum)]
+    standard: StandardArg,
+    /// Only the DataProduct of this name.
+    name: Option<String>,
+    /// Read the DataProducts from this manifest (YAML, several documents or a List; `-` for
+    /// standard input) instead of the cluster of the current kubeconfig context.
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Only DataProducts in this namespace.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = FormatArg::Yaml)]
+    output: FormatArg,
+    /// Write one file per document, `<id>.odcs.yaml` or `<id>.odps.yaml` (`.json` with `-o
+    /// json`), into this directory and print their paths, instead of printing the documents.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
 }
 
 /// Options of `datamesh-operator run`.
@@ -74,6 +120,49 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crds => print_crds(),
         Command::Run(args) => run(args),
+        Command::Export(args) => export(args),
+    }
+}
+
+/// Prints the exports (or writes their files); errors go to stderr, one per product.
+fn export(args: ExportArgs) -> ExitCode {
+    use datamesh_operator::export::{Format, cli};
+    let request = cli::Request {
+        standard: match args.standard {
+            StandardArg::Odcs => cli::Standard::Odcs,
+            StandardArg::Odps => cli::Standard::Odps,
+        },
+        file: args.file,
+        namespace: args.namespace,
+        name: args.name,
+        format: match args.output {
+            FormatArg::Yaml => Format::Yaml,
+            FormatArg::Json => Format::Json,
+        },
+        out_dir: args.out_dir,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(&request)) {
+        Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write to stdout: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -7,7 +7,10 @@
 //!   (`?q=`, `health=`, `classification=`, `lifecycle=`);
 //! - `/products/NAMESPACE/NAME` and `/api/products/NAMESPACE/NAME`: one product;
 //! - `/lineage`, `/lineage.svg` and `/api/lineage`: the whole mesh's lineage;
-//!   `/products/NAMESPACE/NAME/lineage.svg`: one product's neighbourhood.
+//!   `/products/NAMESPACE/NAME/lineage.svg`: one product's neighbourhood;
+//! - `/api/products/NAMESPACE/NAME/odps`: the product as an ODPS document;
+//!   `/api/products/NAMESPACE/NAME/odcs`: its output ports' ODCS contracts (a JSON array), and
+//!   `/api/products/NAMESPACE/NAME/odcs/PORT`: one port's; JSON, or YAML with `?format=yaml`.
 //!
 //! Only metadata and status: no credentials, no data.
 
@@ -37,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::access_policy::AccessPolicy;
 use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
+use crate::export::{Format, odcs, odps};
 use view::{Filter, Objects};
 
 /// The catalog's caches: one watch per kind, independent of the controllers' (which run only
@@ -119,7 +123,8 @@ async fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<By
         products: &products,
         policies: &policies,
     };
-    let filter = filter(request.uri().query().unwrap_or(""));
+    let query = request.uri().query().unwrap_or("");
+    let filter = filter(query);
     let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
     match segments.as_slice() {
         [""] => html(render::mesh(&view::mesh(&objects, &filter), &filter)),
@@ -133,6 +138,15 @@ async fn route(request: &Request<Incoming>, caches: &Caches) -> Response<Full<By
             Some(page) => json(&with_events(&caches.client, page).await),
             None => not_found(),
         },
+        ["api", "products", namespace, name, "odps"] => {
+            export_response(&objects, namespace, name, Export::Odps, query)
+        }
+        ["api", "products", namespace, name, "odcs"] => {
+            export_response(&objects, namespace, name, Export::Odcs(None), query)
+        }
+        ["api", "products", namespace, name, "odcs", port] => {
+            export_response(&objects, namespace, name, Export::Odcs(Some(port)), query)
+        }
         ["products", namespace, name, "lineage.svg"] => {
             let Some(page) = view::product_page(&objects, namespace, name) else {
                 return not_found();
@@ -202,6 +216,102 @@ async fn with_events(client: &Client, mut page: view::ProductPage) -> view::Prod
     views.truncate(RECENT_EVENTS);
     page.events = views;
     page
+}
+
+fn export_response(
+    objects: &Objects<'_>,
+    namespace: &str,
+    name: &str,
+    which: Export<'_>,
+    query: &str,
+) -> Response<Full<Bytes>> {
+    let format =
+        if form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "format" && v == "yaml") {
+            Format::Yaml
+        } else {
+            Format::Json
+        };
+    match export(objects, namespace, name, which, format) {
+        Exported::Document(content_type, body) => {
+            respond(StatusCode::OK, content_type, body.into())
+        }
+        Exported::NotFound => not_found(),
+        Exported::Failed(message) => respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "text/plain",
+            format!("{message}\n").into(),
+        ),
+    }
+}
+
+/// Which export of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export<'a> {
+    /// Its ODPS document.
+    Odps,
+    /// Its ODCS contracts: all, or one port's.
+    Odcs(Option<&'a str>),
+}
+
+/// An export, as the API answers it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exported {
+    /// A content type and the document.
+    Document(&'static str, String),
+    /// No such product or port.
+    NotFound,
+    /// The product cannot be exported (e.g. a schema that does not parse): why.
+    Failed(String),
+}
+
+/// A product's export from the watched objects, in `format`. Pure.
+pub fn export(
+    objects: &Objects<'_>,
+    namespace: &str,
+    name: &str,
+    which: Export<'_>,
+    format: Format,
+) -> Exported {
+    let Some(product) = objects
+        .products
+        .iter()
+        .find(|p| crate::export::selected(p, Some(namespace), Some(name)))
+    else {
+        return Exported::NotFound;
+    };
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Yaml => "application/yaml",
+    };
+    let encoded = match which {
+        Export::Odps => {
+            let known: Vec<&DataProduct> = objects.products.iter().map(|p| p.as_ref()).collect();
+            crate::export::encode(&odps::document(product, &known), format)
+        }
+        Export::Odcs(port) => {
+            let contracts = match odcs::contracts(product) {
+                Ok(contracts) => contracts,
+                Err(error) => return Exported::Failed(error.to_string()),
+            };
+            match port {
+                None => crate::export::encode_all(&contracts, format),
+                Some(port) => match product
+                    .spec
+                    .output_ports
+                    .iter()
+                    .position(|p| p.name == port)
+                    .and_then(|i| contracts.get(i))
+                {
+                    Some(contract) => crate::export::encode(contract, format),
+                    None => return Exported::NotFound,
+                },
+            }
+        }
+    };
+    match encoded {
+        Ok(body) => Exported::Document(content_type, body),
+        Err(error) => Exported::Failed(error.to_string()),
+    }
 }
 
 fn filter(query: &str) -> Filter {

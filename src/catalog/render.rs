@@ -102,6 +102,30 @@ pub fn mesh(mesh: &Mesh, filter: &Filter) -> String {
             domain.standing.health.as_str(),
             name = escape(&domain.name),
         );
+        if !domain.owned.is_empty() {
+            let _ = write!(
+                body,
+                "<details class=\"owned\" data-domain=\"{}\"><summary>What {} owns</summary><table><tr><th>Kind</th><th>Name</th><th>Partitions</th><th>Product</th><th>Port</th><th>Classification</th></tr>",
+                escape(&domain.name),
+                escape(&domain.name)
+            );
+            for resource in &domain.owned {
+                let _ = write!(
+                    body,
+                    "<tr class=\"owned-{}\"><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    resource.kind,
+                    resource.kind,
+                    escape(&resource.name),
+                    resource
+                        .partitions
+                        .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                    escape(&resource.product),
+                    escape(&resource.port),
+                    escape(&resource.classification),
+                );
+            }
+            body.push_str("</table></details>");
+        }
         body.push_str("<table><tr><th>Product</th><th>Purpose</th><th>Owner</th><th>Classification</th><th>Lifecycle</th><th>Health</th></tr>");
         for product in &domain.products {
             let _ = write!(
@@ -156,7 +180,22 @@ pub fn product(p: &ProductPage) -> String {
             escape(port.endpoint.as_deref().unwrap_or("not provisioned yet")),
         );
     }
-    body.push_str("</table><h2>Consumers</h2>");
+    body.push_str("</table>");
+    // Names are DNS labels (the CRD's schema says so), safe in a path as they are.
+    let api = format!("/api/products/{}/{}", escape(&s.namespace), escape(&s.name));
+    let _ = write!(
+        body,
+        "<p>Exports: <a href=\"{api}/odps?format=yaml\">ODPS</a> (the product); ODCS (per port):"
+    );
+    for port in &p.output_ports {
+        let _ = write!(
+            body,
+            " <a href=\"{api}/odcs/{}?format=yaml\">{}</a>",
+            escape(&port.name),
+            escape(&port.name)
+        );
+    }
+    body.push_str("</p><h2>Consumers</h2>");
     if p.consumers.is_empty() {
         body.push_str("<p>No AccessPolicy grants this product yet.</p>");
     } else {

@@ -102,7 +102,8 @@ fn mesh() -> Mesh {
                 json!({"classification": "confidential"}),
                 json!({
                     "observedGeneration": 2, "conditions": conditions(2, "True", "False", "Provisioned", "all made"),
-                    "outputPorts": [{"name": "events", "topic": "sales.orders.events", "bootstrapServers": "kafka:9092"}],
+                    "outputPorts": [{"name": "events", "topic": "sales.orders.events", "bootstrapServers": "kafka:9092"},
+                                    {"name": "files", "bucket": "sales-orders-files", "endpoint": "https://s3"}],
                 }),
             ),
             product(
@@ -131,11 +132,55 @@ fn the_mesh_lists_every_domain_with_its_products_health_and_what_it_owns() {
     assert_eq!(names, ["ads", "sales"]);
     let sales = &view.domains[1];
     assert_eq!((sales.topics, sales.partitions, sales.buckets), (1, 3, 1));
+    let owned: Vec<(&str, &str, Option<i64>, &str)> = sales
+        .owned
+        .iter()
+        .map(|r| {
+            (
+                r.kind,
+                r.name.as_str(),
+                r.partitions,
+                r.classification.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        owned,
+        [
+            ("bucket", "sales-orders-files", None, "confidential"),
+            ("topic", "sales.orders.events", Some(3), "confidential"),
+        ]
+    );
+    // ads' product made nothing yet (no ports in its status): it owns nothing.
+    assert_eq!(view.domains[0].owned, []);
     assert_eq!(sales.products[0].standing.health, Health::Ready);
     assert_eq!(sales.products[0].classification, "confidential");
     let campaigns = &view.domains[0].products[0];
     assert_eq!(campaigns.standing.health, Health::Stalled);
     assert_eq!(campaigns.standing.reason, "PartitionDecrease");
+}
+
+#[test]
+fn a_product_in_another_domains_namespace_is_not_that_domains() {
+    let mut m = mesh();
+    // ads' team writes a product claiming sales, in its own namespace, and a status by hand.
+    m.products.push(product(
+        "sales",
+        "squatter",
+        json!({}),
+        json!({"outputPorts": [{"name": "events", "topic": "sales.squatter.events"}]}),
+    ));
+    let mut moved = (*m.products[2]).clone();
+    moved.metadata.namespace = Some("ads".into());
+    m.products[2] = Arc::new(moved);
+    let view = view::mesh(&m.objects(), &Filter::default());
+    let sales = view.domains.iter().find(|d| d.name == "sales").unwrap();
+    assert_eq!(sales.topics, 1, "{:?}", sales.owned);
+    let ads = view.domains.iter().find(|d| d.name == "ads").unwrap();
+    assert_eq!(ads.topics, 0);
+    let html = render::mesh(&view, &Filter::default());
+    assert!(html.contains("<code>sales.orders.events</code>"));
+    assert!(!html.contains("sales.squatter.events"));
 }
 
 #[test]
@@ -255,4 +300,67 @@ fn pages_escape_what_objects_say() {
         html.contains("data-product=\"ads/campaigns\"")
             && html.contains("partitions cannot shrink from 3 to 1")
     );
+}
+
+#[test]
+fn exports_are_served_per_product_and_port() {
+    use super::{Export, Exported, export};
+    use crate::export::Format;
+    let mesh = mesh();
+    let objects = mesh.objects();
+    let Exported::Document(content_type, body) =
+        export(&objects, "sales", "orders", Export::Odps, Format::Json)
+    else {
+        panic!("no ODPS document")
+    };
+    assert_eq!(content_type, "application/json");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["id"], "sales.orders");
+    assert_eq!(document["version"], "2");
+
+    let Exported::Document(_, body) = export(
+        &objects,
+        "sales",
+        "orders",
+        Export::Odcs(None),
+        Format::Json,
+    ) else {
+        panic!("no contracts")
+    };
+    let contracts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(contracts.as_array().unwrap().len(), 2);
+    assert_eq!(contracts[0]["servers"][0]["host"], "kafka:9092");
+
+    let Exported::Document(content_type, body) = export(
+        &objects,
+        "sales",
+        "orders",
+        Export::Odcs(Some("files")),
+        Format::Yaml,
+    ) else {
+        panic!("no contract")
+    };
+    assert_eq!(content_type, "application/yaml");
+    let contract: serde_json::Value = serde_yaml::from_str(&body).unwrap();
+    assert_eq!(contract["id"], "sales.orders.files");
+
+    for (namespace, name, which) in [
+        ("sales", "orders", Export::Odcs(Some("nope"))),
+        ("ads", "orders", Export::Odps),
+        ("sales", "missing", Export::Odcs(None)),
+    ] {
+        assert_eq!(
+            export(&objects, namespace, name, which, Format::Json),
+            Exported::NotFound
+        );
+    }
+}
+
+#[test]
+fn a_product_page_links_its_exports() {
+    let mesh = mesh();
+    let page = view::product_page(&mesh.objects(), "sales", "orders").unwrap();
+    let html = render::product(&page);
+    assert!(html.contains("href=\"/api/products/sales/orders/odps?format=yaml\""));
+    assert!(html.contains("href=\"/api/products/sales/orders/odcs/events?format=yaml\""));
 }

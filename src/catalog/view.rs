@@ -88,11 +88,67 @@ pub struct DomainSummary {
     pub namespace: Option<String>,
     pub description: Option<String>,
     pub standing: Standing,
-    /// What the domain owns, as the operator made it: topics, partitions, buckets.
+    /// What the domain owns, as the operator made it (the topics and buckets its products'
+    /// status lists, for products in the domain's own namespace): counts, and each one.
     pub topics: usize,
     pub partitions: i64,
     pub buckets: usize,
+    pub owned: Vec<OwnedResource>,
     pub products: Vec<ProductSummary>,
+}
+
+/// A topic or bucket a domain owns, with what attributes its cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OwnedResource {
+    /// `topic` or `bucket`.
+    pub kind: &'static str,
+    pub name: String,
+    pub product: String,
+    pub port: String,
+    pub classification: String,
+    /// The partitions the port declares (topics only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i64>,
+}
+
+/// The topics and buckets the operator made for `product` (its status), with the declared
+/// partitions of each topic.
+fn owned_resources(product: &DataProduct) -> Vec<OwnedResource> {
+    let Some(status) = product.status.as_ref() else {
+        return Vec::new();
+    };
+    let classification = word(&product.spec.classification);
+    let name = product.name_any();
+    status
+        .output_ports
+        .iter()
+        .filter_map(|made| {
+            let declared = product
+                .spec
+                .output_ports
+                .iter()
+                .find(|p| p.name == made.name);
+            let (kind, resource, partitions) = match (&made.topic, &made.bucket) {
+                (Some(topic), _) => (
+                    "topic",
+                    topic.clone(),
+                    declared
+                        .and_then(|p| p.kafka.as_ref())
+                        .map(|k| i64::from(k.partitions)),
+                ),
+                (None, Some(bucket)) => ("bucket", bucket.clone(), None),
+                (None, None) => return None,
+            };
+            Some(OwnedResource {
+                kind,
+                name: resource,
+                product: name.clone(),
+                port: made.name.clone(),
+                classification: classification.clone(),
+                partitions,
+            })
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -173,16 +229,27 @@ fn summary(product: &DataProduct) -> ProductSummary {
 /// The mesh page: domains by name, each with the products that name it, filtered.
 pub fn mesh(objects: &Objects<'_>, filter: &Filter) -> Mesh {
     let mut by_domain: BTreeMap<String, Vec<ProductSummary>> = BTreeMap::new();
-    let mut owned: BTreeMap<String, (usize, i64, usize)> = BTreeMap::new();
+    // Owned by the domain whose namespace the product is in (where the operator acts for it),
+    // whatever its spec claims.
+    let namespaces: BTreeMap<String, String> = objects
+        .domains
+        .iter()
+        .filter_map(|d| {
+            let namespace = d.status.as_ref()?.namespace.clone()?;
+            Some((namespace, d.name_any()))
+        })
+        .collect();
+    let mut owned: BTreeMap<String, Vec<OwnedResource>> = BTreeMap::new();
     for product in objects.products {
-        let counts = owned.entry(product.spec.domain.clone()).or_default();
-        for port in &product.spec.output_ports {
-            if let Some(kafka) = &port.kafka {
-                counts.0 += 1;
-                counts.1 += i64::from(kafka.partitions);
-            } else if port.bucket.is_some() {
-                counts.2 += 1;
-            }
+        let owner = product
+            .namespace()
+            .and_then(|ns| namespaces.get(&ns))
+            .filter(|owner| **owner == product.spec.domain);
+        if let Some(owner) = owner {
+            owned
+                .entry(owner.clone())
+                .or_default()
+                .extend(owned_resources(product));
         }
         let summary = summary(product);
         if filter.keeps(&summary) {
@@ -200,7 +267,11 @@ pub fn mesh(objects: &Objects<'_>, filter: &Filter) -> Mesh {
             let status = domain.status.as_ref();
             let mut products = by_domain.remove(&name).unwrap_or_default();
             products.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            let (topics, partitions, buckets) = owned.get(&name).copied().unwrap_or_default();
+            let mut owned = owned.remove(&name).unwrap_or_default();
+            owned.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+            let topics = owned.iter().filter(|r| r.kind == "topic").count();
+            let partitions = owned.iter().filter_map(|r| r.partitions).sum();
+            let buckets = owned.iter().filter(|r| r.kind == "bucket").count();
             DomainSummary {
                 namespace: status.and_then(|s| s.namespace.clone()),
                 description: domain.spec.description.clone(),
@@ -211,6 +282,7 @@ pub fn mesh(objects: &Objects<'_>, filter: &Filter) -> Mesh {
                 topics,
                 partitions,
                 buckets,
+                owned,
                 products,
                 name,
             }

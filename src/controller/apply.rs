@@ -20,6 +20,8 @@ pub const MANAGED_BY: &str = "datamesh-operator";
 pub const DOMAIN_LABEL: &str = "datamesh.dev/domain";
 /// Label naming the data product an object belongs to.
 pub const DATA_PRODUCT_LABEL: &str = "datamesh.dev/data-product";
+/// Label (and bucket tag) carrying the classification of the data an object concerns.
+pub const CLASSIFICATION_LABEL: &str = "datamesh.dev/classification";
 
 /// The watch configuration for the operator's own children: only objects with its
 /// `managed-by` label, so that watching a kind cluster-wide holds only what the operator made.
@@ -35,6 +37,22 @@ pub fn domain_labels(domain: &str) -> BTreeMap<String, String> {
         (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
         (DOMAIN_LABEL.to_owned(), domain.to_owned()),
     ])
+}
+
+/// The labels every child of a data product carries: the domain's, the product's name and its
+/// classification, so that cost and ownership can be attributed by label selector.
+pub fn product_labels(
+    domain: &str,
+    product: &str,
+    classification: crate::api::data_product::Classification,
+) -> BTreeMap<String, String> {
+    let mut labels = domain_labels(domain);
+    labels.insert(DATA_PRODUCT_LABEL.to_owned(), product.to_owned());
+    labels.insert(
+        CLASSIFICATION_LABEL.to_owned(),
+        crate::export::classification(classification),
+    );
+    labels
 }
 
 /// Whether every field set in `desired` has the same value in `actual`. Objects are compared

@@ -31,7 +31,9 @@ use crate::api::conditions::{Outcome, set_progress};
 use crate::api::data_product::{Classification, DataProduct, Lifecycle};
 use crate::api::domain::{Domain, Owner, OwnerKind};
 use crate::api::naming::{bucket_name, kafka_principal, topic_name};
-use crate::controller::apply::{DATA_PRODUCT_LABEL, domain_labels};
+use crate::controller::apply::{
+    CLASSIFICATION_LABEL, DATA_PRODUCT_LABEL, domain_labels, product_labels,
+};
 use crate::controller::domain::desired::{WORKLOAD_SERVICE_ACCOUNT, storage_user};
 use crate::controller::tenancy::{NAMESPACE_NOT_OWNED, Owners, owned_namespace};
 use crate::provision::kafka::{AclBinding, AclOperation, AclPatternType, AclResourceType};
@@ -660,8 +662,7 @@ pub fn consumers_role_name(product: &str) -> String {
 }
 
 fn product_meta(name: &str, namespace: &str, product: &Product) -> ObjectMeta {
-    let mut labels = domain_labels(&product.domain);
-    labels.insert(DATA_PRODUCT_LABEL.to_owned(), product.name.clone());
+    let labels = product_labels(&product.domain, &product.name, product.classification);
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: Some(namespace.to_owned()),
@@ -751,8 +752,14 @@ pub fn connection_config_maps<'a>(
                         data.insert("endpoint".to_owned(), endpoints.s3_endpoint.clone());
                     }
                 }
+                // The consumer's (who pays for it), with the classification of the data it
+                // points at, which is the producer's.
                 let mut labels = domain_labels(&consumer.spec.domain);
                 labels.insert(DATA_PRODUCT_LABEL.to_owned(), consumer.name_any());
+                labels.insert(
+                    CLASSIFICATION_LABEL.to_owned(),
+                    crate::export::classification(product.classification),
+                );
                 labels.insert(SOURCE_DOMAIN_LABEL.to_owned(), product.domain.clone());
                 labels.insert(SOURCE_PRODUCT_LABEL.to_owned(), product.name.clone());
                 let map = ConfigMap {
@@ -1398,6 +1405,10 @@ pub(crate) mod tests {
             serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
         );
         let role = consumers_role("payments-ns", &active());
+        let labels = role.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["datamesh.dev/domain"], "payments");
+        assert_eq!(labels["datamesh.dev/data-product"], "orders");
+        assert_eq!(labels["datamesh.dev/classification"], "internal");
         let rules = role.rules.unwrap();
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].verbs, ["get"]);
@@ -1463,6 +1474,12 @@ pub(crate) mod tests {
         let labels = map.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[SOURCE_DOMAIN_LABEL], "payments");
         assert_eq!(labels[SOURCE_PRODUCT_LABEL], "orders");
+        assert_eq!(labels["datamesh.dev/domain"], "marketing", "the consumer's");
+        assert_eq!(labels["datamesh.dev/data-product"], "campaigns");
+        assert_eq!(
+            labels["datamesh.dev/classification"], "internal",
+            "of the data it points at"
+        );
 
         let lake = [consumer_product("marketing-ns", "lake-in", "lake")];
         let maps = connection_config_maps(&active(), &grants, &lake, &endpoints);

@@ -18,7 +18,7 @@ use crate::api::data_product::{
 };
 use crate::api::domain::Domain;
 use crate::api::naming::kafka_principal;
-use crate::controller::apply::{DATA_PRODUCT_LABEL, DOMAIN_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::controller::apply::DOMAIN_LABEL;
 use crate::controller::domain::desired::credentials_secret_name;
 use crate::provision::kafka::{
     AclBinding, AclOperation, AclPatternType, AclResourceType, CLUSTER_RESOURCE_NAME, NewTopic,
@@ -33,8 +33,8 @@ pub const PORT_TAG: &str = "datamesh.dev/port";
 pub const NAMESPACE_TAG: &str = "datamesh.dev/namespace";
 /// Bucket tag carrying the UID of the product that made or last adopted the bucket.
 pub const PRODUCT_UID_TAG: &str = "datamesh.dev/data-product-uid";
-/// Bucket tag carrying the product's classification.
-pub const CLASSIFICATION_TAG: &str = "datamesh.dev/classification";
+/// Bucket tag carrying the product's classification (the same key as the label).
+pub const CLASSIFICATION_TAG: &str = crate::controller::apply::CLASSIFICATION_LABEL;
 /// Bucket tag set to `true` on a bucket kept (`deletionPolicy: Retain`) after its
 /// DataProduct was deleted, so that orphans can be found and attributed.
 pub const ORPHANED_TAG: &str = "datamesh.dev/orphaned";
@@ -50,13 +50,14 @@ pub fn spark_service_account_name(product: &str) -> String {
     format!("{product}-spark")
 }
 
-/// Labels of every Kubernetes object made for a product.
-pub fn product_labels(domain: &str, product: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-        (DOMAIN_LABEL.to_owned(), domain.to_owned()),
-        (DATA_PRODUCT_LABEL.to_owned(), product.to_owned()),
-    ])
+/// Labels of every Kubernetes object made for a product: manager, domain, product and
+/// classification.
+pub fn product_labels(product: &DataProduct) -> BTreeMap<String, String> {
+    crate::controller::apply::product_labels(
+        &product.spec.domain,
+        &product.name_any(),
+        product.spec.classification,
+    )
 }
 
 // ------------------------------------------------------------------------ Kafka
@@ -280,13 +281,8 @@ pub fn bucket_plans(product: &DataProduct) -> Vec<BucketPlan> {
 /// classification and manager. The domain tag is the bucket's owner record: no product of
 /// another domain adopts, grants or deletes a bucket that carries it.
 pub fn bucket_tags(product: &DataProduct, port: &OutputPort) -> BucketTags {
-    let classification = serde_json::to_value(product.spec.classification)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let mut tags = product_labels(&product.spec.domain, &product.name_any());
+    let mut tags = product_labels(product);
     tags.insert(PORT_TAG.to_owned(), port.name.clone());
-    tags.insert(CLASSIFICATION_TAG.to_owned(), classification);
     if let Some(namespace) = product.namespace() {
         tags.insert(NAMESPACE_TAG.to_owned(), namespace);
     }
@@ -696,7 +692,7 @@ fn child_meta(product: &DataProduct, name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: product.namespace(),
-        labels: Some(product_labels(&product.spec.domain, &product.name_any())),
+        labels: Some(product_labels(product)),
         owner_references: product.controller_owner_ref(&()).map(|r| vec![r]),
         ..ObjectMeta::default()
     }
@@ -750,7 +746,7 @@ pub fn spark_object(
         env.push(json!({"name": port_env_name("INPUT", input), "value": location}));
     }
     let env_from = json!([{"secretRef": {"name": credentials_secret_name(domain)}}]);
-    let labels = product_labels(domain, &name);
+    let labels = product_labels(product);
     let mut driver = json!({
         "serviceAccount": spark_service_account_name(&name),
         "labels": labels,
@@ -1415,5 +1411,55 @@ pub(crate) mod tests {
             spark_service_account(&p).metadata.owner_references.unwrap()[0].kind,
             "DataProduct"
         );
+    }
+
+    #[test]
+    fn every_child_carries_domain_product_and_classification() {
+        let p = product(
+            "orders",
+            1,
+            json!({"classification": "restricted",
+                   "outputPorts": [{"name": "lake", "bucket": {}}],
+                   "transformation": {"spark": {"image": "spark:4", "mainApplicationFile": "local:///job.py",
+                                                "sparkVersion": "4.0.1"}}}),
+        );
+        let want = BTreeMap::from([
+            ("app.kubernetes.io/managed-by", "datamesh-operator"),
+            ("datamesh.dev/domain", "payments"),
+            ("datamesh.dev/data-product", "orders"),
+            ("datamesh.dev/classification", "restricted"),
+        ]);
+        let has_all = |labels: &BTreeMap<String, String>| {
+            want.iter()
+                .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        };
+        assert!(has_all(
+            spark_service_account(&p).metadata.labels.as_ref().unwrap()
+        ));
+        assert!(has_all(
+            spark_role_binding(&p, "r")
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+        ));
+        let (_, object) = spark_object(
+            &p,
+            &BTreeMap::new(),
+            &SparkEndpoints {
+                s3_endpoint: "http://s3",
+            },
+        )
+        .unwrap();
+        for labels in [
+            &object["metadata"]["labels"],
+            &object["spec"]["driver"]["labels"],
+            &object["spec"]["executor"]["labels"],
+        ] {
+            let labels: BTreeMap<String, String> = serde_json::from_value(labels.clone()).unwrap();
+            assert!(has_all(&labels), "{labels:?}");
+        }
+        let tags = &bucket_plans(&p)[0].tags;
+        assert!(has_all(tags), "{tags:?}");
     }
 }

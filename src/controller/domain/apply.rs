@@ -181,6 +181,18 @@ async fn ensure_credentials(
                     .map_err(Error::from),
             )
             .is_some();
+    if user_ready && let Some(tags) = &plan.tag_storage_user {
+        match ctx.storage.tag_user(&storage_user, tags).await {
+            Ok(()) => {}
+            // Attribution is worth having, not worth failing the Domain for.
+            Err(error) if error.is_not_implemented() => {
+                tracing::debug!(user = %storage_user, %error, "the object store has no IAM user tags");
+            }
+            Err(error) => {
+                applied.record::<()>(Err(error.into()));
+            }
+        }
+    }
     let access_key = match &plan.access_key {
         AccessKeyStep::Keep { id, secret } => Some((id.clone(), secret.clone())),
         AccessKeyStep::Create if user_ready && kafka_password.is_some() => {

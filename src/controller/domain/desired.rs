@@ -67,6 +67,12 @@ pub fn storage_user(domain: &str) -> String {
     domain.to_owned()
 }
 
+/// The tags of a domain's IAM user: its domain and manager, as the labels of its Kubernetes
+/// objects (IAM allows `/`, `.` and `-` in tag keys).
+pub fn storage_user_tags(domain: &str) -> crate::provision::storage::UserTags {
+    domain_labels(domain)
+}
+
 /// The Kafka user (SCRAM user name) of a domain: the domain's name, so its principal is `User:<domain>`.
 pub fn kafka_user(domain: &str) -> String {
     domain.to_owned()

@@ -15,7 +15,7 @@ use crate::api::DeletionPolicy;
 use crate::api::domain::Domain;
 use crate::config::secret_value;
 use crate::controller::{Context, Error, kube_context};
-use crate::provision::storage::AccessKeyMetadata;
+use crate::provision::storage::{AccessKeyMetadata, UserTags};
 
 /// What a Domain's reconcile found.
 #[derive(Debug, Default)]
@@ -60,6 +60,9 @@ pub struct LiveIdentities {
     pub storage_user: bool,
     /// The IAM user's access keys.
     pub access_keys: Vec<AccessKeyMetadata>,
+    /// The IAM user's tags; `None` when the user does not exist or the store does not
+    /// implement user tags (`NotImplemented`), so none are written.
+    pub storage_user_tags: Option<UserTags>,
 }
 
 /// Read what [`plan::plan`] needs for `domain`.
@@ -137,11 +140,24 @@ async fn read_identities(name: &str, ctx: &Context) -> Result<LiveIdentities, Er
     } else {
         Vec::new()
     };
+    let storage_user_tags = if storage_exists {
+        match ctx.storage.user_tags(&storage_user).await {
+            Ok(tags) => Some(tags),
+            Err(error) if error.is_not_implemented() => {
+                tracing::debug!(user = %storage_user, %error, "the object store has no IAM user tags");
+                None
+            }
+            Err(error) => return Err(error.into()),
+        }
+    } else {
+        None
+    };
     Ok(LiveIdentities {
         kafka_user: user.is_some(),
         kafka_credential: user.is_some_and(|user| user.has(ctx.settings.kafka.sasl_mechanism)),
         storage_user: storage_exists,
         access_keys,
+        storage_user_tags,
     })
 }
 

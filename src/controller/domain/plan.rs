@@ -21,6 +21,7 @@ use crate::api::domain::{Domain, DomainStatus};
 use crate::config::{SecretString, secret_value};
 use crate::controller::apply::DOMAIN_LABEL;
 use crate::controller::tenancy::ReservedNames;
+use crate::provision::storage::UserTags;
 
 /// How long to wait for the quota controller to count a new ResourceQuota.
 const QUOTA_RECHECK: Duration = Duration::from_secs(1);
@@ -106,6 +107,8 @@ pub struct CredentialsPlan {
     /// Remember that the identities were checked (see `CheckedIdentities`): false when this
     /// reconcile trusted an earlier check instead of reading them.
     pub remember_check: bool,
+    /// Tag the IAM user with these (its domain and manager): it is new, or lacks them.
+    pub tag_storage_user: Option<UserTags>,
 }
 
 /// When to reconcile again after a success.
@@ -200,10 +203,10 @@ pub fn plan(
             }
             recorded.kafka_principal = Some(domain.kafka_principal());
             recorded.storage_user = Some(desired::storage_user(&name));
-            Some(credentials(observation, Some(live)))
+            Some(credentials(&name, observation, Some(live)))
         }
-        (Identities::Seen(live), true) => Some(credentials(observation, Some(live))),
-        (Identities::Trusted, true) => Some(credentials(observation, None)),
+        (Identities::Seen(live), true) => Some(credentials(&name, observation, Some(live))),
+        (Identities::Trusted, true) => Some(credentials(&name, observation, None)),
         // Not known (a read failed), or trusted although not recorded (which observe never
         // says): nothing is made or changed.
         (Identities::Unknown | Identities::Trusted, _) => None,
@@ -285,7 +288,11 @@ fn is_domains(object: &impl kube::Resource, domain: &str) -> bool {
 
 /// The credentials steps, from the Secret and the identities as they are (`None`: trusted
 /// from a recent check, so the Secret's are kept as they are).
-fn credentials(observation: &Observation, live: Option<&LiveIdentities>) -> CredentialsPlan {
+fn credentials(
+    domain: &str,
+    observation: &Observation,
+    live: Option<&LiveIdentities>,
+) -> CredentialsPlan {
     let stored = |key: &str| {
         observation
             .secret
@@ -306,6 +313,7 @@ fn credentials(observation: &Observation, live: Option<&LiveIdentities>) -> Cred
             }),
             stale_keys: Vec::new(),
             remember_check: false,
+            tag_storage_user: None,
         };
     };
     let kafka = match stored(keys::KAFKA_PASSWORD) {
@@ -327,8 +335,15 @@ fn credentials(observation: &Observation, live: Option<&LiveIdentities>) -> Cred
         AccessKeyStep::Keep { id, .. } => Some(id.as_str()),
         AccessKeyStep::Create => None,
     };
+    let tags = desired::storage_user_tags(domain);
+    let tag_storage_user = match &live.storage_user_tags {
+        _ if !live.storage_user => Some(tags),
+        Some(have) if !tags.iter().all(|(k, v)| have.get(k) == Some(v)) => Some(tags),
+        _ => None,
+    };
     CredentialsPlan {
         kafka,
+        tag_storage_user,
         create_storage_user: !live.storage_user,
         stale_keys: live
             .access_keys
@@ -598,6 +613,8 @@ mod tests {
                     active: true,
                 })
                 .collect(),
+            // An existing user carries its tags already.
+            storage_user_tags: storage.then(|| desired::storage_user_tags("payments")),
         })
     }
 
@@ -644,6 +661,7 @@ mod tests {
                 access_key: AccessKeyStep::Create,
                 stale_keys: Vec::new(),
                 remember_check: true,
+                tag_storage_user: Some(desired::storage_user_tags("payments")),
             })
         );
         let children = plan.children.as_ref().unwrap();
@@ -801,6 +819,41 @@ mod tests {
     }
 
     #[test]
+    fn the_iam_user_is_tagged_with_its_domain_when_it_lacks_the_tags() {
+        let d = recorded("{}");
+        let with_tags = |tags: Option<UserTags>| {
+            let Identities::Seen(mut live) = seen(true, true, &["AK1"]) else {
+                unreachable!()
+            };
+            live.storage_user_tags = tags;
+            let observation = Observation {
+                namespace: Some(made_namespace()),
+                secret: Some(stored_secret(&d, "AK1")),
+                identities: Identities::Seen(live),
+                ..Observation::default()
+            };
+            plan_of(&d, &observation)
+                .credentials
+                .unwrap()
+                .tag_storage_user
+        };
+        let wanted = desired::storage_user_tags("payments");
+        assert_eq!(wanted["datamesh.dev/domain"], "payments");
+        assert_eq!(wanted["app.kubernetes.io/managed-by"], "datamesh-operator");
+        // Untagged (made before the operator tagged users), or tagged otherwise: tagged.
+        assert_eq!(with_tags(Some(UserTags::new())), Some(wanted.clone()));
+        let mut wrong = wanted.clone();
+        wrong.insert("datamesh.dev/domain".into(), "marketing".into());
+        assert_eq!(with_tags(Some(wrong)), Some(wanted.clone()));
+        // Tagged, with others' tags too: nothing to write.
+        let mut more = wanted.clone();
+        more.insert("cost-center".into(), "42".into());
+        assert_eq!(with_tags(Some(more)), None);
+        // A store without user tags: nothing is tried.
+        assert_eq!(with_tags(None), None);
+    }
+
+    #[test]
     fn stored_credentials_are_kept_while_the_systems_know_them() {
         let d = recorded("{}");
         let observation = Observation {
@@ -822,6 +875,7 @@ mod tests {
                 },
                 stale_keys: vec!["AKLOST".into()],
                 remember_check: true,
+                tag_storage_user: None,
             })
         );
 

@@ -12,7 +12,8 @@ use super::lifecycle::{self, LifecycleChange};
 use super::policy::{bucket_arn, objects_arn};
 use super::{
     AccessKey, AccessKeyMetadata, BucketStore, BucketTags, EXPIRATION_RULE_ID, ErrorCode,
-    IdentityStore, Operation, PolicyDocument, SecretString, StorageError, Subject, Versioning,
+    IdentityStore, Operation, PolicyDocument, SecretString, StorageError, Subject, UserTags,
+    Versioning,
 };
 
 #[derive(Default)]
@@ -20,6 +21,7 @@ struct FakeUser {
     /// Key id to (secret, active).
     keys: BTreeMap<String, (SecretString, bool)>,
     policies: BTreeMap<String, PolicyDocument>,
+    tags: UserTags,
 }
 
 struct FakeBucket {
@@ -70,6 +72,7 @@ fn status_of(code: &ErrorCode) -> u16 {
         | ErrorCode::BucketAlreadyOwnedByYou
         | ErrorCode::EntityAlreadyExists => 409,
         ErrorCode::MalformedPolicyDocument | ErrorCode::LimitExceeded => 400,
+        ErrorCode::NotImplemented => 501,
         ErrorCode::Other(_) => 500,
     }
 }
@@ -395,6 +398,23 @@ impl IdentityStore for FakeObjectStore {
             .get(user)
             .map(|found| found.policies.keys().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn user_tags(&self, user: &str) -> Result<UserTags, StorageError> {
+        let mut state = self.lock();
+        state.enter(Operation::ListUserTags, &Subject::User(user.to_owned()))?;
+        Ok(state
+            .users
+            .get(user)
+            .map(|found| found.tags.clone())
+            .unwrap_or_default())
+    }
+
+    async fn tag_user(&self, user: &str, tags: &UserTags) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let found = state.user(Operation::TagUser, user, Subject::User(user.to_owned()))?;
+        found.tags.extend(tags.clone());
+        Ok(())
     }
 }
 
@@ -772,5 +792,22 @@ mod tests {
         });
         assert!(handle.await.unwrap().unwrap());
         assert!(store.bucket_exists("b").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn user_tags_are_added_and_kept() {
+        let store = FakeObjectStore::new();
+        store.ensure_user("payments").await.unwrap();
+        assert!(store.user_tags("payments").await.unwrap().is_empty());
+        let tags = UserTags::from([("datamesh.dev/domain".to_owned(), "payments".to_owned())]);
+        store.tag_user("payments", &tags).await.unwrap();
+        let more = UserTags::from([("team".to_owned(), "a".to_owned())]);
+        store.tag_user("payments", &more).await.unwrap();
+        let have = store.user_tags("payments").await.unwrap();
+        assert_eq!(have.len(), 2);
+        assert_eq!(have["datamesh.dev/domain"], "payments");
+        let error = store.tag_user("nobody", &tags).await.unwrap_err();
+        assert_eq!(error.code(), Some(&ErrorCode::NoSuchEntity));
+        assert!(store.user_tags("nobody").await.unwrap().is_empty());
     }
 }

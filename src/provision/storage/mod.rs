@@ -247,6 +247,8 @@ pub enum Operation {
     GetUserPolicy,
     DeleteUserPolicy,
     ListUserPolicies,
+    ListUserTags,
+    TagUser,
     CreateBucket,
     HeadBucket,
     GetBucketVersioning,
@@ -279,6 +281,8 @@ impl Operation {
             Operation::GetUserPolicy => "GetUserPolicy",
             Operation::DeleteUserPolicy => "DeleteUserPolicy",
             Operation::ListUserPolicies => "ListUserPolicies",
+            Operation::ListUserTags => "ListUserTags",
+            Operation::TagUser => "TagUser",
             Operation::CreateBucket => "CreateBucket",
             Operation::HeadBucket => "HeadBucket",
             Operation::GetBucketVersioning => "GetBucketVersioning",
@@ -306,6 +310,7 @@ impl Operation {
                 | Operation::ListAccessKeys
                 | Operation::GetUserPolicy
                 | Operation::ListUserPolicies
+                | Operation::ListUserTags
                 | Operation::HeadBucket
                 | Operation::GetBucketVersioning
                 | Operation::GetBucketLifecycleConfiguration
@@ -394,6 +399,8 @@ pub enum ErrorCode {
     EntityAlreadyExists,
     MalformedPolicyDocument,
     LimitExceeded,
+    /// The service does not implement the call (SeaweedFS for TagPolicy, for instance).
+    NotImplemented,
     /// A 404 without an error body (HEAD requests carry none).
     NotFound,
     /// Any other code, or `HTTP <status>` when the response named none.
@@ -418,6 +425,7 @@ impl ErrorCode {
             "EntityAlreadyExists" => ErrorCode::EntityAlreadyExists,
             "MalformedPolicyDocument" => ErrorCode::MalformedPolicyDocument,
             "LimitExceeded" => ErrorCode::LimitExceeded,
+            "NotImplemented" => ErrorCode::NotImplemented,
             "NotFound" => ErrorCode::NotFound,
             other => ErrorCode::Other(other.to_owned()),
         }
@@ -440,6 +448,7 @@ impl ErrorCode {
             ErrorCode::EntityAlreadyExists => "EntityAlreadyExists",
             ErrorCode::MalformedPolicyDocument => "MalformedPolicyDocument",
             ErrorCode::LimitExceeded => "LimitExceeded",
+            ErrorCode::NotImplemented => "NotImplemented",
             ErrorCode::NotFound => "NotFound",
             ErrorCode::Other(code) => code,
         }
@@ -525,6 +534,11 @@ impl StorageError {
     }
 
     /// Whether the service refused the call for lack of permission.
+    pub fn is_not_implemented(&self) -> bool {
+        self.code() == Some(&ErrorCode::NotImplemented)
+    }
+
+    /// Whether the service refused the caller.
     pub fn is_access_denied(&self) -> bool {
         self.code() == Some(&ErrorCode::AccessDenied)
     }
@@ -546,7 +560,7 @@ impl StorageError {
         match self {
             StorageError::Transport { .. } | StorageError::Timeout { .. } => true,
             StorageError::Service { status, code, .. } => {
-                *status >= 500
+                (*status >= 500 && *code != ErrorCode::NotImplemented)
                     || *status == 429
                     || matches!(code, ErrorCode::Other(c) if c == "SlowDown")
             }
@@ -612,7 +626,16 @@ pub trait IdentityStore: Send + Sync {
 
     /// Names of the user's inline policies, sorted.
     async fn list_user_policies(&self, user: &str) -> Result<Vec<String>, StorageError>;
+
+    /// The user's tags (empty for a missing user).
+    async fn user_tags(&self, user: &str) -> Result<UserTags, StorageError>;
+
+    /// Adds or overwrites the given tags on the user; tags it does not name stay.
+    async fn tag_user(&self, user: &str, tags: &UserTags) -> Result<(), StorageError>;
 }
+
+/// An IAM user's tags, by key.
+pub type UserTags = BTreeMap<String, String>;
 
 /// S3 buckets and their configuration. Implemented by [`S3BucketStore`] (any S3 service) and
 /// [`FakeObjectStore`].
@@ -743,5 +766,8 @@ mod tests {
         assert!(service(500, "InternalError").is_transient());
         assert!(service(503, "SlowDown").is_transient());
         assert!(!service(404, "NoSuchBucket").is_transient());
+        // A call the service does not have is not worth retrying.
+        let missing = service(501, "NotImplemented");
+        assert!(!missing.is_transient() && missing.is_not_implemented());
     }
 }

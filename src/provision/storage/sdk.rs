@@ -40,7 +40,7 @@ use super::lifecycle::{self, LifecycleChange};
 use super::{
     AccessKey, AccessKeyMetadata, Addressing, BucketStore, BucketTags, EXPIRATION_RULE_ID,
     ErrorCode, IdentityStore, Operation, PolicyDocument, RetryMode, SecretString, StorageConfig,
-    StorageCredentials, StorageError, Subject, Versioning,
+    StorageCredentials, StorageError, Subject, UserTags, Versioning,
 };
 
 /// Most keys one `DeleteObjects` call may name (the S3 limit).
@@ -813,6 +813,59 @@ impl IdentityStore for IamIdentityStore {
         names.dedup();
         Ok(names)
     }
+
+    async fn user_tags(&self, user: &str) -> Result<UserTags, StorageError> {
+        let subject = Subject::User(user.to_owned());
+        let mut tags = UserTags::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let request = self
+                .client
+                .list_user_tags()
+                .user_name(user)
+                .set_marker(marker.clone())
+                .send();
+            let result = self
+                .calls
+                .send(Operation::ListUserTags, &subject, request)
+                .await;
+            if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
+                return Ok(UserTags::new());
+            }
+            let page = result?;
+            tags.extend(
+                page.tags()
+                    .iter()
+                    .map(|tag| (tag.key().to_owned(), tag.value().to_owned())),
+            );
+            match page
+                .marker()
+                .filter(|next| page.is_truncated() && Some(*next) != marker.as_deref())
+            {
+                Some(next) => marker = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        Ok(tags)
+    }
+
+    async fn tag_user(&self, user: &str, tags: &UserTags) -> Result<(), StorageError> {
+        let subject = Subject::User(user.to_owned());
+        let mut request = self.client.tag_user().user_name(user);
+        for (key, value) in tags {
+            let tag = aws_sdk_iam::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| unexpected(Operation::TagUser, &subject, e.to_string()))?;
+            request = request.tags(tag);
+        }
+        self.calls
+            .send(Operation::TagUser, &subject, request.send())
+            .await?;
+        tracing::info!(user, "tagged IAM user");
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -1181,6 +1234,14 @@ impl<B: BucketStore, I: IdentityStore> IdentityStore for ObjectStorage<B, I> {
     }
     async fn list_user_policies(&self, user: &str) -> Result<Vec<String>, StorageError> {
         self.identities.list_user_policies(user).await
+    }
+
+    async fn user_tags(&self, user: &str) -> Result<UserTags, StorageError> {
+        self.identities.user_tags(user).await
+    }
+
+    async fn tag_user(&self, user: &str, tags: &UserTags) -> Result<(), StorageError> {
+        self.identities.tag_user(user, tags).await
     }
 }
 
