@@ -15,3 +15,4 @@ pub mod provision;
 pub mod runner;
 pub mod secret;
 pub mod telemetry;
+pub mod truststore;

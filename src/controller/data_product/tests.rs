@@ -25,7 +25,7 @@ use crate::controller::tenancy::Owners;
 use crate::controller::user_policies::UserPolicies;
 use crate::provision::kafka::{
     AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka,
-    KafkaAdminError, NewTopic,
+    KafkaAdminError, KafkaSecurityProtocol, NewTopic, ScramMechanism,
 };
 use crate::provision::storage::policy::OWNER_POLICY_NAME;
 use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Versioning};
@@ -33,6 +33,13 @@ use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Ver
 const PLATFORM: Platform<'static> = Platform {
     default_replicas: 1,
     s3_endpoint: "http://s3",
+    s3_region: "us-east-1",
+    s3_path_style: true,
+    s3_ca_bundle: None,
+    kafka_bootstrap_servers: "kafka:9092",
+    kafka_security_protocol: KafkaSecurityProtocol::SaslPlaintext,
+    kafka_sasl_mechanism: ScramMechanism::Sha512,
+    kafka_ca: None,
     spark_driver_cluster_role: "spark-driver",
 };
 
