@@ -229,6 +229,14 @@ def test_the_sample_job_reads_its_granted_inputs_and_writes_its_output_ports(mes
     for key in ("KAFKA_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert marketing[key] not in serialized, f"the SparkApplication holds the Secret's {key}"
 
+    # The trust store the job's JVM uses (the platform's S3 and Kafka CAs): deleted by hand, it is
+    # made again from the watch, not at the next resync.
+    uid = get_json("configmap", "campaign-performance-spark-truststore", "-n", "marketing")["metadata"]["uid"]
+    kubectl("delete", "configmap", "campaign-performance-spark-truststore", "-n", "marketing")
+    wait_for(lambda: kubectl("get", "configmap", "campaign-performance-spark-truststore", "-n", "marketing",
+                             "-o", "jsonpath={.metadata.uid}", check=False).stdout not in ("", uid),
+             timeout=30, message="the trust store ConfigMap to be made again")
+
     status, output = run_job("marketing", "scheduledsparkapplication/campaign-performance", tmp_path / "job.log")
     assert status == 0, output[-6000:]
 

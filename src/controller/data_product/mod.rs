@@ -91,6 +91,9 @@ pub fn run(
         // their watches fail and retry with backoff; the product reports SparkOperatorMissing.
         .owns_shared_stream(watches.service_accounts.touched())
         .owns_shared_stream(watches.role_bindings.touched())
+        // The Spark trust store ConfigMap (the connection ConfigMaps of AccessPolicies have
+        // no DataProduct owner, so they do not map to a product here).
+        .owns_shared_stream(watches.config_maps.touched())
         .watches_shared_stream_with(
             watches.spark_applications.touched(),
             |child| owning_products(&*child),
