@@ -49,6 +49,8 @@ def samples():
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     """The sample mesh applied and Ready, with the operator running."""
+    if not (Path(env("SPARK_HOME")) / "bin" / "spark-submit").exists():
+        pytest.fail(f"no spark-submit in SPARK_HOME={env('SPARK_HOME')}: run e2e/stack install (or up)")
     install_crds()
     install_chart_rbac()
     process = OperatorProcess(workdir(), "spark")
