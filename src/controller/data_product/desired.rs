@@ -727,6 +727,11 @@ fn spark_kafka_options(platform: &SparkPlatform<'_>) -> BTreeMap<String, String>
         ),
         ("config.providers", "env".to_owned()),
         ("config.providers.env.class", KAFKA_ENV_CONFIG_PROVIDER.to_owned()),
+        // The provider may read these two variables and no other.
+        (
+            "config.providers.env.param.allowlist.pattern",
+            "^KAFKA_(USERNAME|PASSWORD)$".to_owned(),
+        ),
     ]);
     if platform.kafka_security_protocol.uses_tls() && platform.truststore {
         options.insert(
@@ -1534,6 +1539,7 @@ pub(crate) mod tests {
                 "spark.datamesh.kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${env:KAFKA_USERNAME}\" password=\"${env:KAFKA_PASSWORD}\";",
                 "spark.datamesh.kafka.config.providers": "env",
                 "spark.datamesh.kafka.config.providers.env.class": KAFKA_ENV_CONFIG_PROVIDER,
+                "spark.datamesh.kafka.config.providers.env.param.allowlist.pattern": "^KAFKA_(USERNAME|PASSWORD)$",
                 "spark.datamesh.kafka.ssl.truststore.location": "/etc/datamesh/truststore/truststore.jks",
                 "spark.datamesh.kafka.ssl.truststore.type": "JKS",
             })
