@@ -16,3 +16,4 @@ pub mod provision;
 pub mod runner;
 pub mod secret;
 pub mod telemetry;
+pub mod truststore;

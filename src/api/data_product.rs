@@ -442,7 +442,10 @@ pub struct Transformation {
 }
 
 /// A Spark application that produces a data product. It runs with its own
-/// ServiceAccount and receives its inputs' and outputs' connection details.
+/// ServiceAccount and receives its inputs' and outputs' locations (`DATAMESH_INPUT_<PORT>`,
+/// `DATAMESH_OUTPUT_<PORT>`), its domain's credentials Secret as environment, S3A settings
+/// in `hadoopConf`, Kafka client options as `spark.datamesh.kafka.*` properties, and a trust
+/// store of the platform's CAs: the job contract in the README.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -474,7 +477,7 @@ pub struct SparkTransformation {
     #[schemars(length(max = 128), pattern(CRON_PATTERN))]
     #[schemars(extend("x-kubernetes-validations" = schedule_rules()))]
     pub schedule: Option<String>,
-    /// Arguments passed to the application, after the ones the operator adds.
+    /// Arguments passed to the application (the operator adds none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub arguments: Vec<String>,

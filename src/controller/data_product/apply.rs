@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -359,8 +359,20 @@ async fn apply_spark(product: &DataProduct, spark: &SparkWrites, ctx: &Context, 
     .map_err(kube_context(format!(
         "applying RoleBinding {namespace}/{account}"
     )));
-    let ready = done.applied.record(applied_account).is_some()
+    let mut ready = done.applied.record(applied_account).is_some()
         & done.applied.record(applied_binding).is_some();
+    if let Some(truststore) = &run.truststore {
+        let store = desired::spark_truststore_name(&name);
+        let applied_store = apply(
+            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace),
+            truststore,
+        )
+        .await
+        .map_err(kube_context(format!(
+            "applying ConfigMap {namespace}/{store}"
+        )));
+        ready &= done.applied.record(applied_store).is_some();
+    }
     if !ready || run.unchanged {
         return;
     }

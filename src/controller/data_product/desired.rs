@@ -5,7 +5,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
@@ -21,8 +22,9 @@ use crate::api::naming::kafka_principal;
 use crate::controller::apply::DOMAIN_LABEL;
 use crate::controller::domain::desired::credentials_secret_name;
 use crate::provision::kafka::{
-    AclBinding, AclOperation, AclPatternType, AclResourceType, CLUSTER_RESOURCE_NAME, NewTopic,
-    PartitionIncrease, TopicConfigAlteration, TopicDescription, config_drift,
+    AclBinding, AclOperation, AclPatternType, AclResourceType, CLUSTER_RESOURCE_NAME,
+    KafkaSecurityProtocol, NewTopic, PartitionIncrease, ScramMechanism, TopicConfigAlteration,
+    TopicDescription, config_drift,
 };
 use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 use crate::provision::storage::{BucketTags, Versioning};
@@ -653,10 +655,91 @@ fn is_deleting_policy(policy: &AccessPolicy) -> bool {
 
 // ------------------------------------------------------------------------ Spark
 
-/// Where a Spark job finds the platform, for its environment.
-pub struct SparkEndpoints<'a> {
-    /// The S3 endpoint, for `spark.hadoop.fs.s3a.endpoint`.
+/// Where a Spark job finds the platform and how it connects, for its configuration.
+pub struct SparkPlatform<'a> {
+    /// The S3 endpoint (`fs.s3a.endpoint`).
     pub s3_endpoint: &'a str,
+    /// The region S3 requests are signed for (`fs.s3a.endpoint.region`).
+    pub s3_region: &'a str,
+    /// Path-style addressing (`fs.s3a.path.style.access`).
+    pub s3_path_style: bool,
+    /// The listener the domains' clients use.
+    pub kafka_bootstrap_servers: &'a str,
+    /// The domains' protocol: `SASL_SSL` or `SASL_PLAINTEXT`.
+    pub kafka_security_protocol: KafkaSecurityProtocol,
+    /// The domains' SCRAM mechanism.
+    pub kafka_sasl_mechanism: ScramMechanism,
+    /// Whether the job gets the trust store ConfigMap (an S3 or Kafka CA is configured).
+    pub truststore: bool,
+}
+
+/// The prefix of the Spark properties that hold a job's Kafka client options: a job passes
+/// each `spark.datamesh.kafka.<option>` as the Kafka source's or sink's `kafka.<option>`.
+pub const SPARK_KAFKA_PREFIX: &str = "spark.datamesh.kafka.";
+/// Where the trust store ConfigMap is mounted in the driver and executor pods.
+pub const TRUSTSTORE_MOUNT_PATH: &str = "/etc/datamesh/truststore";
+/// The trust store's key in its ConfigMap (and so its file name under the mount path).
+pub const TRUSTSTORE_KEY: &str = "truststore.jks";
+/// The AWS SDK (v2) credentials provider that reads `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` from the environment, which the domain's Secret fills.
+pub const S3A_ENV_CREDENTIALS: &str =
+    "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider";
+/// Kafka's config provider that resolves `${env:NAME}` in client options.
+pub const KAFKA_ENV_CONFIG_PROVIDER: &str =
+    "org.apache.kafka.common.config.provider.EnvVarConfigProvider";
+
+/// The ConfigMap holding a product's Spark trust store: `<product>-spark-truststore`.
+pub fn spark_truststore_name(product: &str) -> String {
+    format!("{product}-spark-truststore")
+}
+
+/// The ConfigMap with the JKS trust store (the platform's S3 and Kafka CAs, see
+/// [`crate::truststore`]) that the job's JVMs use as `javax.net.ssl.trustStore`. Owned by the
+/// product, so it goes with it. Certificates are public: a ConfigMap, not a Secret.
+pub fn spark_truststore(product: &DataProduct, jks: Vec<u8>) -> ConfigMap {
+    let name = product.name_any();
+    ConfigMap {
+        metadata: child_meta(product, &spark_truststore_name(&name)),
+        binary_data: Some(BTreeMap::from([(
+            TRUSTSTORE_KEY.to_owned(),
+            ByteString(jks),
+        )])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The Kafka client options of a job, as Spark properties under [`SPARK_KAFKA_PREFIX`]: the
+/// bootstrap servers, protocol and mechanism, and a JAAS config whose user and password Kafka's
+/// `EnvVarConfigProvider` reads from `KAFKA_USERNAME` and `KAFKA_PASSWORD` (the domain's
+/// Secret), so the object holds no secret. With TLS the JVM's trust store applies.
+fn spark_kafka_options(platform: &SparkPlatform<'_>) -> BTreeMap<String, String> {
+    let mut options = BTreeMap::from([
+        ("bootstrap.servers", platform.kafka_bootstrap_servers.to_owned()),
+        ("security.protocol", platform.kafka_security_protocol.as_str().to_owned()),
+        ("sasl.mechanism", platform.kafka_sasl_mechanism.as_str().to_owned()),
+        (
+            "sasl.jaas.config",
+            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${env:KAFKA_USERNAME}\" password=\"${env:KAFKA_PASSWORD}\";".to_owned(),
+        ),
+        ("config.providers", "env".to_owned()),
+        ("config.providers.env.class", KAFKA_ENV_CONFIG_PROVIDER.to_owned()),
+        // The provider may read these two variables and no other.
+        (
+            "config.providers.env.param.allowlist.pattern",
+            "^KAFKA_(USERNAME|PASSWORD)$".to_owned(),
+        ),
+    ]);
+    if platform.kafka_security_protocol.uses_tls() && platform.truststore {
+        options.insert(
+            "ssl.truststore.location",
+            format!("{TRUSTSTORE_MOUNT_PATH}/{TRUSTSTORE_KEY}"),
+        );
+        options.insert("ssl.truststore.type", "JKS".to_owned());
+    }
+    options
+        .into_iter()
+        .map(|(key, value)| (format!("{SPARK_KAFKA_PREFIX}{key}"), value))
+        .collect()
 }
 
 /// The ServiceAccount a product's Spark driver runs as.
@@ -724,11 +807,14 @@ pub fn port_location(spec: &DataProductSpec, product: &str, port: &OutputPort) -
 /// `DATAMESH_DATA_PRODUCT`, `DATAMESH_OUTPUT_<PORT>` (topic, or `s3a://<bucket>/`),
 /// `DATAMESH_INPUT_<PORT>` for each input whose producer is known, and every key of the
 /// domain's credentials Secret (`envFrom`): `KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_USERNAME`,
-/// `KAFKA_PASSWORD`, `AWS_ACCESS_KEY_ID`, ... S3A is pointed at the endpoint, path-style.
+/// `KAFKA_PASSWORD`, `AWS_ACCESS_KEY_ID`, ... `hadoopConf` points S3A at the endpoint and
+/// region, with the addressing style and the credentials from the environment; `sparkConf`
+/// holds the Kafka client options (see [`spark_kafka_options`]); with a trust store, its
+/// ConfigMap is mounted at [`TRUSTSTORE_MOUNT_PATH`] and named by `javaOptions`.
 pub fn spark_object(
     product: &DataProduct,
     inputs: &BTreeMap<String, String>,
-    endpoints: &SparkEndpoints<'_>,
+    platform: &SparkPlatform<'_>,
 ) -> Option<(&'static str, Value)> {
     let spark = &product.spec.transformation.as_ref()?.spark;
     let name = product.name_any();
@@ -754,6 +840,16 @@ pub fn spark_object(
         "envFrom": env_from,
     });
     let mut executor = json!({"labels": labels, "env": env, "envFrom": env_from});
+    if platform.truststore {
+        let mount = json!([{"name": spark_truststore_name(&name), "path": TRUSTSTORE_MOUNT_PATH}]);
+        let java = format!(
+            "-Djavax.net.ssl.trustStore={TRUSTSTORE_MOUNT_PATH}/{TRUSTSTORE_KEY} -Djavax.net.ssl.trustStoreType=JKS"
+        );
+        for pod in [&mut driver, &mut executor] {
+            pod["configMaps"] = mount.clone();
+            pod["javaOptions"] = json!(java);
+        }
+    }
     if let Some(resources) = &spark.driver {
         if let Some(cores) = resources.cores {
             driver["cores"] = json!(cores);
@@ -782,9 +878,12 @@ pub fn spark_object(
         "mainApplicationFile": spark.main_application_file,
         "arguments": spark.arguments,
         "restartPolicy": {"type": "Never"},
-        "sparkConf": {
-            "spark.hadoop.fs.s3a.endpoint": endpoints.s3_endpoint,
-            "spark.hadoop.fs.s3a.path.style.access": "true",
+        "sparkConf": spark_kafka_options(platform),
+        "hadoopConf": {
+            "fs.s3a.endpoint": platform.s3_endpoint,
+            "fs.s3a.endpoint.region": platform.s3_region,
+            "fs.s3a.path.style.access": platform.s3_path_style.to_string(),
+            "fs.s3a.aws.credentials.provider": S3A_ENV_CREDENTIALS,
         },
         "driver": driver,
         "executor": executor,
@@ -1343,8 +1442,14 @@ pub(crate) mod tests {
             "customers".to_owned(),
             "customers.profiles.changes".to_owned(),
         )]);
-        let endpoints = SparkEndpoints {
+        let endpoints = SparkPlatform {
             s3_endpoint: "http://s3:8333",
+            s3_region: "us-east-1",
+            s3_path_style: true,
+            kafka_bootstrap_servers: "kafka:9093",
+            kafka_security_protocol: KafkaSecurityProtocol::SaslPlaintext,
+            kafka_sasl_mechanism: ScramMechanism::Sha512,
+            truststore: false,
         };
         let (kind, object) = spark_object(&p, &inputs, &endpoints).unwrap();
         assert_eq!(kind, SCHEDULED_SPARK_APPLICATION);
@@ -1390,6 +1495,94 @@ pub(crate) mod tests {
             "a retired product's job is suspended"
         );
         assert!(spark_object(&product("x", 1, json!({})), &inputs, &endpoints).is_none());
+    }
+
+    #[test]
+    fn a_spark_job_is_told_how_to_reach_s3_and_kafka_without_any_secret_in_the_object() {
+        let p = product(
+            "orders",
+            1,
+            json!({"transformation": {"spark": {"image": "spark:4", "mainApplicationFile": "s3a://b/job.py",
+                                                "sparkVersion": "4.1.1"}}}),
+        );
+        let platform = SparkPlatform {
+            s3_endpoint: "https://s3:8333",
+            s3_region: "eu-west-1",
+            s3_path_style: false,
+            kafka_bootstrap_servers: "kafka:9094",
+            kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+            kafka_sasl_mechanism: ScramMechanism::Sha256,
+            truststore: true,
+        };
+        let (kind, object) = spark_object(&p, &BTreeMap::new(), &platform).unwrap();
+        assert_eq!(kind, SPARK_APPLICATION);
+        let spec = &object["spec"];
+        assert_eq!(
+            spec["hadoopConf"],
+            json!({
+                "fs.s3a.endpoint": "https://s3:8333",
+                "fs.s3a.endpoint.region": "eu-west-1",
+                "fs.s3a.path.style.access": "false",
+                "fs.s3a.aws.credentials.provider": S3A_ENV_CREDENTIALS,
+            })
+        );
+        assert_eq!(
+            spec["sparkConf"],
+            json!({
+                "spark.datamesh.kafka.bootstrap.servers": "kafka:9094",
+                "spark.datamesh.kafka.security.protocol": "SASL_SSL",
+                "spark.datamesh.kafka.sasl.mechanism": "SCRAM-SHA-256",
+                "spark.datamesh.kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${env:KAFKA_USERNAME}\" password=\"${env:KAFKA_PASSWORD}\";",
+                "spark.datamesh.kafka.config.providers": "env",
+                "spark.datamesh.kafka.config.providers.env.class": KAFKA_ENV_CONFIG_PROVIDER,
+                "spark.datamesh.kafka.config.providers.env.param.allowlist.pattern": "^KAFKA_(USERNAME|PASSWORD)$",
+                "spark.datamesh.kafka.ssl.truststore.location": "/etc/datamesh/truststore/truststore.jks",
+                "spark.datamesh.kafka.ssl.truststore.type": "JKS",
+            })
+        );
+        for pod in ["driver", "executor"] {
+            assert_eq!(
+                spec[pod]["configMaps"],
+                json!([{"name": "orders-spark-truststore", "path": "/etc/datamesh/truststore"}])
+            );
+            assert_eq!(
+                spec[pod]["javaOptions"],
+                "-Djavax.net.ssl.trustStore=/etc/datamesh/truststore/truststore.jks -Djavax.net.ssl.trustStoreType=JKS"
+            );
+            assert_eq!(
+                spec[pod]["envFrom"],
+                json!([{"secretRef": {"name": "payments-credentials"}}])
+            );
+        }
+
+        let plaintext = SparkPlatform {
+            kafka_security_protocol: KafkaSecurityProtocol::SaslPlaintext,
+            truststore: false,
+            ..platform
+        };
+        let (_, object) = spark_object(&p, &BTreeMap::new(), &plaintext).unwrap();
+        let spec = &object["spec"];
+        assert!(spec["driver"].get("configMaps").is_none());
+        assert!(spec["executor"].get("javaOptions").is_none());
+        assert!(
+            spec["sparkConf"]
+                .get("spark.datamesh.kafka.ssl.truststore.location")
+                .is_none()
+        );
+
+        let store = spark_truststore(&p, vec![1, 2, 3]);
+        assert_eq!(
+            store.metadata.name.as_deref(),
+            Some("orders-spark-truststore")
+        );
+        assert_eq!(
+            store.binary_data.unwrap()["truststore.jks"].0,
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            store.metadata.owner_references.unwrap()[0].kind,
+            "DataProduct"
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ use super::{Context, Error, backoff_key, domain_trigger, from_finalizer, requeue
 use crate::api::access_policy::AccessPolicy;
 use crate::api::conditions::{READY, find_condition};
 use crate::api::data_product::DataProduct;
+use crate::provision::storage::Addressing;
 
 /// The finalizer that lets the operator remove a DataProduct's ACLs, access and Spark objects
 /// (and, with `deletionPolicy: Delete`, its topics and buckets) before it goes.
@@ -90,6 +91,9 @@ pub fn run(
         // their watches fail and retry with backoff; the product reports SparkOperatorMissing.
         .owns_shared_stream(watches.service_accounts.touched())
         .owns_shared_stream(watches.role_bindings.touched())
+        // The Spark trust store ConfigMap (the connection ConfigMaps of AccessPolicies have
+        // no DataProduct owner, so they do not map to a product here).
+        .owns_shared_stream(watches.config_maps.touched())
         .watches_shared_stream_with(
             watches.spark_applications.touched(),
             |child| owning_products(&*child),
@@ -228,6 +232,13 @@ async fn provision(product: &DataProduct, state: &State) -> Result<Action, Error
     let platform = Platform {
         default_replicas: ctx.settings.kafka.default_replicas,
         s3_endpoint: &ctx.settings.s3.endpoint,
+        s3_region: &ctx.settings.s3.region,
+        s3_path_style: ctx.settings.s3.addressing == Addressing::Path,
+        s3_ca_bundle: ctx.s3_ca_bundle.as_deref(),
+        kafka_bootstrap_servers: &ctx.settings.kafka.domain_bootstrap_servers,
+        kafka_security_protocol: ctx.settings.kafka.domain_security_protocol,
+        kafka_sasl_mechanism: ctx.settings.kafka.sasl_mechanism,
+        kafka_ca: ctx.domain_kafka_ca.as_deref(),
         spark_driver_cluster_role: &ctx.settings.spark_driver_cluster_role,
     };
     let observation = match observe::observe(product, state, platform.default_replicas).await {

@@ -9,14 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
 use serde_json::Value;
 
 use super::desired::{
     self, BucketPlan, InputObservation, SCHEDULED_SPARK_APPLICATION, SPARK_APPLICATION,
-    SparkEndpoints, TopicPlan, TopicStep,
+    SparkPlatform, TopicPlan, TopicStep,
 };
 use super::observe::{BucketSeen, Cluster, Observation, Seen, SparkSeen};
 use crate::api::DeletionPolicy;
@@ -31,6 +31,7 @@ use crate::provision::kafka::{
     AclBinding, AclBindingFilter, AclResourceType, NewTopic, PartitionIncrease,
     TopicConfigAlteration,
 };
+use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
 use crate::provision::storage::BucketTags;
 use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
@@ -47,6 +48,18 @@ pub struct Platform<'a> {
     pub default_replicas: i32,
     /// The S3 endpoint, for the Spark job's S3A settings.
     pub s3_endpoint: &'a str,
+    /// The region S3 requests are signed for.
+    pub s3_region: &'a str,
+    /// Whether S3 is addressed path-style.
+    pub s3_path_style: bool,
+    /// PEM of the S3 endpoint's CAs, when configured (put in the Spark job's trust store).
+    pub s3_ca_bundle: Option<&'a str>,
+    /// The Kafka listener, protocol and SCRAM mechanism of the domains' clients.
+    pub kafka_bootstrap_servers: &'a str,
+    pub kafka_security_protocol: KafkaSecurityProtocol,
+    pub kafka_sasl_mechanism: ScramMechanism,
+    /// PEM of the brokers' CA for the domains' clients, when configured.
+    pub kafka_ca: Option<&'a str>,
     /// The ClusterRole the Spark driver's ServiceAccount is bound to.
     pub spark_driver_cluster_role: &'a str,
 }
@@ -292,6 +305,8 @@ pub struct SparkRun {
     pub service_account: ServiceAccount,
     /// Its RoleBinding.
     pub role_binding: RoleBinding,
+    /// The ConfigMap with the job's trust store, when a CA is configured.
+    pub truststore: Option<ConfigMap>,
 }
 
 /// What goes of outputs a product releases (removed ports, or the deleted product's).
@@ -564,10 +579,23 @@ fn spark(
     live: &SparkSeen,
     platform: &Platform<'_>,
 ) -> SparkWrites {
-    let endpoints = SparkEndpoints {
+    // The CAs were checked at start-up (the operator does not start with an unusable one), so
+    // a bundle that makes no trust store here is no bundle at all.
+    let kafka_ca = platform
+        .kafka_ca
+        .filter(|_| platform.kafka_security_protocol.uses_tls());
+    let bundles: Vec<&str> = platform.s3_ca_bundle.into_iter().chain(kafka_ca).collect();
+    let jks = crate::truststore::jks_from_pem(&bundles).ok();
+    let spark_platform = SparkPlatform {
         s3_endpoint: platform.s3_endpoint,
+        s3_region: platform.s3_region,
+        s3_path_style: platform.s3_path_style,
+        kafka_bootstrap_servers: platform.kafka_bootstrap_servers,
+        kafka_security_protocol: platform.kafka_security_protocol,
+        kafka_sasl_mechanism: platform.kafka_sasl_mechanism,
+        truststore: jks.is_some(),
     };
-    let wanted = desired::spark_object(product, inputs, &endpoints);
+    let wanted = desired::spark_object(product, inputs, &spark_platform);
     let delete = stale_spark_kinds(product, live, wanted.as_ref().map(|(kind, _)| *kind));
     let run = wanted.map(|(kind, mut object)| {
         declare(&mut object);
@@ -581,6 +609,7 @@ fn spark(
             unchanged,
             service_account: desired::spark_service_account(product),
             role_binding: desired::spark_role_binding(product, platform.spark_driver_cluster_role),
+            truststore: jks.map(|jks| desired::spark_truststore(product, jks)),
         }
     });
     SparkWrites { delete, run }

@@ -25,7 +25,7 @@ use crate::controller::tenancy::Owners;
 use crate::controller::user_policies::UserPolicies;
 use crate::provision::kafka::{
     AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka,
-    KafkaAdminError, NewTopic,
+    KafkaAdminError, KafkaSecurityProtocol, NewTopic, ScramMechanism,
 };
 use crate::provision::storage::policy::OWNER_POLICY_NAME;
 use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Versioning};
@@ -33,6 +33,13 @@ use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Ver
 const PLATFORM: Platform<'static> = Platform {
     default_replicas: 1,
     s3_endpoint: "http://s3",
+    s3_region: "us-east-1",
+    s3_path_style: true,
+    s3_ca_bundle: None,
+    kafka_bootstrap_servers: "kafka:9092",
+    kafka_security_protocol: KafkaSecurityProtocol::SaslPlaintext,
+    kafka_sasl_mechanism: ScramMechanism::Sha512,
+    kafka_ca: None,
     spark_driver_cluster_role: "spark-driver",
 };
 
@@ -731,5 +738,68 @@ async fn a_gated_product_decides_no_contract() {
     assert!(
         plan.contracts.is_none(),
         "the status keeps the contract in force"
+    );
+}
+
+#[tokio::test]
+async fn a_job_gets_a_trust_store_of_the_configured_cas_and_none_without() {
+    let (kafka, storage) = (FakeKafka::with_brokers(1), storage_with_user().await);
+    let p = product(json!({
+        "outputPorts": [{"name": "lake", "bucket": {}}],
+        "transformation": {"spark": {"image": "spark:4", "mainApplicationFile": "s3a://b/job.py",
+                                     "sparkVersion": "4.1.1"}},
+    }));
+    let seen = observe_fakes(&p, mesh_of(&p), &kafka, &storage).await;
+
+    let plan = plan::plan(&p, &seen, &PLATFORM);
+    let run = plan.spark.run.as_ref().unwrap();
+    assert!(run.truststore.is_none(), "no CA configured: the JVM's own");
+    assert!(run.object["spec"]["driver"].get("javaOptions").is_none());
+
+    let s3_ca = include_str!("../../../tests/data/ca-a.pem");
+    let kafka_ca = include_str!("../../../tests/data/ca-b.pem");
+    let tls = Platform {
+        s3_ca_bundle: Some(s3_ca),
+        kafka_ca: Some(kafka_ca),
+        kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+        ..PLATFORM
+    };
+    let plan = plan::plan(&p, &seen, &tls);
+    let run = plan.spark.run.as_ref().unwrap();
+    let store = run.truststore.as_ref().unwrap();
+    let jks = &store.binary_data.as_ref().unwrap()["truststore.jks"].0;
+    assert_eq!(
+        jks,
+        &crate::truststore::jks_from_pem(&[s3_ca, kafka_ca]).unwrap(),
+        "both CAs, S3's first"
+    );
+    let spec = &run.object["spec"];
+    assert_eq!(
+        spec["driver"]["configMaps"][0]["name"],
+        "orders-spark-truststore"
+    );
+    assert_eq!(
+        spec["sparkConf"]["spark.datamesh.kafka.security.protocol"],
+        "SASL_SSL"
+    );
+
+    // A Kafka CA without TLS is not trusted for anything: the S3 CA alone.
+    let plaintext = Platform {
+        s3_ca_bundle: Some(s3_ca),
+        kafka_ca: Some(kafka_ca),
+        ..PLATFORM
+    };
+    let plan = plan::plan(&p, &seen, &plaintext);
+    let store = plan
+        .spark
+        .run
+        .as_ref()
+        .unwrap()
+        .truststore
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        store.binary_data.as_ref().unwrap()["truststore.jks"].0,
+        crate::truststore::jks_from_pem(&[s3_ca]).unwrap()
     );
 }
