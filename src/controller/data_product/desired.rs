@@ -1639,8 +1639,14 @@ pub(crate) mod tests {
         let (_, object) = spark_object(
             &p,
             &BTreeMap::new(),
-            &SparkEndpoints {
+            &SparkPlatform {
                 s3_endpoint: "http://s3",
+                s3_region: "us-east-1",
+                s3_path_style: true,
+                kafka_bootstrap_servers: "kafka:9093",
+                kafka_security_protocol: KafkaSecurityProtocol::SaslSsl,
+                kafka_sasl_mechanism: ScramMechanism::Sha512,
+                truststore: true,
             },
         )
         .unwrap();
