@@ -9,6 +9,12 @@
 //! the DER), then a SHA-1 over the password (UTF-16BE), `"Mighty Aphrodite"` and every byte
 //! before it. The password, [`TRUSTSTORE_PASSWORD`], guards nothing (the store holds only
 //! public certificates); the JVM checks it only when given one.
+//!
+//! Written here rather than with a keystore crate: `p12-keystore` writes PKCS#12, whose salts
+//! are random, so the ConfigMap would change on every reconcile (a write per product per resync
+//! and a rolled job each time); the `jks` crate would add a dependency tree for the 40 lines of
+//! the trusted-certificate layout. The Spark jobs of `test_spark_jobs.py` reach the local S3 and
+//! Kafka over TLS through this store alone; the unit tests pin its layout.
 
 use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
 use rustls::pki_types::CertificateDer;

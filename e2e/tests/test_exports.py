@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import E2E_DIR, REPO_DIR, STACK, kubectl, run, secret_data
+from conftest import E2E_DIR, REPO_DIR, STACK, env, kubectl, run, secret_data
 from operator_process import BINARY, NAMESPACE
 from samples_mesh import fetch, samples_with_catalog
 
@@ -58,9 +58,7 @@ EXPORTER = "datamesh-exporter"
 
 @functools.cache
 def exporter_kubeconfig():
-    """A ServiceAccount that may only get and list DataProducts: all the CLI needs. (Also: the
-    platform's admin kubeconfig holds an X.509 v1 client certificate, which kubectl takes and
-    rustls, under kube-rs, refuses; clusters' own kubeconfigs carry v3 certificates or tokens.)"""
+    """A ServiceAccount that may only get and list DataProducts: all the CLI needs."""
     kubectl("create", "serviceaccount", EXPORTER, "-n", NAMESPACE, check=False)
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": EXPORTER},
@@ -173,6 +171,11 @@ def test_every_sample_product_exports_valid_odcs_and_odps_from_the_cli_and_the_c
     # Standard output gives the same contracts as one YAML stream.
     streamed = [d for d in yaml.safe_load_all(cli("odcs", "-n", "payments", "transactions").stdout) if d]
     assert [c["id"] for c in streamed] == ["payments.transactions.events", "payments.transactions.archive"]
+    # A platform engineer's own kubeconfig works as well: the platform's admin one, with its
+    # client certificate (X.509 v3, which rustls requires).
+    as_admin = run([str(BINARY), "export", "odcs", "-n", "payments", "transactions"],
+                   extra_env={"KUBECONFIG": env("KUBECONFIG")}).stdout
+    assert [d for d in yaml.safe_load_all(as_admin) if d] == streamed
 
     checked = 0
     for product in products:
