@@ -13,6 +13,15 @@ use super::odcs::{CustomProperty, SchemaProperty};
 /// How deep nested objects, arrays and `$ref`s are followed: a recursive schema stops here.
 const MAX_DEPTH: usize = 16;
 
+/// The JSON Schema keywords of an integer or a number that become ODCS logical type options.
+const NUMERIC_OPTIONS: &[&str] = &[
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+];
+
 /// Why a schema could not be mapped.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -133,29 +142,11 @@ fn json_property(root: &Value, name: &str, schema: &Value, depth: usize) -> Sche
             }
         },
         Some("integer") => {
-            copy(
-                &mut options,
-                &[
-                    "minimum",
-                    "maximum",
-                    "exclusiveMinimum",
-                    "exclusiveMaximum",
-                    "multipleOf",
-                ],
-            );
+            copy(&mut options, NUMERIC_OPTIONS);
             Some("integer")
         }
         Some("number") => {
-            copy(
-                &mut options,
-                &[
-                    "minimum",
-                    "maximum",
-                    "exclusiveMinimum",
-                    "exclusiveMaximum",
-                    "multipleOf",
-                ],
-            );
+            copy(&mut options, NUMERIC_OPTIONS);
             Some("number")
         }
         Some("boolean") => Some("boolean"),

@@ -535,6 +535,13 @@ fn service_error(
     }
 }
 
+/// The marker of the next page of an IAM list: the one the service sent, when it says the list
+/// is truncated and the marker moved (a service repeating its marker would loop forever).
+fn next_marker(current: Option<&str>, truncated: bool, next: Option<&str>) -> Option<String> {
+    next.filter(|next| truncated && Some(*next) != current)
+        .map(str::to_owned)
+}
+
 /// Whether `result` failed with one of `codes`.
 fn failed_with<T>(result: &Result<T, StorageError>, codes: &[ErrorCode]) -> bool {
     matches!(result, Err(error) if error.code().is_some_and(|code| codes.contains(code)))
@@ -642,12 +649,9 @@ impl IdentityStore for IamIdentityStore {
                     active: key.status() != Some(&aws_sdk_iam::types::StatusType::Inactive),
                 })
             }));
-            match page
-                .marker()
-                .filter(|next| page.is_truncated() && Some(*next) != marker.as_deref())
-            {
-                Some(next) => marker = Some(next.to_owned()),
-                None => return Ok(keys),
+            marker = next_marker(marker.as_deref(), page.is_truncated(), page.marker());
+            if marker.is_none() {
+                return Ok(keys);
             }
         }
     }
@@ -801,12 +805,9 @@ impl IdentityStore for IamIdentityStore {
             }
             let page = result?;
             names.extend(page.policy_names().iter().cloned());
-            match page
-                .marker()
-                .filter(|next| page.is_truncated() && Some(*next) != marker.as_deref())
-            {
-                Some(next) => marker = Some(next.to_owned()),
-                None => break,
+            marker = next_marker(marker.as_deref(), page.is_truncated(), page.marker());
+            if marker.is_none() {
+                break;
             }
         }
         names.sort();
@@ -838,12 +839,9 @@ impl IdentityStore for IamIdentityStore {
                     .iter()
                     .map(|tag| (tag.key().to_owned(), tag.value().to_owned())),
             );
-            match page
-                .marker()
-                .filter(|next| page.is_truncated() && Some(*next) != marker.as_deref())
-            {
-                Some(next) => marker = Some(next.to_owned()),
-                None => break,
+            marker = next_marker(marker.as_deref(), page.is_truncated(), page.marker());
+            if marker.is_none() {
+                break;
             }
         }
         Ok(tags)
@@ -1291,6 +1289,19 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn an_iam_list_goes_on_only_while_truncated_with_a_new_marker() {
+        assert_eq!(next_marker(None, true, Some("b")), Some("b".to_owned()));
+        assert_eq!(
+            next_marker(Some("a"), true, Some("b")),
+            Some("b".to_owned())
+        );
+        // The last page, a page without a marker, and a service repeating its marker all end it.
+        assert_eq!(next_marker(Some("a"), false, Some("b")), None);
+        assert_eq!(next_marker(Some("a"), true, None), None);
+        assert_eq!(next_marker(Some("a"), true, Some("a")), None);
+    }
 
     /// A server on loopback answering each request (one a connection) with the next status of
     /// `statuses`, then 200 without a body; returns its address and the request heads it read.
