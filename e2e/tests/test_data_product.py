@@ -512,8 +512,12 @@ def test_input_ports_report_not_found_and_pending(operator):
         {"name": "orders", "dataProduct": {"domain": producer, "name": "orders", "port": "events"}},
         {"name": "ghost", "dataProduct": {"domain": producer, "name": "ghost", "port": "events"}},
     ]))
-    wait_product_condition(consumer, "report", "Stalled", "InputUnavailable")
-    inputs = {i["name"]: i["access"] for i in get_json("dataproduct", "report", "-n", consumer)["status"]["inputPorts"]}
+    # A product that does not exist (yet) is waited for, not Stalled: from Git it may come later.
+    waiting = wait_product_condition(consumer, "report", "Reconciling", "InputNotFound")
+    assert f"Domain {producer} has no data product ghost" in waiting["message"], waiting
+    report = get_json("dataproduct", "report", "-n", consumer)
+    assert (condition(report, "Stalled") or {}).get("status") != "True", report["status"]
+    inputs = {i["name"]: i["access"] for i in report["status"]["inputPorts"]}
     assert inputs == {"orders": "Pending", "ghost": "NotFound"}
 
     # Without the bad reference only the grant is missing: Reconciling, naming the grant.

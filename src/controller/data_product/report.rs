@@ -187,21 +187,32 @@ pub fn overall_outcome(product: &DataProduct, provisioned: &Provisioned) -> Outc
             return problem.clone();
         }
     }
-    let unavailable: Vec<String> = provisioned
-        .inputs
-        .iter()
-        .filter(|i| matches!(i.access, InputAccess::NotFound | InputAccess::Denied))
-        .map(|i| format!("{}: {}", i.name, i.message.clone().unwrap_or_default()))
-        .collect();
-    if !unavailable.is_empty() {
-        return Outcome::stalled("InputUnavailable", unavailable.join(" "));
+    let inputs_in = |access: InputAccess| -> Vec<String> {
+        provisioned
+            .inputs
+            .iter()
+            .filter(|i| i.access == access)
+            .map(|i| format!("{}: {}", i.name, i.message.clone().unwrap_or_default()))
+            .collect()
+    };
+    let denied = inputs_in(InputAccess::Denied);
+    if !denied.is_empty() {
+        return Outcome::stalled("InputUnavailable", denied.join(" "));
     }
-    let pending: Vec<String> = provisioned
-        .inputs
-        .iter()
-        .filter(|i| i.access == InputAccess::Pending)
-        .map(|i| format!("{}: {}", i.name, i.message.clone().unwrap_or_default()))
-        .collect();
+    // An input whose domain, product or port does not exist yet is waited for, not Stalled:
+    // delivered from Git (Argo CD applies a wave's objects in any order), the producer often
+    // arrives after its consumer, and its arrival triggers this product again.
+    let missing = inputs_in(InputAccess::NotFound);
+    if !missing.is_empty() {
+        return Outcome::reconciling(
+            "InputNotFound",
+            format!(
+                "{} Waiting for it; if it is not expected, correct the input port.",
+                missing.join(" ")
+            ),
+        );
+    }
+    let pending = inputs_in(InputAccess::Pending);
     if !pending.is_empty() {
         return Outcome::reconciling("AccessPending", pending.join(" "));
     }

@@ -417,6 +417,60 @@ fn a_pending_input_keeps_the_product_reconciling_and_says_which_grant() {
 }
 
 #[test]
+fn a_missing_input_is_waited_for_and_a_retired_one_stalls() {
+    let p = orders();
+    let input = |name: &str, access, message: &str| InputPortStatus {
+        name: name.into(),
+        access,
+        message: Some(message.into()),
+    };
+    // Delivered from Git, the producer may be applied after its consumer.
+    let missing = Provisioned {
+        inputs: vec![
+            input(
+                "ghost",
+                InputAccess::NotFound,
+                "Domain sales has no data product ghost.",
+            ),
+            input(
+                "customers",
+                InputAccess::Pending,
+                "Waiting for an AccessPolicy",
+            ),
+        ],
+        ..Provisioned::default()
+    };
+    let outcome = overall_outcome(&p, &missing);
+    assert_eq!(outcome.progress, Progress::Reconciling);
+    assert_eq!(outcome.reason, "InputNotFound");
+    assert!(
+        outcome.message.contains("no data product ghost"),
+        "{}",
+        outcome.message
+    );
+
+    // A retired input never comes back on its own.
+    let retired = Provisioned {
+        inputs: vec![
+            input(
+                "old",
+                InputAccess::Denied,
+                "The port is retired and no longer served.",
+            ),
+            input(
+                "ghost",
+                InputAccess::NotFound,
+                "Domain sales has no data product ghost.",
+            ),
+        ],
+        ..Provisioned::default()
+    };
+    let outcome = overall_outcome(&p, &retired);
+    assert_eq!(outcome.progress, Progress::Stalled);
+    assert_eq!(outcome.reason, "InputUnavailable");
+}
+
+#[test]
 fn a_deprecated_product_carries_a_deprecated_condition() {
     let mut p = orders();
     p.spec.status = Lifecycle::Deprecated;
