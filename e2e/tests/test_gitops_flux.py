@@ -183,8 +183,14 @@ def test_ready_only_once_every_object_is_ready(mesh):
     assert mesh.products_before_operator == []
     assert mesh.not_ready_when_ready == [], mesh.not_ready_when_ready
     assert mesh.ready("domains")["status"] == "True"
-    # The order within a Kustomization is the operator's to wait out (a policy applied with the
-    # product it names): InProgress until Ready, never a failed health check.
+
+
+def test_delivery_order_is_in_progress_never_failed(mesh):
+    """Flux applies a Kustomization's objects together: a policy with the product it grants, a
+    product with the grants of its inputs. Each waits for the others, which arrive by themselves:
+    the operator reports that as Reconciling (kstatus InProgress), so Flux's health check waits,
+    rather than Stalled (Failed), which fails it at once ("failed early due to stalled resources")
+    until a retry."""
     assert mesh.failures == {"domains": [], "products": []}, \
         {part: [e["message"] for e in found] for part, found in mesh.failures.items()}
 
