@@ -13,6 +13,9 @@
 //!   every controller uses), so the operator never caches every RoleBinding or Secret in the
 //!   cluster, and as metadata only: triggers need names, labels and owners, and a cached
 //!   Secret would hold its data in the operator's memory for nothing.
+//! - Every cached object is trimmed first ([`trim_for_cache`]): its `managedFields` and kubectl's
+//!   `last-applied-configuration` (a second copy of the whole object, which Argo CD's and
+//!   `kubectl apply`'s objects all carry) are never read, and were most of a cached product.
 //! - The spark-operator kinds may be missing (their CRDs not installed): their watches then
 //!   fail and retry with backoff on their own, blocking no other watch and no readiness (the
 //!   gate waits for the three CRD caches only); the product reports SparkOperatorMissing.
@@ -136,7 +139,9 @@ where
     SharedWatch::new(
         kind,
         (),
-        readable::watch::<K>(client.clone(), config).default_backoff(),
+        readable::watch::<K>(client.clone(), config)
+            .modify(trim_for_cache)
+            .default_backoff(),
     )
 }
 
@@ -154,7 +159,9 @@ where
     SharedWatch::new(
         kind,
         (),
-        watcher::watcher(Api::<Meta<K>>::all(client.clone()), managed_children()).default_backoff(),
+        watcher::watcher(Api::<Meta<K>>::all(client.clone()), managed_children())
+            .modify(trim_for_cache)
+            .default_backoff(),
     )
 }
 
@@ -167,8 +174,26 @@ fn spark(client: &Client, kind: &'static str) -> SharedWatch<Meta<DynamicObject>
             Api::<Meta<DynamicObject>>::all_with(client.clone(), &resource),
             managed_children(),
         )
+        .modify(trim_for_cache)
         .default_backoff(),
     )
+}
+
+/// kubectl's copy of the object it last applied, which client-side apply (and Argo CD) write.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drop what no controller reads before an object is cached: its field managers and kubectl's
+/// last-applied copy. Both grow with the object (together often larger than it), and the
+/// operator never reads either: it applies server-side as its own field manager.
+pub fn trim_for_cache<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
 
 /// What every reconcile reads instead of listing: the caches of the three CRDs, filled by the
@@ -225,5 +250,43 @@ impl Deref for Shared {
 
     fn deref(&self) -> &Stores {
         &self.stores
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_cached_object_keeps_its_own_annotations_but_no_field_managers_or_kubectl_copy() {
+        let mut namespace = Namespace::default();
+        namespace.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kubectl".into()),
+            ..ManagedFieldsEntry::default()
+        }]);
+        namespace.metadata.annotations = Some(BTreeMap::from([
+            (
+                LAST_APPLIED.to_owned(),
+                "{\"kind\":\"Namespace\"}".to_owned(),
+            ),
+            ("datamesh.dev/created-for".to_owned(), "payments".to_owned()),
+        ]));
+        trim_for_cache(&mut namespace);
+        assert_eq!(namespace.metadata.managed_fields, None);
+        assert_eq!(
+            namespace.metadata.annotations,
+            Some(BTreeMap::from([(
+                "datamesh.dev/created-for".to_owned(),
+                "payments".to_owned()
+            )]))
+        );
+
+        let mut only_kubectl = Namespace::default();
+        only_kubectl.metadata.annotations =
+            Some(BTreeMap::from([(LAST_APPLIED.to_owned(), "{}".to_owned())]));
+        trim_for_cache(&mut only_kubectl);
+        assert_eq!(only_kubectl.metadata.annotations, None);
     }
 }

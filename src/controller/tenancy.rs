@@ -72,13 +72,16 @@ impl Owners {
     }
 
     /// Why an object of `kind` in `namespace` that says it belongs to `domain` may not act,
-    /// if it may not: a `Stalled` outcome a team can act on.
+    /// if it may not. A namespace no Domain owns yet is waited for (`Reconciling`): delivered
+    /// from Git, a product is often applied before its Domain has been reconciled, and Flux's
+    /// `wait` and Argo CD would otherwise report a failure that resolves itself. A namespace
+    /// another domain owns is `Stalled`: only a change to the object can fix that.
     pub fn refusal(&self, kind: &str, namespace: &str, domain: &str) -> Option<Outcome> {
         match self.domain_of(namespace) {
-            None => Some(Outcome::stalled(
+            None => Some(Outcome::reconciling(
                 NAMESPACE_NOT_OWNED,
                 format!(
-                    "Namespace {namespace} belongs to no Domain: a {kind} acts only for the domain that owns its namespace, so this one does nothing. Create it in its domain's namespace."
+                    "Namespace {namespace} belongs to no Domain (yet): a {kind} acts only for the domain that owns its namespace, so this one does nothing until its Domain is Ready. Apply the Domain, or create this {kind} in its domain's namespace."
                 ),
             )),
             Some(owner) if owner != domain => Some(Outcome::stalled(
@@ -182,6 +185,7 @@ impl ReservedNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions::Progress;
     use crate::api::domain::{DomainSpec, DomainStatus};
     use serde_json::json;
 
@@ -244,6 +248,10 @@ mod tests {
             .refusal("AccessPolicy", "team-b", "payments")
             .unwrap();
         assert_eq!(unowned.reason, NAMESPACE_NOT_OWNED);
+        // Waited for: its Domain may be applied (or reconciled) later. The other domain's
+        // namespace is final until the object changes.
+        assert_eq!(unowned.progress, Progress::Reconciling);
+        assert_eq!(wrong.progress, Progress::Stalled);
     }
 
     #[test]

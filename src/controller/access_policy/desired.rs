@@ -206,6 +206,14 @@ impl Evaluation {
             grants: vec![],
         }
     }
+
+    /// Nothing granted yet, waiting for something that is expected to arrive on its own.
+    fn waiting(reason: &str, message: String) -> Self {
+        Self {
+            outcome: Outcome::reconciling(reason, message),
+            grants: vec![],
+        }
+    }
 }
 
 /// Who the policies of a namespace act for, and the product they may grant on.
@@ -232,7 +240,7 @@ pub fn authority(namespace: &str, product: Option<&DataProduct>, owners: &Owners
     let Some(domain) = owners.domain_of(namespace) else {
         let refusal = owners
             .refusal("AccessPolicy", namespace, "")
-            .unwrap_or_else(|| Outcome::stalled(NAMESPACE_NOT_OWNED, namespace.to_owned()));
+            .unwrap_or_else(|| Outcome::reconciling(NAMESPACE_NOT_OWNED, namespace.to_owned()));
         return Authority::Nobody(refusal);
     };
     let refusal = product.and_then(|p| owners.refusal("DataProduct", namespace, &p.spec.domain));
@@ -264,10 +272,12 @@ pub fn evaluate(
     let spec = &policy.spec;
     let namespace = policy.namespace().unwrap_or_default();
     let Some(product) = product else {
-        return Evaluation::stalled(
+        // Waited for, not Stalled: delivered from Git, a policy is often applied before its
+        // product, and the product's arrival triggers this policy again.
+        return Evaluation::waiting(
             "DataProductNotFound",
             format!(
-                "DataProduct {namespace}/{} does not exist; the policy grants nothing.",
+                "DataProduct {namespace}/{} does not exist (yet); the policy grants nothing until it does.",
                 spec.data_product
             ),
         );
@@ -1035,13 +1045,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn missing_product_port_or_consumer_stalls_and_grants_nothing() {
+    fn missing_product_waits_missing_port_or_consumer_stalls_and_all_grant_nothing() {
         let p = policy(
             "p",
             serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
         );
+        // A product not applied yet is waited for (GitOps applies in any order).
         let none = evaluate(&p, None, &domains(), at(0));
         assert_eq!(none.outcome.reason, "DataProductNotFound");
+        assert_eq!(none.outcome.progress, Progress::Reconciling);
         assert!(none.grants.is_empty());
 
         let p = policy(
