@@ -26,6 +26,7 @@ RESOURCES = {"Domain": "domain", "DataProduct": "dataproduct", "AccessPolicy": "
 SAMPLES = REPO_DIR / "config" / "samples"
 SAMPLE_FILES = ("domains.yaml", "payments.yaml", "customers.yaml", "marketing.yaml")
 SAMPLE_DOMAINS = ("payments", "customers", "marketing")
+README = REPO_DIR / "README.md"
 HEALTH_LUA = REPO_DIR / "charts" / "datamesh-operator" / "argocd" / "health.lua"
 MESHSTATUS = REPO_DIR / "e2e" / "tools" / "meshstatus"
 
@@ -50,6 +51,13 @@ def meshstatus_reader():
         return [json.loads(line) for line in out.splitlines()]
 
     return read
+
+
+def readme_manifests(start: str) -> list[dict]:
+    """The documents of the README's YAML block that begins with the line `start`: the suites
+    deliver the mesh with the manifests the README shows."""
+    block = README.read_text().split(f"```yaml\n{start}\n", 1)[1].split("```", 1)[0]
+    return [d for d in yaml.safe_load_all(f"{start}\n{block}") if d]
 
 
 def wait_until(read, done, timeout, message, interval=0.5):

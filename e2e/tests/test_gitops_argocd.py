@@ -3,9 +3,10 @@ repository with automated sync and prune, and reports its health through the cha
 
 The repository (on the platform's loopback Git server, written with plain `git`) holds
 config/samples under names of this module's own, a Domain and a DataProduct with only their
-required fields, and one more product with a topic and a bucket to delete. The Domains carry
-`argocd.argoproj.io/sync-wave: "-1"`: Argo CD applies them first and waits until they are Healthy
-(Ready: their namespaces exist) before it applies the rest, as the samples ask of a person.
+required fields, and one more product with a topic and a bucket to delete. The Application is the
+README's, and the Domains carry its `argocd.argoproj.io/sync-wave: "-1"`: Argo CD applies them
+first and waits until they are Healthy (Ready: their namespaces exist) before it applies the rest,
+as the samples ask of a person.
 
 Everything is read with independent clients: the Application's status and the objects with kubectl,
 topics and records with Kafka's tools, the bucket with boto3. The operator runs out of cluster as in
@@ -20,11 +21,10 @@ import pytest
 
 from conftest import Kafka, env, get_json, kubectl, s3_client, unique
 from gitops import (API, GitRepository, delete_mesh, drop_data, identity, meshstatus_reader, minimal_mesh, not_ready,
-                    sample_mesh, stalled_message, wait_until)
+                    readme_manifests, sample_mesh, stalled_message, wait_until)
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 APPLICATION = "applications.argoproj.io"
-WAVE = "argocd.argoproj.io/sync-wave"
 TIMEOUT = 300  # generous: the machine is shared; nothing here measures speed
 
 
@@ -126,11 +126,11 @@ def mesh(gitops_platform):
     install_crds()
     install_chart_rbac()
     mesh = Mesh(unique("argo"), workdir())
+    application, readme_domain = readme_manifests("apiVersion: argoproj.io/v1alpha1")
     files = sample_mesh(mesh.prefix)
-    for domain in files["domains.yaml"]:
-        domain["metadata"].setdefault("annotations", {})[WAVE] = "-1"
     minimal = minimal_mesh(mesh.prefix)
-    minimal[0]["metadata"]["annotations"] = {WAVE: "-1"}
+    for domain in files["domains.yaml"] + minimal[:1]:  # the README's wave on every Domain
+        domain["metadata"].setdefault("annotations", {}).update(readme_domain["metadata"]["annotations"])
     for file, documents in files.items():
         mesh.repo.write(file, documents)
     mesh.repo.write("minimal.yaml", minimal)
@@ -138,20 +138,19 @@ def mesh(gitops_platform):
     mesh.sha = mesh.repo.commit("The mesh")
     documents = mesh.documents()
     try:
-        kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": mesh.name, "namespace": "argocd"},
-            "spec": {"project": "default",
-                     "source": {"repoURL": mesh.repo.url, "targetRevision": "main", "path": ".",
-                                "directory": {"recurse": True}},
-                     "destination": {"name": "local"},
-                     "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}}}))
+        # The README's Application, on this module's repository and the platform's cluster Secret.
+        application["metadata"]["name"] = mesh.name
+        application["spec"]["source"].update(repoURL=mesh.repo.url, path=".")
+        application["spec"]["destination"] = {"name": "local"}
+        kubectl("apply", "-f", "-", input=json.dumps(application))
         domains = [d for d in documents if d["kind"] == "Domain"]
         # Nothing reconciles the Domains yet: Argo CD applied them (wave -1) and waits.
-        mesh.before_operator = wait_for(
-            lambda: (s := mesh.state()) and all((r := mesh.resource(*identity(d), s)) and r.get("health")
-                                                for d in domains) and s,
-            timeout=TIMEOUT, message="Argo CD applied the Domains")
+
+        def domains_applied(state):
+            health = [(mesh.resource(*identity(d), state) or {}).get("health", {}).get("status") for d in domains]
+            return all(h not in (None, "Missing") for h in health)
+
+        mesh.before_operator = wait_until(mesh.state, domains_applied, TIMEOUT, "Argo CD applied the Domains")
         mesh.products_before_operator = [
             d for d in documents if d["kind"] != "Domain"
             and kubectl("get", d["kind"].lower(), d["metadata"]["name"], "-n", d["metadata"]["namespace"],

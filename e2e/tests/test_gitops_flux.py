@@ -7,8 +7,8 @@ config/samples under names of this module's own and a Domain and DataProduct wit
 required fields, in two directories: `domains/` and `products/`. Two Kustomizations deliver them,
 `<prefix>-products` with `dependsOn` the `<prefix>-domains` one: Flux dry-runs a whole
 Kustomization before it applies any of it, and the products' namespaces exist only once the
-operator has reconciled their Domains. Both carry `healthCheckExprs` for the mesh's kinds (the
-chart's README shows them): without them kstatus calls a Domain the operator has not written a
+operator has reconciled their Domains. Both carry `healthCheckExprs` for the mesh's kinds: without
+them kstatus calls a Domain the operator has not written a
 status to yet Current, and the domains' Kustomization would be Ready before its namespaces exist.
 
 Everything is read with independent clients: Flux's objects and the mesh with kubectl, topics with
@@ -23,25 +23,13 @@ import pytest
 import yaml
 
 from conftest import Kafka, env, kubectl, s3_client, unique
-from gitops import (API, GitRepository, delete_mesh, drop_data, dump, identity, live, meshstatus_reader, minimal_mesh,
-                    not_ready, sample_mesh, stalled_message, wait_until)
+from gitops import (GitRepository, delete_mesh, drop_data, dump, identity, live, meshstatus_reader, minimal_mesh,
+                    not_ready, readme_manifests, sample_mesh, stalled_message, wait_until)
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 GIT_REPOSITORY = "gitrepositories.source.toolkit.fluxcd.io"
 KUSTOMIZATION = "kustomizations.kustomize.toolkit.fluxcd.io"
 TIMEOUT = 300  # generous: the machine is shared; nothing here measures speed
-
-# What a Kustomization with `wait: true` needs to judge the mesh's objects as the operator means
-# them: Current only when Ready at the current generation, Failed when Stalled, InProgress
-# otherwise (also before the operator has written any status).
-HEALTH_CHECK_EXPRS = [
-    {"apiVersion": API, "kind": kind,
-     "current": "has(status.conditions) && status.conditions.exists(c, c.type == 'Ready' && c.status == 'True'"
-                " && c.observedGeneration == metadata.generation)",
-     "failed": "has(status.conditions) && status.conditions.exists(c, c.type == 'Stalled' && c.status == 'True'"
-               " && c.observedGeneration == metadata.generation)"}
-    for kind in ("Domain", "DataProduct", "AccessPolicy")]
-
 
 class Mesh:
     """This module's repository, Flux objects and operator."""
@@ -108,20 +96,22 @@ def events(mesh, part, reason=None) -> list[dict]:
 
 
 def flux_objects(mesh) -> list[dict]:
-    source = {"kind": "GitRepository", "name": mesh.prefix}
-    common = {"interval": "10m", "retryInterval": "15s", "timeout": "3m", "sourceRef": source, "prune": True,
-              "wait": True, "healthCheckExprs": HEALTH_CHECK_EXPRS}
-    return [
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-         "metadata": {"name": mesh.prefix, "namespace": "flux-system"},
-         "spec": {"interval": "10m", "url": mesh.repo.url, "ref": {"branch": "main"}}},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-         "metadata": {"name": f"{mesh.prefix}-domains", "namespace": "flux-system"},
-         "spec": {**common, "path": "./domains"}},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-         "metadata": {"name": f"{mesh.prefix}-products", "namespace": "flux-system"},
-         "spec": {**common, "path": "./products", "dependsOn": [{"name": f"{mesh.prefix}-domains"}]}},
-    ]
+    """The README's GitRepository and Kustomizations, named after this module, on its repository,
+    asked to try again sooner (the machine is shared: the timeout is long, nothing measures speed)."""
+    objects = readme_manifests("apiVersion: source.toolkit.fluxcd.io/v1")
+    source, domains, products = objects
+    assert [o["kind"] for o in objects] == ["GitRepository", "Kustomization", "Kustomization"]
+    source["metadata"]["name"] = mesh.prefix
+    source["spec"]["url"] = mesh.repo.url
+    source["spec"]["interval"] = "10m"
+    for part, kustomization in (("domains", domains), ("products", products)):
+        kustomization["metadata"]["name"] = f"{mesh.prefix}-{part}"
+        kustomization["spec"]["sourceRef"]["name"] = mesh.prefix
+        kustomization["spec"].update(retryInterval="15s", timeout="3m")
+        assert kustomization["spec"]["path"] == f"./{part}" and kustomization["spec"]["wait"] is True
+    assert products["spec"]["dependsOn"] == [{"name": "mesh-domains"}]
+    products["spec"]["dependsOn"] = [{"name": f"{mesh.prefix}-domains"}]
+    return objects
 
 
 @pytest.fixture(scope="module")
