@@ -106,6 +106,17 @@ class Mesh:
         return product
 
 
+def warnings(namespaces) -> list[str]:
+    """The Warning Events in these namespaces: what the operator said was wrong, and why."""
+    found = []
+    for namespace in namespaces:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning",
+                                    "-o", "json").stdout)["items"]
+        found += [f"{e['involvedObject']['kind']} {namespace}/{e['involvedObject']['name']}: {e['reason']}: "
+                  f"{e['message']}" for e in events]
+    return found
+
+
 def retained_product(domain: str) -> dict:
     return {"apiVersion": API, "kind": "DataProduct", "metadata": {"name": "ledger", "namespace": domain},
             "spec": {"domain": domain, "owner": {"name": "Priya Sharma"}, "deletionPolicy": "Retain",
@@ -159,6 +170,7 @@ def mesh(gitops_platform):
         mesh.healthy = mesh.wait_synced_healthy(mesh.sha)
         mesh.not_ready_when_healthy = not_ready(documents)
         mesh.first_delivery = mesh.health_changes()
+        mesh.warnings = warnings([d["metadata"]["name"] for d in domains])
         yield mesh
     finally:
         kubectl("delete", APPLICATION, mesh.name, "-n", "argocd", "--ignore-not-found", "--timeout", "60s")
@@ -209,7 +221,7 @@ def test_delivery_order_is_progressing_never_degraded(mesh):
     themselves: the operator reports that as Progressing, and Degraded only for what a person must
     fix (Argo CD keeps every health change in the Application's Events)."""
     degraded = [change for change in mesh.first_delivery if "-> Degraded" in change]
-    assert degraded == [], "\n".join(mesh.first_delivery)
+    assert degraded == [], "\n".join(mesh.first_delivery + ["the operator's warnings:"] + mesh.warnings)
 
 
 def out_of_sync(mesh, state) -> str:
@@ -222,18 +234,20 @@ def out_of_sync(mesh, state) -> str:
 
 def test_no_perpetual_diff(mesh):
     """After the operator reconciled everything (the samples and a minimal manifest), a hard
-    refresh (manifests generated again, everything compared again) finds nothing to sync, twice."""
+    refresh (manifests generated again, everything compared again) finds nothing to sync, twice,
+    and self-heal starts no sync (it would, were the operator to rewrite what Git sets)."""
     mesh.wait_synced_healthy(mesh.repo.git("rev-parse", "HEAD"))
+    last_sync = mesh.application()["status"]["operationState"]["startedAt"]
     for _ in range(2):
         before = mesh.state()["reconciledAt"]
+        time.sleep(1.5)  # reconciledAt counts whole seconds
         mesh.refresh("hard")
-        state = wait_for(lambda: (s := mesh.state())["reconciledAt"] != before and "argocd.argoproj.io/refresh"
-                         not in mesh.application()["metadata"].get("annotations", {}) and s,
-                         timeout=TIMEOUT, message="a hard refresh")
+        state = wait_until(mesh.state, lambda s: s["reconciledAt"] != before and "argocd.argoproj.io/refresh"
+                           not in mesh.application()["metadata"].get("annotations", {}), TIMEOUT, "a hard refresh")
         assert state["sync"] == "Synced" and all(r["status"] == "Synced" for r in state["resources"]), \
             out_of_sync(mesh, state)
         assert state["conditions"] == [], state["conditions"]
-        time.sleep(2)
+    assert mesh.application()["status"]["operationState"]["startedAt"] == last_sync, mesh.health_changes()
 
 
 def partitions(kafka_admin, topic) -> str:
@@ -245,25 +259,25 @@ def test_partition_increase_in_git_is_applied(mesh, kafka_admin):
     domain = f"{mesh.prefix}-payments"
     topic = f"{domain}.transactions.events"
     mesh.wait_synced_healthy(mesh.repo.git("rev-parse", "HEAD"))
-    assert partitions(kafka_admin, topic) == "12"
+    before = partitions(kafka_admin, topic)
+    wanted = str(int(before) + 4)
 
     # The change arrives while the operator is stopped, so Argo CD's view of it is certain:
-    # applied (Synced) and Progressing, until the operator has made the topic bigger.
+    # applied (Synced), and Progressing until the operator has made the topic bigger.
     mesh.stop_operator()
     try:
         mesh.edit_product("payments.yaml", "transactions",
-                          lambda p: p["spec"]["outputPorts"][0]["kafka"].__setitem__("partitions", 16))
-        sha = mesh.commit("payments: 16 partitions for transactions")
-        state = wait_until(mesh.state, lambda s: s["revision"] == sha and s["sync"] == "Synced", TIMEOUT,
-                           "Argo CD applied the change")
-        assert state["health"] == "Progressing", state
+                          lambda p: p["spec"]["outputPorts"][0]["kafka"].__setitem__("partitions", int(wanted)))
+        sha = mesh.commit(f"payments: {wanted} partitions for transactions")
+        state = wait_until(mesh.state, lambda s: (s["revision"], s["sync"], s["health"]) == (
+            sha, "Synced", "Progressing"), TIMEOUT, "Argo CD applied the change and waits for the operator")
         health = mesh.resource("DataProduct", domain, "transactions", state)["health"]
         assert health["status"] == "Progressing", health
-        assert partitions(kafka_admin, topic) == "12"
+        assert partitions(kafka_admin, topic) == before
     finally:
         mesh.start_operator()
     mesh.wait_synced_healthy(sha)
-    assert partitions(kafka_admin, topic) == "16"
+    assert partitions(kafka_admin, topic) == wanted
     assert not_ready(mesh.documents()) == []
 
 

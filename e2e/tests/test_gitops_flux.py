@@ -189,15 +189,17 @@ def test_change_is_ready_only_once_reconciled(mesh, kafka_admin, meshstatus):
     domain = f"{mesh.prefix}-payments"
     topic = f"{domain}.transactions.events"
     mesh.wait_ready(mesh.repo.git("rev-parse", "HEAD"))
+    described = kafka_admin.tool("kafka-topics.sh", "--describe", "--topic", topic).stdout
+    wanted = int(described.split("PartitionCount:")[1].split()[0]) + 4
     mesh.stop_operator()
     try:
         mesh.edit_product("products/payments.yaml", "transactions",
-                          lambda p: p["spec"]["outputPorts"][0]["kafka"].__setitem__("partitions", 16))
-        sha = mesh.commit("payments: 16 partitions for transactions")
+                          lambda p: p["spec"]["outputPorts"][0]["kafka"].__setitem__("partitions", wanted))
+        sha = mesh.commit(f"payments: {wanted} partitions for transactions")
         # Applied (the new generation is in the cluster), and Flux waits for the operator.
         wait_for(lambda: mesh.ready("products")["attempted"] == f"main@sha1:{sha}"
                  and kubectl("get", "dataproduct", "transactions", "-n", domain, "-o",
-                             "jsonpath={.spec.outputPorts[0].kafka.partitions}").stdout == "16",
+                             "jsonpath={.spec.outputPorts[0].kafka.partitions}").stdout == str(wanted),
                  timeout=TIMEOUT, message="Flux applied the change")
         [seen] = meshstatus(json.loads(kubectl("get", "dataproduct", "transactions", "-n", domain,
                                                "-o", "json").stdout))
@@ -207,7 +209,7 @@ def test_change_is_ready_only_once_reconciled(mesh, kafka_admin, meshstatus):
         mesh.start_operator()
     mesh.wait_ready(sha)
     described = kafka_admin.tool("kafka-topics.sh", "--describe", "--topic", topic).stdout
-    assert "PartitionCount: 16" in described, described
+    assert f"PartitionCount: {wanted}" in described, described
 
 
 def test_stalled_product_is_reported(mesh):
