@@ -179,3 +179,15 @@ def iam_admin():
 
 def policy(statements):
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@pytest.fixture(scope="session")
+def gitops_platform():
+    """The Git server, Flux and Argo CD of `e2e/stack gitops up`, started for the session unless
+    they are running already (then left running); built into the cache first if they are not."""
+    started = run([STACK, "gitops", "status"], check=False).returncode != 0
+    if started:
+        run([STACK, "gitops", "up"], timeout=3600)
+    yield
+    if started:
+        run([STACK, "gitops", "down"], check=False, timeout=300)

@@ -8,42 +8,21 @@ operator has not reconciled yet, Ready, changed while the operator is stopped (a
 generation's status), and Stalled.
 """
 
-import hashlib
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO_DIR, apply, kubectl, unique
+from gitops import HEALTH_LUA, meshstatus_reader
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
-HEALTH_LUA = REPO_DIR / "charts" / "datamesh-operator" / "argocd" / "health.lua"
-TOOL = REPO_DIR / "e2e" / "tools" / "meshstatus"
 
 
 @pytest.fixture(scope="module")
 def meshstatus():
-    """The meshstatus binary, built once per source into the platform's cache."""
-    digest = hashlib.sha256(b"".join((TOOL / f).read_bytes() for f in ("go.mod", "go.sum", "main.go"))).hexdigest()
-    cache = Path(os.environ.get("DATAMESH_CACHE", Path.home() / ".cache" / "datamesh-operator"))
-    binary = cache / "bin" / f"meshstatus-{digest[:16]}"
-    if not binary.exists():
-        go_env = {"GOMODCACHE": str(cache / "go" / "mod"), "GOCACHE": str(cache / "go" / "build"),
-                  "GOFLAGS": "-buildvcs=false", "GOTOOLCHAIN": "local"}
-        built = subprocess.run(["go", "build", "-trimpath", "-o", str(binary), "."], cwd=TOOL, capture_output=True,
-                               text=True, timeout=600, env={**os.environ, **go_env})
-        assert built.returncode == 0, built.stderr
-
-    def read(objects: dict) -> list[dict]:
-        out = subprocess.run([str(binary), "--argocd-health", str(HEALTH_LUA)], input=json.dumps(objects),
-                             capture_output=True, text=True, check=True, timeout=60).stdout
-        return [json.loads(line) for line in out.splitlines()]
-
-    return read
+    return meshstatus_reader()
 
 
 def conditions(generation, ready, reconciling="False", stalled="False", observed=None, message="m"):
