@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def run(args, *, input=None, check=True, timeout=120, extra_env=None):
 def kubectl(*args, kubeconfig=None, input=None, check=True):
     cmd = ["kubectl", "--kubeconfig", kubeconfig or env("KUBECONFIG"), *args]
     return run(cmd, input=input, check=check)
+
+
+def wait_established(*crds, timeout=60):
+    """Wait until each CRD is Established. Not `kubectl wait --for condition=Established`: on a CRD
+    created a moment before, the status has no conditions yet, and kubectl fails on that
+    (".status.conditions accessor error: <nil> is of the type <nil>") instead of waiting."""
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        while kubectl("get", f"crd/{crd}", "-o", 'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                      check=False).stdout != "True":
+            assert time.monotonic() < deadline, f"CRD {crd} is not Established after {timeout}s"
+            time.sleep(0.3)
 
 
 def apply(manifest: dict, kubeconfig=None):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO_DIR, STACK, env, kubectl, run
+from conftest import REPO_DIR, STACK, env, kubectl, run, wait_established
 
 NAMESPACE = "datamesh-system"
 SERVICE_ACCOUNT = "datamesh-operator"
@@ -32,8 +32,7 @@ def free_port() -> int:
 
 def install_crds():
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds" / "datamesh.dev.yaml"))
-    kubectl("wait", "--for", "condition=Established", "--timeout", "60s",
-            "crd/domains.datamesh.dev", "crd/dataproducts.datamesh.dev", "crd/accesspolicies.datamesh.dev")
+    wait_established("domains.datamesh.dev", "dataproducts.datamesh.dev", "accesspolicies.datamesh.dev")
 
 
 KAFKA_CA_SECRET = "kafka-ca"

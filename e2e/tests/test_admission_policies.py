@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO_DIR, kubectl, run, unique
+from conftest import REPO_DIR, kubectl, run, unique, wait_established
 
 CHART = str(REPO_DIR / "charts" / "datamesh-operator")
 CRDS = str(REPO_DIR / "crds" / "datamesh.dev.yaml")
@@ -93,7 +93,7 @@ class Installed:
 @pytest.fixture(scope="module")
 def policies():
     kubectl("apply", "--server-side", "--force-conflicts", "-f", CRDS)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{name}" for name in CRD_NAMES))
+    wait_established(*CRD_NAMES)
 
     installed = Installed(
         release=unique("dm-policies"),

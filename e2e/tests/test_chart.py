@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO_DIR, env, kubectl, run, unique
+from conftest import REPO_DIR, env, kubectl, run, unique, wait_established
 
 CHART = str(REPO_DIR / "charts" / "datamesh-operator")
 CRDS = str(REPO_DIR / "crds" / "datamesh.dev.yaml")
@@ -125,7 +125,7 @@ def can_i(user, verb, resource, namespace=None, subresource=None):
 def datamesh_crds():
     """The datamesh.dev CRDs, installed (as the chart and config/crd would) and Established."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", CRDS)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{name}" for name in CRD_NAMES))
+    wait_established(*CRD_NAMES)
 
 
 @pytest.fixture

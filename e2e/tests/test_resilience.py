@@ -15,7 +15,7 @@ import json
 import pytest
 import yaml
 
-from conftest import REPO_DIR, apply, condition, get_json, kubectl, unique
+from conftest import REPO_DIR, apply, condition, get_json, kubectl, unique, wait_established
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -111,7 +111,7 @@ def test_an_object_the_operator_cannot_read_does_not_stop_the_others(operator):
         product(domain_name, "broken", [{"name": "events", "kafka": {"partitions": "many"}}])
     finally:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds" / "datamesh.dev.yaml"))
-        kubectl("wait", "--for", "condition=Established", "--timeout", "60s", "crd/dataproducts.datamesh.dev")
+        wait_established("dataproducts.datamesh.dev")
 
     # Others of its kind go on: a product made now, and one changed now, become Ready.
     product(domain_name, "fine", [{"name": "events", "kafka": {}}])
