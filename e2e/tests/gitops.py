@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO_DIR, env, get_json, kubectl, run
+from operator_process import OperatorProcess
 
 API = "datamesh.dev/v1alpha1"
 MESH_KINDS = ("Domain", "DataProduct", "AccessPolicy")
@@ -145,6 +146,25 @@ def dump(documents: list[dict]) -> str:
 
 def identity(document: dict) -> tuple:
     return document["kind"], document["metadata"].get("namespace", ""), document["metadata"]["name"]
+
+
+class DeliveredMesh:
+    """A suite's Git repository and the operator it starts and stops (`tool` names the logs)."""
+
+    def __init__(self, prefix, work, tool):
+        self.prefix, self.work, self.tool = prefix, work, tool
+        self.repo = GitRepository(prefix, work)
+        self.operator = None
+        self.restarts = 0
+
+    def start_operator(self):
+        self.restarts += 1
+        self.operator = OperatorProcess(self.work, f"{self.tool}-{self.restarts}")
+
+    def stop_operator(self):
+        if self.operator:
+            assert self.operator.terminate() == 0, self.operator.logs()
+            self.operator = None
 
 
 class GitRepository:

@@ -20,33 +20,20 @@ import time
 import pytest
 
 from conftest import Kafka, env, get_json, kubectl, s3_client, unique
-from gitops import (API, GitRepository, delete_mesh, drop_data, identity, meshstatus_reader, minimal_mesh, not_ready,
+from gitops import (API, DeliveredMesh, delete_mesh, drop_data, identity, meshstatus_reader, minimal_mesh, not_ready,
                     readme_manifests, sample_mesh, stalled_message, wait_until)
-from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
+from operator_process import install_chart_rbac, install_crds, wait_for, workdir
 
 APPLICATION = "applications.argoproj.io"
 TIMEOUT = 300  # generous: the machine is shared; nothing here measures speed
 
 
-class Mesh:
+class Mesh(DeliveredMesh):
     """This module's repository, Application and operator."""
 
     def __init__(self, prefix, work):
-        self.prefix, self.work = prefix, work
+        super().__init__(prefix, work, "argocd")
         self.name = prefix
-        self.repo = GitRepository(prefix, work)
-        self.operator = None
-        self.restarts = 0
-
-    # The operator
-    def start_operator(self):
-        self.restarts += 1
-        self.operator = OperatorProcess(self.work, f"argocd-{self.restarts}")
-
-    def stop_operator(self):
-        if self.operator:
-            assert self.operator.terminate() == 0, self.operator.logs()
-            self.operator = None
 
     # The Application
     def application(self) -> dict:

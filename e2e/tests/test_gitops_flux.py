@@ -23,31 +23,19 @@ import pytest
 import yaml
 
 from conftest import Kafka, env, kubectl, s3_client, unique
-from gitops import (GitRepository, delete_mesh, drop_data, dump, identity, live, meshstatus_reader, minimal_mesh,
+from gitops import (DeliveredMesh, delete_mesh, drop_data, dump, identity, live, meshstatus_reader, minimal_mesh,
                     not_ready, readme_manifests, sample_mesh, stalled_message, wait_until)
-from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
+from operator_process import install_chart_rbac, install_crds, wait_for, workdir
 
 GIT_REPOSITORY = "gitrepositories.source.toolkit.fluxcd.io"
 KUSTOMIZATION = "kustomizations.kustomize.toolkit.fluxcd.io"
 TIMEOUT = 300  # generous: the machine is shared; nothing here measures speed
 
-class Mesh:
+class Mesh(DeliveredMesh):
     """This module's repository, Flux objects and operator."""
 
     def __init__(self, prefix, work):
-        self.prefix, self.work = prefix, work
-        self.repo = GitRepository(prefix, work)
-        self.operator = None
-        self.restarts = 0
-
-    def start_operator(self):
-        self.restarts += 1
-        self.operator = OperatorProcess(self.work, f"flux-{self.restarts}")
-
-    def stop_operator(self):
-        if self.operator:
-            assert self.operator.terminate() == 0, self.operator.logs()
-            self.operator = None
+        super().__init__(prefix, work, "flux")
 
     def kustomization(self, part) -> dict:
         return json.loads(kubectl("get", KUSTOMIZATION, f"{self.prefix}-{part}", "-n", "flux-system",
