@@ -5,6 +5,7 @@ the chart's ServiceAccount token (never as cluster admin), reading its admin cre
 Secrets like an in-cluster install.
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -22,6 +23,15 @@ NAMESPACE = "datamesh-system"
 SERVICE_ACCOUNT = "datamesh-operator"
 BINARY = REPO_DIR / "target" / "debug" / "datamesh-operator"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent():
+    """Run in the child before exec: the kernel sends it SIGTERM when the test process dies, so
+    an operator never outlives a killed pytest and reconciles against a later run's platform."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -167,6 +177,7 @@ class OperatorProcess:
         self.process = subprocess.Popen(
             [str(BINARY), "run", "--config", str(config), "--metrics-addr", f"127.0.0.1:{self.port}", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True,
+            preexec_fn=end_with_parent,
         )
         self.wait_ready()
 

@@ -19,6 +19,7 @@ use super::acl::{AclBinding, AclBindingFilter};
 use super::batch::{self, Outcomes, topic_resource, user_resource};
 use super::error::{AdminOperation, KafkaAdminError, RDKafkaErrorCode};
 use super::ffi::{self, KafkaFailure, NamedResult, ScramAlteration, SharedClient};
+use super::reachability::Reachability;
 use super::retry::{self, ItemResults};
 use super::scram::{ScramCredentialUpsert, ScramMechanism, ScramUser};
 use super::topic::{NewTopic, PartitionIncrease, TopicConfigAlteration, TopicDescription};
@@ -235,6 +236,8 @@ pub struct RdKafkaAdmin {
     next: AtomicUsize,
     timeout: Duration,
     bootstrap_servers: String,
+    /// Checked before each request: see [`super::reachability`] for why.
+    reachability: Reachability,
     requests: RequestCounter,
 }
 
@@ -275,6 +278,7 @@ impl RdKafkaAdmin {
             next: AtomicUsize::new(0),
             timeout: config.request_timeout,
             bootstrap_servers: config.bootstrap_servers.clone(),
+            reachability: Reachability::new(&config.bootstrap_servers),
             requests: RequestCounter::default(),
         })
     }
@@ -283,6 +287,16 @@ impl RdKafkaAdmin {
     fn client(&self) -> &SharedClient {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
         &self.clients[index]
+    }
+
+    /// The client for the next request, once a broker is known to accept connections: a
+    /// request is never handed to librdkafka while none does (see [`super::reachability`]).
+    async fn reachable_client(
+        &self,
+        operation: AdminOperation,
+    ) -> Result<&SharedClient, KafkaAdminError> {
+        self.reachability.check(operation).await?;
+        Ok(self.client())
     }
 
     /// Count every request sent to Kafka with `requests` (the operator's metrics).
@@ -316,11 +330,11 @@ impl RdKafkaAdmin {
         let name_of = &name_of;
         retry::items(operation, self.timeout, pending, |items, timeout| {
             let batch = items.iter().map(|&i| item(i)).collect();
-            let timer = self.sending(api);
-            let answers = send(self.client(), timeout, batch);
+            let send = &send;
             async move {
-                let _timer = timer;
-                let answers = answers.await?;
+                let client = self.reachable_client(operation).await?;
+                let _timer = self.sending(api);
+                let answers = send(client, timeout, batch).await?;
                 Ok(by_name(operation, &items, name_of, answers, resource))
             }
         })
@@ -405,6 +419,7 @@ impl RdKafkaAdmin {
     ) -> Result<ItemResults<Option<TopicDescription>>, KafkaAdminError> {
         let operation = AdminOperation::DescribeTopics;
         let asked: Vec<String> = items.iter().map(|&i| unique[i].clone()).collect();
+        self.reachability.check(operation).await?;
         let _timers = (
             self.sending("DescribeTopics"),
             self.sending("DescribeConfigs"),
@@ -544,7 +559,8 @@ impl RdKafkaAdmin {
                 move |items: Vec<usize>, timeout| async move {
                     let to_send = items.iter().map(|&i| bindings[i].clone()).collect();
                     let _timer = self.sending("CreateAcls");
-                    let answers = ffi::create_acls(self.client(), timeout, to_send).await?;
+                    let client = self.reachable_client(operation).await?;
+                    let answers = ffi::create_acls(client, timeout, to_send).await?;
                     // Answered in the order sent.
                     Ok(items
                         .iter()
@@ -582,7 +598,8 @@ impl RdKafkaAdmin {
                 move |items: Vec<usize>, timeout| async move {
                     let to_send = items.iter().map(|&i| filters[i].clone()).collect();
                     let _timer = self.sending("DeleteAcls");
-                    let answers = ffi::delete_acls(self.client(), timeout, to_send).await?;
+                    let client = self.reachable_client(operation).await?;
+                    let answers = ffi::delete_acls(client, timeout, to_send).await?;
                     // Answered in the order sent.
                     Ok(items
                         .iter()
@@ -622,8 +639,9 @@ impl RdKafkaAdmin {
                 });
         }
         retry::call(operation, self.timeout, move |timeout| async move {
+            let client = self.reachable_client(operation).await?;
             let _timer = self.sending("DescribeAcls");
-            ffi::describe_acls(self.client(), timeout, filter.clone()).await
+            ffi::describe_acls(client, timeout, filter.clone()).await
         })
         .await
     }
@@ -674,9 +692,10 @@ impl RdKafkaAdmin {
         unique.dedup();
         let unique = &unique;
         let described = retry::call(operation, self.timeout, move |timeout| async move {
+            let client = self.reachable_client(operation).await?;
             let _timer = self.sending("DescribeUserScramCredentials");
             let described =
-                ffi::describe_scram_credentials(self.client(), timeout, unique.clone()).await?;
+                ffi::describe_scram_credentials(client, timeout, unique.clone()).await?;
             // A user failing transiently fails the description: try it all again.
             match described.iter().find_map(|user| {
                 user.failure

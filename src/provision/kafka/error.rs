@@ -98,6 +98,17 @@ pub enum KafkaAdminError {
         /// How long we waited.
         timeout: Duration,
     },
+    /// No bootstrap server accepted a TCP connection, so the request was not sent (see
+    /// `reachability` for why the operator checks first).
+    #[error("{operation}: no Kafka broker accepts connections at {bootstrap_servers} ({reason})")]
+    Unreachable {
+        /// The admin call.
+        operation: AdminOperation,
+        /// The configured bootstrap servers.
+        bootstrap_servers: String,
+        /// What each server answered.
+        reason: String,
+    },
     /// The admin client could not be created from its configuration.
     #[error("creating the Kafka admin client for {bootstrap_servers}: {reason}")]
     Client {
@@ -132,6 +143,7 @@ impl KafkaAdminError {
             Self::Kafka { operation, .. }
             | Self::InvalidInput { operation, .. }
             | Self::TimedOut { operation, .. }
+            | Self::Unreachable { operation, .. }
             | Self::Unexpected { operation, .. } => Some(*operation),
             Self::Client { .. } => Some(AdminOperation::Connect),
         }
@@ -146,7 +158,7 @@ impl KafkaAdminError {
     pub fn is_transient(&self) -> bool {
         use RDKafkaErrorCode as Code;
         match self {
-            Self::TimedOut { .. } => true,
+            Self::TimedOut { .. } | Self::Unreachable { .. } => true,
             Self::Kafka { code, .. } => matches!(
                 code,
                 Code::BrokerTransportFailure

@@ -40,6 +40,7 @@ mod client;
 mod error;
 mod fake;
 mod ffi;
+mod reachability;
 mod retry;
 mod scram;
 mod topic;

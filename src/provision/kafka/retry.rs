@@ -18,7 +18,8 @@
 //!   the status write and the watch);
 //! - a broker that does not answer at all uses the whole budget in the first attempt (librdkafka
 //!   keeps reconnecting until the timeout), and is not retried: waiting longer would only delay
-//!   the report;
+//!   the report; one that refuses connections is not asked at all (`reachability`), so each
+//!   attempt fails at once and the call within about a second;
 //! - a quick transient refusal (milliseconds) is retried up to [`ATTEMPTS`] times in all,
 //!   200 ms then 800 ms later (±20 % jitter, so that reconciles failing together do not retry
 //!   in lockstep), which covers a controller election (typically well under a second in KRaft).
