@@ -228,13 +228,24 @@ class OperatorProcess:
         return self.process.returncode
 
 
+# What kubectl prints when it did not reach the API server at all (the platform is briefly
+# overloaded): a poll that meets one of these asks again instead of failing.
+API_SERVER_UNREACHED = ("Unable to connect to the server", "TLS handshake timeout", "i/o timeout")
+
+
 def wait_for(predicate, timeout=60, interval=0.5, message="condition"):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+        try:
+            last = predicate()
+        except AssertionError as error:
+            if not any(sign in str(error) for sign in API_SERVER_UNREACHED):
+                raise
+            last = f"API server not reached: {str(error).strip().splitlines()[-1]}"
+        else:
+            if last:
+                return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
