@@ -83,18 +83,25 @@ class Kube:
         return http.client.HTTPSConnection(self.host, int(self.port), context=self.context, timeout=timeout)
 
     def request(self, method, path, body=None, content_type="application/json"):
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = self.connection()
         data = json.dumps(body).encode() if body is not None else None
-        try:
-            conn.request(method, path, body=data, headers={"Content-Type": content_type})
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException):
-            self.local.conn = None
-            raise
-        return response.status, json.loads(payload) if payload else None
+        while True:
+            conn = getattr(self.local, "conn", None)
+            reused = conn is not None
+            if conn is None:
+                conn = self.local.conn = self.connection()
+            try:
+                conn.request(method, path, body=data, headers={"Content-Type": content_type})
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                self.local.conn = None
+                # A kept-alive connection the server closed while idle: the request never
+                # reached it, so it is sent again once on a new connection.
+                if reused and isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError,
+                                                 BrokenPipeError)):
+                    continue
+                raise
+            return response.status, json.loads(payload) if payload else None
 
     def create(self, obj):
         """POST an object; retried while its namespace does not exist yet (the Domain makes it)."""
@@ -388,7 +395,7 @@ def report(args, results):
     bulk, single, resync, floor = results["bulk"], results["single"], results["resync"], results["floor"]
     n = results["products"]
     objects = results["objects"]
-    bulk_floor, single_floor = floor["together"], floor["singles"]["floor"]
+    bulk_floor, single_floor = floor["bulk_floor"], floor["singles"]["floor"]
     alone, together = floor["alone"], floor["together_parts"]
     kafka = alone["kafka"]
     resync_phase = resync["phase"]
@@ -407,7 +414,8 @@ def report(args, results):
         "|---|---|---|",
         f"| Bulk: first apply to every object Ready | {bulk['ready_seconds']:.1f} s, "
         f"**{bulk['ready_seconds'] / bulk_floor:.1f}× the floor** | at most 2× the floor ({2 * bulk_floor:.1f} s) |",
-        f"| Bulk floor: the same work driven directly, all parts at once (below) | {bulk_floor:.1f} s | |",
+        f"| Bulk floor: the same work driven directly, the parts one after another or all at once, "
+        f"whichever is shorter (below) | {bulk_floor:.1f} s | |",
         f"| Bulk: applying took (the benchmark's POSTs) | {bulk['apply_seconds']:.1f} s | |",
         f"| Bulk: last DataProduct / AccessPolicy Ready | {bulk['products_seconds']:.1f} s / "
         f"{bulk['policies_seconds']:.1f} s | |",
@@ -450,8 +458,9 @@ def report(args, results):
         f"| API server (the benchmark's applier, {bench_floor.THREADS} threads) | {floor['domains']} namespaces, "
         f"{floor['objects'] - floor['domains']:,} objects of the mesh each created and given a Ready status | "
         f"{alone['api']['seconds']:.2f} s | {together['api']['seconds']:.2f} s |",
-        f"| All four | | sum {floor['alone_sum']:.2f} s, longest {floor['alone_max']:.2f} s | "
-        f"**{bulk_floor:.2f} s: the bulk floor** |",
+        f"| All four | | {floor['alone_sum']:.2f} s one after another (longest part {floor['alone_max']:.2f} s) | "
+        f"{floor['together']:.2f} s |",
+        f"| **Bulk floor**: the shorter of the two | | | **{bulk_floor:.2f} s** |",
         f"| API server, one sequential client | the same {floor['objects'] - floor['domains']:,} creates, "
         f"no status | {floor['api_sequential']:.2f} s | |",
         f"| Single product (median of {bench_floor.TRIALS}) | one topic alone / one bucket with versioning "
@@ -508,14 +517,15 @@ Each run first measures the **floor** on its fresh platform, before the operator
 same work as the bulk phase, at the same counts, driven directly in batches by plain clients
 (confluent-kafka for topics, ACLs and SCRAM users; boto3 for buckets with their versioning and
 tags, 8 threads, and for the IAM users and policies; the benchmark's own applier for the mesh's
-objects and one status write each), each system alone and then all at once. The bulk
-floor is the time of all at once; the single floor is one object created with its status plus
-the longer of one topic alone and one bucket alone. The operator's times are reported as ratios
-to these, so runs on noisy machines compare; `e2e/bench_floor.py` says what the floor does and
-why it is defined so. Issue 13's targets: bulk at most 2× the floor; a single DataProduct's p50
-at most 300 ms and p99 at most 1 s, at 1,000 and at 5,000; a resync with nothing changed makes no
-writes, a number of Kafka requests that does not grow with the topics and at most one S3 read
-per bucket; at most 150 MiB resident at 5,000.
+objects and one status write each), each system alone and then all at once. The bulk floor is
+the shorter of the parts one after another and the parts all at once; the single floor is one
+object created with its status plus the longer of one topic alone and one bucket alone. The
+operator's times are reported as ratios to these, so runs on noisy machines compare;
+`e2e/bench_floor.py` says what the floor does and why it is defined so. Issue 13's targets:
+bulk at most 2× the floor; a single DataProduct's p50 at most 300 ms and p99 at most 1 s, at
+1,000 and at 5,000; a resync with nothing changed makes no writes, a number of Kafka requests
+that does not grow with the topics and at most one S3 read per bucket; at most 150 MiB resident
+at 5,000.
 """
 
 def write_report(path, section, n):
