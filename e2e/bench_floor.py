@@ -67,7 +67,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+import botocore.exceptions
 from botocore.config import Config
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    NewTopic, ResourcePatternType, ResourceType, ScramCredentialInfo,
                                    ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion)
@@ -209,13 +211,26 @@ def aws(service):
                                       max_pool_connections=THREADS * 2))
 
 
-def wait_all(futures):
-    """Every future's result; raises the first failure."""
+def wait_all(futures, gone_ok=False):
+    """Every future's result; raises the first failure (with `gone_ok`, but an unknown topic)."""
     for name, future in futures.items():
         try:
             future.result()
-        except Exception as error:
+        except KafkaException as error:
+            if gone_ok and error.args and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
             raise RuntimeError(f"floor: {name}: {error}") from error
+
+
+def gone_ok(call, **kwargs):
+    """A delete that may find its subject gone: botocore retries a request that timed out, and
+    the retry of a delete that had been done answers NoSuchBucket or NoSuchEntity. (What is left
+    is counted after the clean-up, with listings.)"""
+    try:
+        call(**kwargs)
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] not in ("NoSuchBucket", "NoSuchEntity"):
+            raise
 
 
 def kafka_tool(name, *args):
@@ -259,7 +274,7 @@ class Floor:
 
     def kafka_clean(self, work):
         for batch in batches(work.topics()):
-            wait_all(self.kafka.delete_topics(batch, operation_timeout=15, request_timeout=TIMEOUT))
+            wait_all(self.kafka.delete_topics(batch, operation_timeout=15, request_timeout=TIMEOUT), gone_ok=True)
         filters = [AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{d}", None,
                                     AclOperation.ANY, AclPermissionType.ANY) for d in work.domains]
         for batch in batches(filters):
@@ -296,13 +311,13 @@ class Floor:
 
     def storage_clean(self, work):
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            list(pool.map(lambda b: self.s3.delete_bucket(Bucket=b), work.buckets()))
+            list(pool.map(lambda b: gone_ok(self.s3.delete_bucket, Bucket=b), work.buckets()))
         for user, name, _ in work.policies():
-            self.iam.delete_user_policy(UserName=user, PolicyName=name)
+            gone_ok(self.iam.delete_user_policy, UserName=user, PolicyName=name)
         for domain in work.domains:
             for key in self.iam.list_access_keys(UserName=domain)["AccessKeyMetadata"]:
-                self.iam.delete_access_key(UserName=domain, AccessKeyId=key["AccessKeyId"])
-            self.iam.delete_user(UserName=domain)
+                gone_ok(self.iam.delete_access_key, UserName=domain, AccessKeyId=key["AccessKeyId"])
+            gone_ok(self.iam.delete_user, UserName=domain)
 
     # the API server -------------------------------------------------------------
 
@@ -413,7 +428,7 @@ class Floor:
             self.create_object(obj)
             api.append(time.monotonic() - began)
         for batch in batches([work.topic(domain, f"single-{i:03d}") for i in range(TRIALS)]):
-            wait_all(self.kafka.delete_topics(batch, operation_timeout=15, request_timeout=TIMEOUT))
+            wait_all(self.kafka.delete_topics(batch, operation_timeout=15, request_timeout=TIMEOUT), gone_ok=True)
         for i in range(TRIALS):
             self.s3.delete_bucket(Bucket=work.bucket(domain, f"single-{i:03d}"))
         result = {"topic": statistics.median(topic), "bucket": statistics.median(bucket),
