@@ -26,12 +26,14 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 
 
 PR_SET_PDEATHSIG = 1
+# Loaded here, not in the child: between fork and exec the child only makes the call.
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def end_with_parent():
     """Run in the child before exec: the kernel sends it SIGTERM when the test process dies, so
     an operator never outlives a killed pytest and reconciles against a later run's platform."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
