@@ -558,8 +558,8 @@ impl RdKafkaAdmin {
                 pending,
                 move |items: Vec<usize>, timeout| async move {
                     let to_send = items.iter().map(|&i| bindings[i].clone()).collect();
-                    let _timer = self.sending("CreateAcls");
                     let client = self.reachable_client(operation).await?;
+                    let _timer = self.sending("CreateAcls");
                     let answers = ffi::create_acls(client, timeout, to_send).await?;
                     // Answered in the order sent.
                     Ok(items
@@ -597,8 +597,8 @@ impl RdKafkaAdmin {
                 pending,
                 move |items: Vec<usize>, timeout| async move {
                     let to_send = items.iter().map(|&i| filters[i].clone()).collect();
-                    let _timer = self.sending("DeleteAcls");
                     let client = self.reachable_client(operation).await?;
+                    let _timer = self.sending("DeleteAcls");
                     let answers = ffi::delete_acls(client, timeout, to_send).await?;
                     // Answered in the order sent.
                     Ok(items

@@ -27,13 +27,13 @@ use tokio::time::Instant;
 use super::error::{AdminOperation, KafkaAdminError};
 
 /// How long what one check learned is trusted.
-pub(super) const FRESH: Duration = Duration::from_secs(1);
+const FRESH: Duration = Duration::from_secs(1);
 
 /// How long a bootstrap server gets to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the last check found, and when.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Observation {
     at: Instant,
     /// `None` when a broker accepted; otherwise why none did.
