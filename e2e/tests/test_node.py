@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STACK, Kafka, apply, env, get_json, kubectl, run, s3_client, unique
+from conftest import REPO_DIR, STACK, Kafka, apply, env, get_json, kubectl, run, s3_client, unique
 
 PYTHON = Path("/usr/bin/python3.11")
 SITE_PACKAGES = ["confluent_kafka", "confluent_kafka.libs", "boto3", "botocore", "s3transfer", "jmespath",
@@ -295,6 +295,85 @@ def test_pod_calls_the_api_server_with_its_service_account_token(node, client_im
     assert result["whoami"] == [201, f"system:serviceaccount:{namespace}:reader"], result
     assert result["configmap"] == {"value": value}, result
     assert result["secrets"] == 403, result
+
+
+def test_the_charts_deployment_runs_on_the_node(node, tmp_path):
+    """The operator's image (test_image.py's build: the Containerfile's runtime stage on a local
+    base) in the node's containerd, and the Helm chart's Deployment with one replica: it rolls out,
+    passes its probes, and reconciles a Domain from inside the cluster (the API server at the
+    Service address with the chart's ServiceAccount; Kafka and S3 at the bridge address)."""
+    from operator_process import BINARY
+    from test_image import chart_image, runtime_base
+
+    assert BINARY.exists(), f"{BINARY} is missing: cargo build"
+    store = tmp_path / "store"
+    build = lambda *args, **kw: buildah(store, *args, **kw)  # noqa: E731
+    base = runtime_base(build, tmp_path / "rootfs")
+    built = tmp_path / "build-stage" / "src" / "target" / "release"
+    built.mkdir(parents=True)
+    shutil.copy(BINARY, built / "datamesh-operator")
+    image = chart_image()
+    build("build", "-q", "--layers=false", "--target", "runtime", "--build-arg", f"RUNTIME_IMAGE={base}",
+          "--build-context", f"build={tmp_path / 'build-stage'}", "-t", image,
+          "-f", str(REPO_DIR / "Containerfile"), str(REPO_DIR))
+    archive = tmp_path / "operator.tar"
+    build("push", "-q", image, f"docker-archive:{archive}:{image}")
+    shutil.rmtree(store, ignore_errors=True)
+    stack("node", "import", str(archive))
+    archive.unlink()
+
+    release = unique("dm-node")
+    namespace = release
+    domain = unique("node-domain")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds"))
+    kubectl("create", "namespace", namespace)
+    kubectl("create", "secret", "generic", "kafka-admin", "-n", namespace,
+            f"--from-literal=password={env('KAFKA_ADMIN_PASSWORD')}")
+    kubectl("create", "secret", "generic", "s3-admin", "-n", namespace,
+            f"--from-literal=secretKey={env('S3_ADMIN_SECRET_KEY')}")
+    kubectl("create", "secret", "generic", "platform-ca", "-n", namespace, f"--from-file=ca.crt={env('KAFKA_CA_FILE')}")
+    values = {
+        "image.pullPolicy": "Never", "replicaCount": "1", "kafka.defaultReplicas": "1",
+        "kafka.bootstrapServers": env("KAFKA_POD_BOOTSTRAP_SERVERS"), "kafka.securityProtocol": "SASL_SSL",
+        "kafka.adminUser": env("KAFKA_ADMIN_USER"), "kafka.tls.caSecret.name": "platform-ca",
+        "s3.endpoint": env("S3_POD_ENDPOINT"), "s3.iamEndpoint": env("S3_POD_ENDPOINT"),
+        "s3.adminAccessKey": env("S3_ADMIN_ACCESS_KEY"), "s3.caBundleSecret.name": "platform-ca",
+        "admissionPolicies.enabled": "false",
+        "rbac.domainAdminClusterRole.name": f"{release}-domain-admin",
+        "rbac.sparkDriverClusterRole.name": f"{release}-spark-driver",
+    }
+    helm = ["helm", "--kubeconfig", env("KUBECONFIG"), "install", release, str(REPO_DIR / "charts" / "datamesh-operator"),
+            "--namespace", namespace, "--skip-crds"]
+    for key, value in values.items():
+        helm += ["--set", f"{key}={value}"]
+    run(helm)
+    try:
+        deployment = f"deployment/{release}-datamesh-operator"
+        rollout = kubectl("rollout", "status", deployment, "-n", namespace, "--timeout", "300s", check=False)
+        logs = kubectl("logs", "-n", namespace, deployment, "--tail", "30", check=False)
+        assert rollout.returncode == 0, f"{rollout.stdout}{rollout.stderr}\n{logs.stdout}{logs.stderr}"
+        (pod,) = get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
+        assert pod["spec"]["containers"][0]["image"] == image
+        assert pod["spec"]["nodeName"] == env("DATAMESH_NODE_NAME")
+        status = pod["status"]["containerStatuses"][0]
+        assert status["ready"] and status["restartCount"] == 0, status
+        # It reconciles from inside the cluster: a Domain becomes Ready (its Kafka principal and S3
+        # user made over the pod network), and Kafka knows the domain's SCRAM user.
+        apply({"apiVersion": "datamesh.dev/v1alpha1", "kind": "Domain", "metadata": {"name": domain},
+               "spec": {"owners": [{"kind": "Group", "name": "node-test"}]}})
+        ready = kubectl("wait", f"domain/{domain}", "--for", "condition=Ready", "--timeout", "180s", check=False)
+        logs = kubectl("logs", "-n", namespace, deployment, "--tail", "30", check=False)
+        assert ready.returncode == 0, f"{ready.stderr}\n{logs.stdout}"
+        kafka_admin = Kafka(tmp_path, env("KAFKA_ADMIN_USER"), env("KAFKA_ADMIN_PASSWORD"))
+        described = kafka_admin.tool("kafka-configs.sh", "--describe", "--entity-type", "users",
+                                     "--entity-name", domain).stdout
+        assert "SCRAM-SHA-512" in described, described
+        (pod,) = get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    finally:
+        kubectl("delete", "domain", domain, "--ignore-not-found", "--wait=false", check=False)
+        run(["helm", "--kubeconfig", env("KUBECONFIG"), "uninstall", release, "--namespace", namespace], check=False)
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def node_resources() -> dict:
