@@ -458,7 +458,9 @@ def test_installed_rbac_grants_what_each_role_needs_and_nothing_past_it(datamesh
     domain_admin, spark_driver = f"{release}-domain-admin", f"{release}-spark-driver"
     other = fresh_namespace("chart-other")
     try:
-        helm("install", release, CHART, "--namespace", namespace, "--skip-crds",
+        # No pod: the platform's node would run the image if it held it, and this release's
+        # operator would reconcile the other suites' objects.
+        helm("install", release, CHART, "--namespace", namespace, "--skip-crds", "--set", "replicaCount=0",
              "--set", f"rbac.domainAdminClusterRole.name={domain_admin}",
              "--set", f"rbac.sparkDriverClusterRole.name={spark_driver}")
         operator = f"system:serviceaccount:{namespace}:{release}-datamesh-operator"

@@ -18,13 +18,20 @@ and boto3, so the clients in the pod are the same independent clients the other 
 """
 
 import json
+import re
 import shutil
+import time
+import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO_DIR, STACK, Kafka, apply, env, get_json, kubectl, run, s3_client, unique
+from operator_process import wait_for
+from test_leader_election import WRITE_VERBS, audit_events, audit_log
 
 PYTHON = Path("/usr/bin/python3.11")
 SITE_PACKAGES = ["confluent_kafka", "confluent_kafka.libs", "boto3", "botocore", "s3transfer", "jmespath",
@@ -231,7 +238,7 @@ def test_deployment_rolls_out_and_its_pod_reaches_kafka_and_s3(node, client_imag
             },
         },
     })
-    rollout = kubectl("rollout", "status", "deployment/clients", "-n", namespace, "--timeout", "180s", check=False)
+    rollout = kubectl("rollout", "status", "deployment/clients", "-n", namespace, "--timeout", "110s", check=False)
     logs = kubectl("logs", "-n", namespace, "deployment/clients", check=False)
     assert rollout.returncode == 0, f"{rollout.stdout}{rollout.stderr}\npod log:\n{logs.stdout}{logs.stderr}"
     pod = get_json("pods", "-n", namespace, "-l", "app=clients")["items"][0]
@@ -283,7 +290,7 @@ def test_pod_calls_the_api_server_with_its_service_account_token(node, client_im
             "containers": [{"name": "whoami", "image": client_image, "imagePullPolicy": "Never",
                             "args": ["-c", SERVICE_ACCOUNT_CLIENT]}]}}},
     })
-    done = kubectl("wait", "job/whoami", "-n", namespace, "--for", "condition=Complete", "--timeout", "120s", check=False)
+    done = kubectl("wait", "job/whoami", "-n", namespace, "--for", "condition=Complete", "--timeout", "100s", check=False)
     logs = kubectl("logs", "-n", namespace, "job/whoami", check=False)
     assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
     pod = get_json("pods", "-n", namespace, "-l", "job-name=whoami")["items"][0]
@@ -297,83 +304,363 @@ def test_pod_calls_the_api_server_with_its_service_account_token(node, client_im
     assert result["secrets"] == 403, result
 
 
-def test_the_charts_deployment_runs_on_the_node(node, tmp_path):
-    """The operator's image (test_image.py's build: the Containerfile's runtime stage on a local
-    base) in the node's containerd, and the Helm chart's Deployment with one replica: it rolls out,
-    passes its probes, and reconciles a Domain from inside the cluster (the API server at the
-    Service address with the chart's ServiceAccount; Kafka and S3 at the bridge address)."""
+# The chart installed as a platform engineer installs it (the quick start's release, whose
+# ServiceAccount is the one the platform's audit policy logs), on the image built from the
+# Containerfile and imported into the node, reaching Kafka and S3 at the bridge address.
+RELEASE, OPERATOR_NAMESPACE = "datamesh-operator", "datamesh-system"
+DEPLOYMENT = f"deployment/{RELEASE}"
+OPERATOR_ACCOUNT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}"
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+API = "datamesh.dev/v1alpha1"
+# The chart's leader election timings (client-go's): a standby takes over once the Lease has gone
+# unrenewed for the lease duration, noticing within one retry period.
+LEASE_DURATION_SECONDS, RETRY_PERIOD_SECONDS = 15, 2
+
+
+def helm(*args, check=True):
+    return run(["helm", "--kubeconfig", env("KUBECONFIG"), *args], check=check, timeout=300)
+
+
+def operator_pods() -> list:
+    pods = get_json("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/component=operator")["items"]
+    return [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+
+
+def rolled_out():
+    rollout = kubectl("rollout", "status", DEPLOYMENT, "-n", OPERATOR_NAMESPACE, "--timeout", "110s", check=False)
+    if rollout.returncode != 0:
+        logs = kubectl("logs", "-n", OPERATOR_NAMESPACE, DEPLOYMENT, "--tail", "40", check=False)
+        pods = kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "wide", check=False)
+        raise AssertionError(f"{rollout.stdout}{rollout.stderr}\n{pods.stdout}\n{logs.stdout}{logs.stderr}")
+    # A rollout is done when the new pods are available; the old ones may still be terminating.
+    wait_for(lambda: len(operator_pods()) == int(get_json(DEPLOYMENT.replace("/", ".apps/"), "-n", OPERATOR_NAMESPACE)
+                                                  ["spec"]["replicas"]) and all(ready(p) for p in operator_pods()),
+             timeout=120, message="only the new operator pods, all Ready")
+    return operator_pods()
+
+
+def ready(pod) -> bool:
+    return all(status["ready"] for status in pod["status"].get("containerStatuses", [{"ready": False}]))
+
+
+def lease():
+    return get_json("lease", RELEASE, "-n", OPERATOR_NAMESPACE)["spec"]
+
+
+def micro_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def operator_requests(since: int) -> list:
+    """The API server's audit events (its policy logs the chart's ServiceAccount) from a byte offset."""
+    return [event for event in audit_events(since) if event["user"]["username"] == OPERATOR_ACCOUNT]
+
+
+def pod_of(event) -> str:
+    return (event["user"].get("extra", {}).get(POD_NAME_EXTRA) or [""])[0]
+
+
+def writes(events, pod_name, *, but_leases=True) -> list:
+    return [(e["verb"], e.get("objectRef", {}).get("resource"), e.get("objectRef", {}).get("name"),
+             e["requestReceivedTimestamp"])
+            for e in events if e["verb"] in WRITE_VERBS and pod_of(e) == pod_name
+            and not (but_leases and e.get("objectRef", {}).get("resource") == "leases")]
+
+
+def pod_metric(pod, name) -> float:
+    """A metric of one operator pod, read from the host at the pod's address (the host is on the bridge)."""
+    with urllib.request.urlopen(f"http://{pod['status']['podIP']}:8080/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics of {pod['metadata']['name']}")
+
+
+def memory_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
+
+
+@pytest.fixture(scope="module")
+def operator_release(node):
+    """The chart with one replica of the operator's image; uninstalled at the end of the module."""
     from operator_process import BINARY
-    from test_image import chart_image, runtime_base
 
     assert BINARY.exists(), f"{BINARY} is missing: cargo build"
-    store = tmp_path / "store"
-    build = lambda *args, **kw: buildah(store, *args, **kw)  # noqa: E731
-    base = runtime_base(build, tmp_path / "rootfs")
-    built = tmp_path / "build-stage" / "src" / "target" / "release"
-    built.mkdir(parents=True)
-    shutil.copy(BINARY, built / "datamesh-operator")
-    image = chart_image()
-    build("build", "-q", "--layers=false", "--target", "runtime", "--build-arg", f"RUNTIME_IMAGE={base}",
-          "--build-context", f"build={tmp_path / 'build-stage'}", "-t", image,
-          "-f", str(REPO_DIR / "Containerfile"), str(REPO_DIR))
-    archive = tmp_path / "operator.tar"
-    build("push", "-q", image, f"docker-archive:{archive}:{image}")
-    shutil.rmtree(store, ignore_errors=True)
-    stack("node", "import", str(archive))
-    archive.unlink()
-
-    release = unique("dm-node")
-    namespace = release
-    domain = unique("node-domain")
+    image = stack("node", "image", str(BINARY)).stdout.strip().splitlines()[-1]
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_DIR / "crds"))
-    kubectl("create", "namespace", namespace)
-    kubectl("create", "secret", "generic", "kafka-admin", "-n", namespace,
-            f"--from-literal=password={env('KAFKA_ADMIN_PASSWORD')}")
-    kubectl("create", "secret", "generic", "s3-admin", "-n", namespace,
-            f"--from-literal=secretKey={env('S3_ADMIN_SECRET_KEY')}")
-    kubectl("create", "secret", "generic", "platform-ca", "-n", namespace, f"--from-file=ca.crt={env('KAFKA_CA_FILE')}")
+    kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    for name, key, value in [("kafka-admin", "password", env("KAFKA_ADMIN_PASSWORD")),
+                             ("s3-admin", "secretKey", env("S3_ADMIN_SECRET_KEY")),
+                             ("platform-ca", "ca.crt", Path(env("KAFKA_CA_FILE")).read_text())]:
+        manifest = kubectl("create", "secret", "generic", name, "-n", OPERATOR_NAMESPACE,
+                           f"--from-literal={key}={value}", "--dry-run=client", "-o", "yaml").stdout
+        kubectl("apply", "-f", "-", input=manifest)
     values = {
         "image.pullPolicy": "Never", "replicaCount": "1", "kafka.defaultReplicas": "1",
         "kafka.bootstrapServers": env("KAFKA_POD_BOOTSTRAP_SERVERS"), "kafka.securityProtocol": "SASL_SSL",
         "kafka.adminUser": env("KAFKA_ADMIN_USER"), "kafka.tls.caSecret.name": "platform-ca",
         "s3.endpoint": env("S3_POD_ENDPOINT"), "s3.iamEndpoint": env("S3_POD_ENDPOINT"),
         "s3.adminAccessKey": env("S3_ADMIN_ACCESS_KEY"), "s3.caBundleSecret.name": "platform-ca",
+        # The suites create objects the cluster-wide policies refuse on purpose.
         "admissionPolicies.enabled": "false",
-        "rbac.domainAdminClusterRole.name": f"{release}-domain-admin",
-        "rbac.sparkDriverClusterRole.name": f"{release}-spark-driver",
     }
-    helm = ["helm", "--kubeconfig", env("KUBECONFIG"), "install", release, str(REPO_DIR / "charts" / "datamesh-operator"),
-            "--namespace", namespace, "--skip-crds"]
-    for key, value in values.items():
-        helm += ["--set", f"{key}={value}"]
-    run(helm)
-    try:
-        deployment = f"deployment/{release}-datamesh-operator"
-        rollout = kubectl("rollout", "status", deployment, "-n", namespace, "--timeout", "300s", check=False)
-        logs = kubectl("logs", "-n", namespace, deployment, "--tail", "30", check=False)
-        assert rollout.returncode == 0, f"{rollout.stdout}{rollout.stderr}\n{logs.stdout}{logs.stderr}"
-        (pod,) = get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
-        assert pod["spec"]["containers"][0]["image"] == image
-        assert pod["spec"]["nodeName"] == env("DATAMESH_NODE_NAME")
-        status = pod["status"]["containerStatuses"][0]
-        assert status["ready"] and status["restartCount"] == 0, status
-        # It reconciles from inside the cluster: a Domain becomes Ready (its Kafka principal and S3
-        # user made over the pod network), and Kafka knows the domain's SCRAM user.
-        apply({"apiVersion": "datamesh.dev/v1alpha1", "kind": "Domain", "metadata": {"name": domain},
-               "spec": {"owners": [{"kind": "Group", "name": "node-test"}]}})
-        ready = kubectl("wait", f"domain/{domain}", "--for", "condition=Ready", "--timeout", "180s", check=False)
-        logs = kubectl("logs", "-n", namespace, deployment, "--tail", "30", check=False)
-        assert ready.returncode == 0, f"{ready.stderr}\n{logs.stdout}"
-        kafka_admin = Kafka(tmp_path, env("KAFKA_ADMIN_USER"), env("KAFKA_ADMIN_PASSWORD"))
-        described = kafka_admin.tool("kafka-configs.sh", "--describe", "--entity-type", "users",
-                                     "--entity-name", domain).stdout
-        assert "SCRAM-SHA-512" in described, described
-        (pod,) = get_json("pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")["items"]
-        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
-    finally:
-        kubectl("delete", "domain", domain, "--ignore-not-found", "--wait=false", check=False)
-        run(["helm", "--kubeconfig", env("KUBECONFIG"), "uninstall", release, "--namespace", namespace], check=False)
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    audit_start = audit_log().stat().st_size
+    # --take-ownership: the other suites apply the chart's RBAC objects without Helm.
+    helm("upgrade", "--install", RELEASE, str(REPO_DIR / "charts" / "datamesh-operator"), "--namespace",
+         OPERATOR_NAMESPACE, "--skip-crds", "--take-ownership",
+         *[arg for key, value in values.items() for arg in ("--set", f"{key}={value}")])
+    rolled_out()
+    yield {"image": image, "audit_start": audit_start}
+    helm("uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait", check=False)
+
+
+SAMPLE_DOMAINS = ("payments", "customers", "marketing")
+
+
+def sample_objects(suffix):
+    """The sample mesh (config/samples) with each domain renamed `<domain>-<suffix>` everywhere
+    (namespaces, references, topic and bucket names follow), so it is made new by this operator
+    whatever the other suites left."""
+    rendered = run(["kubectl", "kustomize", str(REPO_DIR / "config" / "samples")]).stdout
+    rendered = re.sub(r"\b(" + "|".join(SAMPLE_DOMAINS) + r")\b", rf"\1-{suffix}", rendered)
+    return rendered, [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def ref(obj) -> list:
+    namespace = obj["metadata"].get("namespace")
+    return [f"{obj['kind'].lower()}.datamesh.dev/{obj['metadata']['name']}", *(["-n", namespace] if namespace else [])]
+
+
+def test_the_charts_operator_runs_on_the_node_and_reconciles_the_samples(operator_release):
+    """The Deployment rolled out on the node with the image built here; its probes pass; it stays
+    under its memory limit; it reconciles the sample mesh with the chart's RBAC and nothing else."""
+    (pod,) = operator_pods()
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == operator_release["image"]
+    assert pod["spec"]["nodeName"] == env("DATAMESH_NODE_NAME")
+    assert pod["spec"]["serviceAccountName"] == RELEASE
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+    rendered, documents = sample_objects(unique("n").split("-")[1])
+    domains = [d for d in documents if d["kind"] == "Domain"]
+    since = audit_log().stat().st_size
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(domains))
+    for domain in domains:
+        kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", *ref(domain))
+    kubectl("apply", "-f", "-", input=rendered)
+    ours = [d for d in documents if d["apiVersion"] == API]
+    for obj in ours:
+        kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", *ref(obj))
+    status_writes = {(e["objectRef"]["resource"], e["objectRef"]["name"])
+                     for e in operator_requests(since)
+                     if e["verb"] in WRITE_VERBS and e["objectRef"].get("subresource") == "status"
+                     and pod_of(e) == pod["metadata"]["name"] and e["responseStatus"]["code"] < 300}
+    assert {(f"{d['kind'].lower()}s" if not d["kind"].endswith("y") else f"{d['kind'][:-1].lower()}ies",
+             d["metadata"]["name"]) for d in ours} <= status_writes
+
+    # Every request of the chart's ServiceAccount came from this pod, and none was refused: the
+    # chart's RBAC is all it needs. And it has nothing else: every binding of the account is the chart's.
+    requests = operator_requests(operator_release["audit_start"])
+    assert requests, "the audit log has no request of the chart's ServiceAccount"
+    assert {pod_of(e) for e in requests} <= {pod["metadata"]["name"]}, {pod_of(e) for e in requests}
+    assert [(e["verb"], e["requestURI"]) for e in requests if e["responseStatus"]["code"] == 403] == []
+    bindings = [*get_json("clusterrolebindings")["items"], *get_json("rolebindings", "-A")["items"]]
+    bound = [b for b in bindings for subject in b.get("subjects") or []
+             if subject["kind"] == "ServiceAccount" and subject["name"] == RELEASE
+             and subject.get("namespace", b["metadata"].get("namespace")) == OPERATOR_NAMESPACE]
+    assert bound, "no binding of the chart's ServiceAccount"
+    assert [b["metadata"]["name"] for b in bound
+            if (b["metadata"].get("annotations") or {}).get("meta.helm.sh/release-name") != RELEASE] == []
+
+    # Its memory, as the kubelet measures it, under the chart's limit; and no restart so far.
+    summary = json.loads(kubectl("get", "--raw", f"/api/v1/nodes/{env('DATAMESH_NODE_NAME')}/proxy/stats/summary").stdout)
+    (stats,) = [p for p in summary["pods"] if p["podRef"]["name"] == pod["metadata"]["name"]]
+    working_set = stats["containers"][0]["memory"]["workingSetBytes"]
+    limit = memory_bytes(container["resources"]["limits"]["memory"])
+    print(f"operator pod working set {working_set / 2**20:.1f} MiB, limit {limit / 2**20:.0f} MiB")
+    assert 0 < working_set < limit
+    (pod,) = operator_pods()
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, pod["status"]["containerStatuses"]
+
+
+WORKLOAD = """
+import json, os, time, urllib.error, urllib.request, ssl
+import boto3, botocore.exceptions
+from confluent_kafka import Consumer
+result = {}
+open("/tmp/kafka-ca.pem", "w").write(os.environ["KAFKA_CA_CERT"])
+open("/tmp/s3-ca.pem", "w").write(os.environ["AWS_CA_BUNDLE_PEM"])
+consumer = Consumer({
+    "bootstrap.servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"], "security.protocol": os.environ["KAFKA_SECURITY_PROTOCOL"],
+    "sasl.mechanism": os.environ["KAFKA_SASL_MECHANISM"], "sasl.username": os.environ["KAFKA_USERNAME"],
+    "sasl.password": os.environ["KAFKA_PASSWORD"], "ssl.ca.location": "/tmp/kafka-ca.pem",
+    "group.id": os.environ["KAFKA_USERNAME"] + ".workload", "auto.offset.reset": "earliest"})
+consumer.subscribe([os.environ["TOPIC"]])
+records, deadline = [], time.monotonic() + 60
+while time.monotonic() < deadline and not records and "kafka_error" not in result:
+    message = consumer.poll(2)
+    if message is None:
+        continue
+    if message.error():
+        if "AUTHORIZATION" in message.error().name():
+            result["kafka_error"] = message.error().name()
+        continue
+    records.append(message.value().decode())
+consumer.close()
+result["records"] = records
+s3 = boto3.client("s3", verify="/tmp/s3-ca.pem", region_name=os.environ["AWS_REGION"])
+try:
+    result["object"] = s3.get_object(Bucket=os.environ["BUCKET"], Key=os.environ["KEY"])["Body"].read().decode()
+except botocore.exceptions.ClientError as error:
+    result["object"] = error.response["Error"]["Code"]
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+request = urllib.request.Request(
+    f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}"
+    f"/apis/datamesh.dev/v1alpha1/namespaces/{os.environ['PRODUCER']}/dataproducts/{os.environ['PRODUCT']}",
+    headers={"Authorization": "Bearer " + open(f"{sa}/token").read()})
+try:
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=f"{sa}/ca.crt"), timeout=20) as r:
+        result["product"] = r.status
+except urllib.error.HTTPError as error:
+    result["product"] = error.code
+print(json.dumps(result), flush=True)
+"""
+
+
+def run_workload(namespace, client_image, env_vars, env_from_configmaps) -> dict:
+    """A Job in `namespace` as its `datamesh-workload` ServiceAccount, with the domain's credentials
+    Secret and `env_from_configmaps` ({variable: (ConfigMap, key)}); its printed result."""
+    name = unique("workload")
+    env_list = [{"name": k, "value": v} for k, v in env_vars.items()]
+    env_list += [{"name": k, "valueFrom": {"configMapKeyRef": {"name": cm, "key": key}}}
+                 for k, (cm, key) in env_from_configmaps.items()]
+    apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"backoffLimit": 0, "template": {"spec": {
+               "serviceAccountName": "datamesh-workload", "restartPolicy": "Never",
+               "containers": [{"name": "workload", "image": client_image, "imagePullPolicy": "Never",
+                               "args": ["-c", WORKLOAD], "env": env_list,
+                               "envFrom": [{"secretRef": {"name": f"{namespace}-credentials"}}]}]}}}})
+    done = kubectl("wait", f"job/{name}", "-n", namespace, "--for", "condition=Complete", "--timeout", "110s", check=False)
+    logs = kubectl("logs", "-n", namespace, f"job/{name}", check=False)
+    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
+    return json.loads(logs.stdout.strip().splitlines()[-1])
+
+
+def test_a_granted_consumers_workload_pod_reads_and_another_domains_is_refused(operator_release, client_image, tmp_path):
+    """Three domains made by the in-cluster operator: a producer with a topic and a bucket holding
+    data, a consumer it grants read, and a third without a grant. The consumer's pod, with only its
+    namespace's `datamesh-workload` ServiceAccount, its input ports' ConfigMaps and its domain's
+    Secret, reads the record, the object and the product; the third's pod, told the same names, is
+    refused by Kafka, S3 and the API server."""
+    suffix = unique("wl").split("-")[1]
+    producer, consumer, third = f"wl-prod-{suffix}", f"wl-cons-{suffix}", f"wl-third-{suffix}"
+    for domain in (producer, consumer, third):
+        apply({"apiVersion": API, "kind": "Domain", "metadata": {"name": domain},
+               "spec": {"owners": [{"kind": "Group", "name": f"{domain}-team"}]}})
+    for domain in (producer, consumer, third):
+        kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", f"domain/{domain}")
+    apply({"apiVersion": API, "kind": "DataProduct", "metadata": {"name": "orders", "namespace": producer},
+           "spec": {"domain": producer, "owner": {"name": "alice"},
+                    "description": {"purpose": "Orders", "usage": "Read them"},
+                    "outputPorts": [{"name": "events", "kafka": {"partitions": 1, "replicas": 1}},
+                                    {"name": "lake", "bucket": {}}]}})
+    apply({"apiVersion": API, "kind": "DataProduct", "metadata": {"name": "campaigns", "namespace": consumer},
+           "spec": {"domain": consumer, "owner": {"name": "bob"},
+                    "description": {"purpose": "Campaign reach", "usage": "Join on order id"},
+                    "inputPorts": [
+                        {"name": "orders-events", "dataProduct": {"domain": producer, "name": "orders", "port": "events"}},
+                        {"name": "orders-lake", "dataProduct": {"domain": producer, "name": "orders", "port": "lake"}}]}})
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", "dataproduct/orders", "-n", producer)
+    topic, bucket, key, record = f"{producer}.orders.events", f"{producer}-orders-lake", "2026/orders.json", uuid.uuid4().hex
+    # The producer's data, written on the host with the admin's clients.
+    Kafka(tmp_path, env("KAFKA_ADMIN_USER"), env("KAFKA_ADMIN_PASSWORD")).produce(topic, [record])
+    s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY")).put_object(Bucket=bucket, Key=key, Body=record.encode())
+    apply({"apiVersion": API, "kind": "AccessPolicy", "metadata": {"name": "campaigns-read", "namespace": producer},
+           "spec": {"dataProduct": "orders", "consumers": [{"domain": consumer}], "purpose": "campaign analytics"}})
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", "accesspolicy/campaigns-read", "-n", producer)
+    wait_for(lambda: kubectl("get", "configmap", "orders-lake", "-n", consumer, check=False).returncode == 0,
+             timeout=60, message="the consumer's connection ConfigMaps")
+
+    granted = run_workload(consumer, client_image, {"KEY": key, "PRODUCER": producer, "PRODUCT": "orders"}, {
+        "TOPIC": ("orders-events", "topic"), "KAFKA_BOOTSTRAP_SERVERS": ("orders-events", "bootstrapServers"),
+        "BUCKET": ("orders-lake", "bucket"), "AWS_ENDPOINT_URL_S3": ("orders-lake", "endpoint")})
+    assert granted == {"records": [record], "object": record, "product": 200}, granted
+
+    refused = run_workload(third, client_image, {"KEY": key, "PRODUCER": producer, "PRODUCT": "orders",
+                                                  "TOPIC": topic, "BUCKET": bucket}, {})
+    assert refused["records"] == [], refused
+    assert refused["kafka_error"] in ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"), refused
+    assert refused["object"] == "AccessDenied", refused
+    assert refused["product"] == 403, refused
+
+
+def test_helm_upgrade_with_a_changed_value_rolls_the_pod_and_reconciling_goes_on(operator_release):
+    (old,) = operator_pods()
+    helm("upgrade", RELEASE, str(REPO_DIR / "charts" / "datamesh-operator"), "--namespace", OPERATOR_NAMESPACE,
+         "--skip-crds", "--reuse-values", "--set", "resyncSeconds=240")
+    (new,) = rolled_out()
+    assert new["metadata"]["name"] != old["metadata"]["name"], "the pod was not replaced"
+    assert (new["metadata"]["annotations"]["checksum/config"] != old["metadata"]["annotations"]["checksum/config"])
+    config = get_json("configmap", f"{RELEASE}-config", "-n", OPERATOR_NAMESPACE)["data"]["config.yaml"]
+    assert yaml.safe_load(config)["resyncSeconds"] == 240, config
+    wait_for(lambda: lease().get("holderIdentity") == new["metadata"]["name"], timeout=60,
+             message="the new pod to lead")
+    since = audit_log().stat().st_size
+    domain = unique("upgraded")
+    apply({"apiVersion": API, "kind": "Domain", "metadata": {"name": domain},
+           "spec": {"owners": [{"kind": "Group", "name": "node-test"}]}})
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", f"domain/{domain}")
+    assert any(e["objectRef"].get("name") == domain for e in operator_requests(since)
+               if e["verb"] in WRITE_VERBS and pod_of(e) == new["metadata"]["name"])
+    kubectl("delete", "domain", domain, "--wait=false")
+
+
+def test_two_replicas_one_leads_and_the_other_takes_over_when_its_pod_is_deleted(operator_release):
+    since = audit_log().stat().st_size
+    helm("upgrade", RELEASE, str(REPO_DIR / "charts" / "datamesh-operator"), "--namespace", OPERATOR_NAMESPACE,
+         "--skip-crds", "--reuse-values", "--set", "replicaCount=2")
+    pods = rolled_out()
+    assert len(pods) == 2 and {p["spec"]["nodeName"] for p in pods} == {env("DATAMESH_NODE_NAME")}
+    holder = wait_for(lambda: lease().get("holderIdentity"), timeout=60, message="a Lease holder")
+    leader = next(p for p in pods if p["metadata"]["name"] == holder)
+    standby = next(p for p in pods if p is not leader)
+    # Exactly one leads: each pod says so in its metrics, and only the leader writes.
+    assert (pod_metric(leader, "datamesh_operator_leader"), pod_metric(standby, "datamesh_operator_leader")) == (1, 0)
+    domain = unique("ha")
+    apply({"apiVersion": API, "kind": "Domain", "metadata": {"name": domain},
+           "spec": {"owners": [{"kind": "Group", "name": "node-test"}]}})
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", f"domain/{domain}")
+    events = operator_requests(since)
+    assert writes(events, leader["metadata"]["name"]), "the leader's writes are not in the audit log"
+    assert writes(events, standby["metadata"]["name"]) == [], "a standby wrote"
+
+    # The leader's pod deleted at once: the standby takes the Lease within the lease duration (it
+    # notices within one retry period), and reconciles what comes after.
+    before = lease()
+    kubectl("delete", "pod", leader["metadata"]["name"], "-n", OPERATOR_NAMESPACE, "--grace-period=0", "--force")
+    deleted_at = time.monotonic()
+    wait_for(lambda: lease().get("holderIdentity") == standby["metadata"]["name"],
+             timeout=LEASE_DURATION_SECONDS + 2 * RETRY_PERIOD_SECONDS, interval=0.2, message="the standby to take over")
+    print(f"standby took over {time.monotonic() - deleted_at:.1f}s after the leader's pod was deleted")
+    taken = lease()
+    assert taken["leaseTransitions"] == before.get("leaseTransitions", 0) + 1
+    product = "after-failover"
+    apply({"apiVersion": API, "kind": "DataProduct", "metadata": {"name": product, "namespace": domain},
+           "spec": {"domain": domain, "owner": {"name": "alice"},
+                    "description": {"purpose": "Made after a failover", "usage": "None"},
+                    "outputPorts": [{"name": "events", "kafka": {"partitions": 1, "replicas": 1}}]}})
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", f"dataproduct/{product}", "-n", domain)
+    assert pod_metric(standby, "datamesh_operator_leader") == 1
+
+    # No write by the old leader after the new one acquired the Lease.
+    acquired = micro_time(taken["acquireTime"])
+    late = [w for w in writes(operator_requests(since), leader["metadata"]["name"], but_leases=False)
+            if micro_time(w[3]) >= acquired]
+    assert late == [], late
+    rolled_out()  # the Deployment replaced the deleted pod; both are Ready again
+    kubectl("delete", "dataproduct", product, "-n", domain, "--wait=false")
 
 
 def node_resources() -> dict:
