@@ -663,13 +663,15 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_its_pod_is_deleted
     kubectl("delete", "dataproduct", product, "-n", domain, "--wait=false")
 
 
-def node_resources() -> dict:
-    """What the running node has made on the host, read from the host (not from e2e/stack)."""
-    run_dir = Path(env("DATAMESH_STACK_RUN"))
-    node_id, bridge = env("DATAMESH_NODE_ID"), env("DATAMESH_NODE_BRIDGE")
+def node_resources(platform=None) -> dict:
+    """What a running node has made on the host, read from the host (not from e2e/stack).
+    `platform`: the `e2e/stack env` of another platform than the tests' own."""
+    get = (lambda name: platform[name]) if platform else env
+    run_dir = Path(get("DATAMESH_STACK_RUN"))
+    node_id, bridge = get("DATAMESH_NODE_ID"), get("DATAMESH_NODE_BRIDGE")
     pids = {int((run_dir / f"{name}.pid").read_text())
             for name in ("containerd", "kubelet", "kube-scheduler", "node-controller-manager")}
-    cgroups = [p for p in Path("/sys/fs/cgroup").glob(f"*{env('DATAMESH_NODE_CGROUP_ROOT')}") if p.is_dir()]
+    cgroups = [p for p in Path("/sys/fs/cgroup").glob(f"*{get('DATAMESH_NODE_CGROUP_ROOT')}") if p.is_dir()]
     for cgroup in cgroups:
         for procs in cgroup.rglob("cgroup.procs"):
             pids |= {int(pid) for pid in procs.read_text().split()}
@@ -684,6 +686,19 @@ def node_resources() -> dict:
         "rules": iptables_lines(node_id),
         "cni_results": set(Path("/var/lib/cni/results").glob(f"{node_id}-*")),
     }
+
+
+def processes_mentioning(text: str) -> set:
+    """Live processes whose command line names `text` (a run directory)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes() and alive(int(proc.name)):
+                    found.add(int(proc.name))
+            except OSError:
+                pass
+    return found
 
 
 def test_node_down_leaves_nothing_behind(node, namespace):
@@ -713,3 +728,66 @@ def test_node_down_leaves_nothing_behind(node, namespace):
     assert not Path(env("DATAMESH_STACK_RUN"), "node").exists()
     assert kubectl("get", "node", env("DATAMESH_NODE_NAME"), check=False).returncode != 0
     assert not any(Path(f"/proc/{pid}").exists() and alive(int(pid)) for pid in made["shims"])
+
+
+# A platform of its own for the test of `e2e/stack down` (ports no other platform here uses; the
+# node's ports follow from the API server's).
+DOWN_PLATFORM = {
+    "DATAMESH_ETCD_PORT": "20790", "DATAMESH_ETCD_PEER_PORT": "20800", "DATAMESH_APISERVER_PORT": "20443",
+    "DATAMESH_CONTROLLER_MANAGER_PORT": "20257", "DATAMESH_KAFKA_PORT": "20092",
+    "DATAMESH_KAFKA_CONTROLLER_PORT": "20093", "DATAMESH_KAFKA_SASL_SSL_PORT": "20094",
+    "DATAMESH_KAFKA_MTLS_PORT": "20095", "DATAMESH_S3_PORT": "20333", "DATAMESH_S3_GRPC_PORT": "20334",
+    "DATAMESH_SEAWEED_MASTER_PORT": "20933", "DATAMESH_SEAWEED_MASTER_GRPC_PORT": "20934",
+    "DATAMESH_SEAWEED_VOLUME_PORT": "20080", "DATAMESH_SEAWEED_VOLUME_GRPC_PORT": "20081",
+    "DATAMESH_SEAWEED_FILER_PORT": "20888", "DATAMESH_SEAWEED_FILER_GRPC_PORT": "20889",
+    # `e2e/stack env` exports the tests' own node's name and bridge under the names that override
+    # them: the second platform takes its defaults instead.
+    "DATAMESH_NODE_NAME": "", "DATAMESH_NODE_BRIDGE": "",
+}
+
+
+def test_stack_down_leaves_no_process_mount_network_namespace_or_cgroup_of_the_platform():
+    """A whole platform of its own (`e2e/stack up`, node included) with a pod running, then
+    `e2e/stack down`: every process it started is gone (by pid, by cgroup, and by any process
+    naming its run directory), and so is every mount, network namespace, cgroup, link and
+    iptables rule of its node; the host's links, mounts, routes and IP forwarding are as before."""
+    run_dir = f"/tmp/datamesh-down-test-{uuid.uuid4().hex[:8]}"
+    platform_env = dict(DOWN_PLATFORM, DATAMESH_RUN=run_dir, DATAMESH_NODE="1")
+    before = host_state()
+    try:
+        run([STACK, "up"], extra_env=platform_env, timeout=900)
+        exports = run([STACK, "env"], extra_env=platform_env).stdout
+        platform = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines()
+                        if line.startswith("export "))
+        platform = {k: v.strip('"') for k, v in platform.items()}
+        kubeconfig = platform["KUBECONFIG"]
+        # The platform's controller manager makes the namespace's ServiceAccount, which admission needs.
+        wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", "default", kubeconfig=kubeconfig,
+                                 check=False).returncode == 0, timeout=60, message="the default ServiceAccount")
+        apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper", "namespace": "default"},
+               "spec": {"containers": [{"name": "sleeper", "image": "localhost/datamesh-busybox:1.35.0",
+                                        "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]}},
+              kubeconfig=kubeconfig)
+        kubectl("wait", "pod/sleeper", "-n", "default", "--for", "condition=Ready", "--timeout", "100s",
+                kubeconfig=kubeconfig)
+        made = node_resources(platform)
+        made["pids"] |= {int(p.read_text()) for p in Path(run_dir).glob("*.pid")}
+        made["pids"] |= processes_mentioning(run_dir)
+        assert made["veths"] and made["netns"] and made["shims"] and made["cgroups"] and made["rules"], made
+        assert len(made["pids"]) > 10, made["pids"]
+    finally:
+        down = run([STACK, "down"], extra_env=platform_env, timeout=300, check=False)
+    assert down.returncode == 0, down.stderr
+
+    assert [pid for pid in made["pids"] if alive(pid)] == []
+    assert processes_mentioning(run_dir) == set()
+    after = host_state()
+    assert after["links"] - before["links"] == set(), "links the platform made are left"
+    assert after["mounts"] - before["mounts"] == set(), "mounts the platform made are left"
+    assert [m for m in after["mounts"] if m.startswith(run_dir)] == []
+    assert [p for p in made["cgroups"] if p.exists()] == []
+    assert iptables_lines(platform["DATAMESH_NODE_ID"]) == []
+    assert [p for p in made["cni_results"] if p.exists()] == []
+    assert after["routes"] == before["routes"]
+    assert after["ip_forward"] == before["ip_forward"]
+    shutil.rmtree(run_dir, ignore_errors=True)
