@@ -627,7 +627,9 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_its_pod_is_deleted
     leader = next(p for p in pods if p["metadata"]["name"] == holder)
     standby = next(p for p in pods if p is not leader)
     # Exactly one leads: each pod says so in its metrics, and only the leader writes.
-    assert (pod_metric(leader, "datamesh_operator_leader"), pod_metric(standby, "datamesh_operator_leader")) == (1, 0)
+    wait_for(lambda: (pod_metric(leader, "datamesh_operator_leader"),
+                      pod_metric(standby, "datamesh_operator_leader")) == (1, 0),
+             timeout=30, message="the Lease holder's pod to say it leads, and the other not")
     domain = unique("ha")
     apply({"apiVersion": API, "kind": "Domain", "metadata": {"name": domain},
            "spec": {"owners": [{"kind": "Group", "name": "node-test"}]}})
@@ -652,7 +654,8 @@ def test_two_replicas_one_leads_and_the_other_takes_over_when_its_pod_is_deleted
                     "description": {"purpose": "Made after a failover", "usage": "None"},
                     "outputPorts": [{"name": "events", "kafka": {"partitions": 1, "replicas": 1}}]}})
     kubectl("wait", "--for", "condition=Ready", "--timeout", "100s", f"dataproduct/{product}", "-n", domain)
-    assert pod_metric(standby, "datamesh_operator_leader") == 1
+    wait_for(lambda: pod_metric(standby, "datamesh_operator_leader") == 1, timeout=30,
+             message="the new leader's pod to say it leads")
 
     # No write by the old leader after the new one acquired the Lease.
     acquired = micro_time(taken["acquireTime"])
