@@ -43,6 +43,7 @@ mod ffi;
 mod reachability;
 mod retry;
 mod scram;
+mod snapshot;
 mod topic;
 
 use futures::future::BoxFuture;
@@ -60,6 +61,9 @@ pub use fake::FakeKafka;
 pub use scram::{
     DEFAULT_SCRAM_ITERATIONS, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS, ScramCredentialInfo,
     ScramCredentialUpsert, ScramMechanism, ScramUser,
+};
+pub use snapshot::{
+    DEFAULT_BATCH_MAX_ITEMS, DEFAULT_BATCH_WINDOW, JOURNAL_GRACE, SnapshotKafka, SnapshotSettings,
 };
 pub use topic::{
     ConfigSource, NewTopic, PartitionIncrease, TopicConfigAlteration, TopicConfigEntry,
