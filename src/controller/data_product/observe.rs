@@ -252,7 +252,8 @@ fn policies_in(state: &State, namespace: &str) -> Vec<AccessPolicy> {
 }
 
 /// Kafka and the object store, for the names in `scope`: one describe of the topics, one of
-/// the domain's ACLs, and each bucket's tags (then, for a bucket no other domain's tag claims,
+/// the domain's ACLs (both answered from the operator's shared Kafka snapshot, see
+/// `provision::kafka::SnapshotKafka`), and each bucket's tags (then, for a bucket no other domain's tag claims,
 /// its versioning and expiry).
 pub async fn external(
     product: &DataProduct,
