@@ -142,4 +142,12 @@ pub trait KafkaAdmin: Send + Sync {
         &'a self,
         users: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<ScramUser>, KafkaAdminError>>;
+
+    /// A hint, before the reconciles' first reads: the topics they are about to describe. The
+    /// snapshot ([`SnapshotKafka`]) describes them all together in its first fill, rather than
+    /// as each reconcile first asks; it calls `names` only until that fill succeeded. The
+    /// clients themselves ignore it.
+    fn prime_topics(&self, names: &dyn Fn() -> Vec<String>) {
+        let _ = names;
+    }
 }

@@ -17,7 +17,9 @@
 //! first read that finds the snapshot older than [`SnapshotSettings::refresh`] (by default half
 //! the resync period, so a reconcile never decides from a snapshot older than that, and drift
 //! made outside the operator is seen by the product's next resync after it); reads that arrive
-//! meanwhile wait for it and share it. The first read after start does the first fill.
+//! meanwhile wait for it and share it. The first read after start does the first fill; the
+//! DataProduct reconciles name every product's topics to it first ([`KafkaAdmin::prime_topics`]),
+//! so a restart describes them all in that fill instead of one product at a time.
 //!
 //! A name never asked about, or one whose state is uncertain (a create answered
 //! `TopicAlreadyExists`, so someone else made it; a write that failed or timed out), is
@@ -189,6 +191,8 @@ struct State {
     failed_refreshes: u64,
     last_error: Option<KafkaAdminError>,
     failed_at: Option<Instant>,
+    /// Whether a full refresh ever succeeded (until then, reconciles hint at their topics).
+    filled: bool,
     journal: VecDeque<(Instant, Effect)>,
 }
 
@@ -863,6 +867,7 @@ impl Shared {
         state.acls = acls.into_iter().collect();
         state.replay_since(started);
         state.refreshed = Some(started);
+        state.filled = true;
         state.last_error = None;
         state.failed_at = None;
         debug!(
@@ -1051,6 +1056,18 @@ impl KafkaAdmin for SnapshotKafka {
     ) -> BoxFuture<'a, Result<Vec<ScramUser>, KafkaAdminError>> {
         self.shared.inner.describe_scram_users(users)
     }
+
+    fn prime_topics(&self, names: &dyn Fn() -> Vec<String>) {
+        if lock(&self.shared.state).filled {
+            return;
+        }
+        let names = names();
+        let now = Instant::now();
+        let mut state = lock(&self.shared.state);
+        for name in &names {
+            state.entry(name, now);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1179,6 +1196,28 @@ mod tests {
             1,
             "200 products' first describes, asked together, are one request"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_primed_with_every_topic_fills_them_in_one_refresh() {
+        let fake = Arc::new(FakeKafka::new());
+        let names = names(1200);
+        for name in &names {
+            fake.insert_topic(topic(name));
+        }
+        let kafka = layer(&fake);
+        let all = names.clone();
+        kafka.prime_topics(&|| all.clone());
+        for name in &names {
+            assert!(observe_product(&kafka, name).await.is_some(), "{name}");
+        }
+        assert_eq!(count(&fake, AdminOperation::DescribeAcls), 1);
+        assert_eq!(
+            count(&fake, AdminOperation::DescribeTopics),
+            3,
+            "1,200 topics in requests of 500, however the products come"
+        );
+        kafka.prime_topics(&|| panic!("not asked again once filled"));
     }
 
     #[tokio::test(start_paused = true)]
