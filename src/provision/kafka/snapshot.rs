@@ -18,8 +18,9 @@
 //! the resync period, so a reconcile never decides from a snapshot older than that, and drift
 //! made outside the operator is seen by the product's next resync after it); reads that arrive
 //! meanwhile wait for it and share it. The first read after start does the first fill; the
-//! DataProduct reconciles name every product's topics to it first ([`KafkaAdmin::prime_topics`]),
-//! so a restart describes them all in that fill instead of one product at a time.
+//! first DataProduct reconcile names every product's topics to it ([`KafkaAdmin::prime_topics`];
+//! when a fill came before, the next read refreshes again), so a restart describes them all in
+//! one refresh instead of one product at a time.
 //!
 //! A name never asked about, or one whose state is uncertain (a create answered
 //! `TopicAlreadyExists`, so someone else made it; a write that failed or timed out), is
@@ -191,8 +192,8 @@ struct State {
     failed_refreshes: u64,
     last_error: Option<KafkaAdminError>,
     failed_at: Option<Instant>,
-    /// Whether a full refresh ever succeeded (until then, reconciles hint at their topics).
-    filled: bool,
+    /// Whether reconciles have named their topics ([`KafkaAdmin::prime_topics`]).
+    primed: bool,
     journal: VecDeque<(Instant, Effect)>,
 }
 
@@ -867,7 +868,6 @@ impl Shared {
         state.acls = acls.into_iter().collect();
         state.replay_since(started);
         state.refreshed = Some(started);
-        state.filled = true;
         state.last_error = None;
         state.failed_at = None;
         debug!(
@@ -1058,15 +1058,22 @@ impl KafkaAdmin for SnapshotKafka {
     }
 
     fn prime_topics(&self, names: &dyn Fn() -> Vec<String>) {
-        if lock(&self.shared.state).filled {
+        if lock(&self.shared.state).primed {
             return;
         }
         let names = names();
         let now = Instant::now();
         let mut state = lock(&self.shared.state);
+        let before = state.topics.len();
         for name in &names {
             state.entry(name, now);
         }
+        if state.topics.len() > before && state.refreshed.is_some() {
+            // A fill came first (an AccessPolicy's read of the ACLs): the next read refreshes
+            // again, with these topics, rather than describing them product by product.
+            state.refreshed = None;
+        }
+        state.primed = true;
     }
 }
 
@@ -1206,18 +1213,27 @@ mod tests {
             fake.insert_topic(topic(name));
         }
         let kafka = layer(&fake);
+        // An AccessPolicy's read comes first and fills the ACLs, with no topic known yet.
+        kafka
+            .describe_acls(&AclBindingFilter::for_principal("User:d"))
+            .await
+            .unwrap();
         let all = names.clone();
         kafka.prime_topics(&|| all.clone());
         for name in &names {
             assert!(observe_product(&kafka, name).await.is_some(), "{name}");
         }
-        assert_eq!(count(&fake, AdminOperation::DescribeAcls), 1);
+        assert_eq!(
+            count(&fake, AdminOperation::DescribeAcls),
+            2,
+            "the fill, then the refresh"
+        );
         assert_eq!(
             count(&fake, AdminOperation::DescribeTopics),
             3,
             "1,200 topics in requests of 500, however the products come"
         );
-        kafka.prime_topics(&|| panic!("not asked again once filled"));
+        kafka.prime_topics(&|| panic!("not asked again once primed"));
     }
 
     #[tokio::test(start_paused = true)]
