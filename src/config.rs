@@ -219,6 +219,9 @@ struct FileKafka {
     default_replicas: Option<i32>,
     #[serde(default)]
     super_users: Vec<String>,
+    batch_window_millis: Option<u64>,
+    batch_max_items: Option<usize>,
+    snapshot_refresh_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +276,25 @@ pub struct KafkaSettings {
     /// Further super users of the cluster (`super.users`), besides the admin: no Domain may
     /// be named after one.
     pub super_users: Vec<String>,
+    /// How long a Kafka write or describe waits for other reconciles' to share its request
+    /// (zero: each is sent as it comes).
+    pub batch_window: Duration,
+    /// The most topics, ACL bindings or filters in one batched request.
+    pub batch_max_items: usize,
+    /// How old the snapshot of topics and ACLs may be when a reconcile reads it; `None`: half
+    /// the resync period.
+    pub snapshot_refresh: Option<Duration>,
+}
+
+impl KafkaSettings {
+    /// How the Kafka snapshot is refreshed and writes are batched, for this resync period.
+    pub fn snapshot_settings(&self, resync: Duration) -> crate::provision::kafka::SnapshotSettings {
+        crate::provision::kafka::SnapshotSettings {
+            refresh: self.snapshot_refresh.unwrap_or(resync / 2),
+            batch_window: self.batch_window,
+            batch_max_items: self.batch_max_items,
+        }
+    }
 }
 
 /// TLS settings for Kafka. The CA also goes into each domain's credentials Secret when the
@@ -466,10 +488,43 @@ impl Settings {
             domain_security_protocol: var("DATAMESH_KAFKA_DOMAIN_SECURITY_PROTOCOL")
                 .or(file.kafka.domain_security_protocol),
         };
-        let kafka = connection.settings(
+        let mut kafka = connection.settings(
             default_replicas,
             list(var("DATAMESH_KAFKA_SUPER_USERS"), file.kafka.super_users),
         )?;
+        if let Some(millis) = number(
+            &var,
+            "DATAMESH_KAFKA_BATCH_WINDOW_MS",
+            file.kafka.batch_window_millis,
+        )? {
+            kafka.batch_window = Duration::from_millis(millis);
+        }
+        if let Some(items) = number(
+            &var,
+            "DATAMESH_KAFKA_BATCH_MAX_ITEMS",
+            file.kafka.batch_max_items,
+        )? {
+            if items == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_KAFKA_BATCH_MAX_ITEMS",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            kafka.batch_max_items = items;
+        }
+        if let Some(seconds) = number(
+            &var,
+            "DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS",
+            file.kafka.snapshot_refresh_seconds,
+        )? {
+            if seconds == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: "DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            kafka.snapshot_refresh = Some(Duration::from_secs(seconds));
+        }
 
         let s3 = s3_settings(file.s3, &var)?;
 
@@ -684,6 +739,9 @@ impl KafkaConnection {
             domain_security_protocol,
             default_replicas,
             super_users,
+            batch_window: crate::provision::kafka::DEFAULT_BATCH_WINDOW,
+            batch_max_items: crate::provision::kafka::DEFAULT_BATCH_MAX_ITEMS,
+            snapshot_refresh: None,
         })
     }
 }
@@ -842,6 +900,21 @@ fn check_endpoint(setting: &'static str, url: &str) -> Result<(), ConfigError> {
 }
 
 /// A list setting: the environment's comma-separated value, else the file's.
+/// A whole number from the environment (which wins) or the file.
+fn number<T: std::str::FromStr>(
+    var: &dyn Fn(&str) -> Option<String>,
+    setting: &'static str,
+    from_file: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match var(setting) {
+        Some(value) => value.parse().map(Some).map_err(|_| ConfigError::Invalid {
+            setting,
+            reason: "must be a whole number".into(),
+        }),
+        None => Ok(from_file),
+    }
+}
+
 fn list(from_env: Option<String>, from_file: Vec<String>) -> Vec<String> {
     match from_env {
         Some(value) => value
@@ -934,6 +1007,54 @@ resyncSeconds: 60
             }
         );
         assert_eq!(settings.resync, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn kafka_batching_and_snapshot_refresh_default_to_the_resync_and_can_be_set() {
+        let settings = Settings::merge(serde_yaml::from_str(FILE).unwrap(), &env(&[])).unwrap();
+        let snapshot = settings.kafka.snapshot_settings(settings.resync);
+        assert_eq!(snapshot.refresh, Duration::from_secs(30), "half the resync");
+        assert_eq!(snapshot.batch_window, Duration::from_millis(5));
+        assert_eq!(snapshot.batch_max_items, 500);
+
+        let file = FILE.replace(
+            "  adminUser: admin\n",
+            "  adminUser: admin\n  batchWindowMillis: 20\n  batchMaxItems: 100\n  snapshotRefreshSeconds: 7\n",
+        );
+        let settings = Settings::merge(serde_yaml::from_str(&file).unwrap(), &env(&[])).unwrap();
+        let snapshot = settings.kafka.snapshot_settings(settings.resync);
+        assert_eq!(snapshot.refresh, Duration::from_secs(7));
+        assert_eq!(snapshot.batch_window, Duration::from_millis(20));
+        assert_eq!(snapshot.batch_max_items, 100);
+
+        let settings = Settings::merge(
+            serde_yaml::from_str(&file).unwrap(),
+            &env(&[
+                ("DATAMESH_KAFKA_BATCH_WINDOW_MS", "0"),
+                ("DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS", "3"),
+            ]),
+        )
+        .unwrap();
+        let snapshot = settings.kafka.snapshot_settings(settings.resync);
+        assert_eq!(
+            snapshot.batch_window,
+            Duration::ZERO,
+            "zero sends each call at once"
+        );
+        assert_eq!(snapshot.refresh, Duration::from_secs(3));
+
+        for (setting, value) in [
+            ("DATAMESH_KAFKA_BATCH_MAX_ITEMS", "0"),
+            ("DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS", "0"),
+            ("DATAMESH_KAFKA_BATCH_WINDOW_MS", "soon"),
+        ] {
+            let error = Settings::merge(
+                serde_yaml::from_str(FILE).unwrap(),
+                &env(&[(setting, value)]),
+            )
+            .unwrap_err();
+            assert!(error.to_string().contains(setting), "{error}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::controller::{self, Context};
 use crate::metrics::Metrics;
 use crate::provision::kafka::{
     DEFAULT_REQUEST_TIMEOUT, KafkaAdminConfig, KafkaAdminError, KafkaTls, RdKafkaAdmin, ScramLogin,
+    SnapshotKafka,
 };
 use crate::provision::storage::{
     SdkObjectStorage, StorageConfig, StorageCredentials, StorageError,
@@ -92,6 +93,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
     let (kafka_config, domain_kafka_ca) = kafka_admin_config(&settings, &client).await?;
     let kafka = RdKafkaAdmin::new(&kafka_config)?.with_request_counter(metrics.request_counter());
+    // Reconciles read Kafka from one shared snapshot and their writes go out batched.
+    let snapshot = settings.kafka.snapshot_settings(settings.resync);
+    let kafka = SnapshotKafka::new(Arc::new(kafka), snapshot);
     let s3_credentials = match &settings.s3.credentials {
         S3Credentials::Static {
             access_key,
@@ -127,6 +131,9 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             S3Credentials::DefaultChain => "default chain",
         },
         resync_seconds = settings.resync.as_secs(),
+        kafka_snapshot_refresh_seconds = snapshot.refresh.as_secs_f64(),
+        kafka_batch_window_ms = snapshot.batch_window.as_millis() as u64,
+        kafka_batch_max_items = snapshot.batch_max_items,
         "configured"
     );
 

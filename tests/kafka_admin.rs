@@ -11,11 +11,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use datamesh_operator::metrics::Metrics;
 use datamesh_operator::provision::kafka::{
     AclBinding, AclBindingFilter, AclOperation, AclPatternType, AclResourceType, KafkaAdmin,
     KafkaAdminConfig, KafkaAdminError, KafkaSecurityProtocol, NewTopic, PartitionIncrease,
-    RDKafkaErrorCode, RdKafkaAdmin, ScramCredentialUpsert, ScramMechanism, TopicConfigAlteration,
-    TopicDescription, config_drift, user_principal,
+    RDKafkaErrorCode, RdKafkaAdmin, ScramCredentialUpsert, ScramMechanism, SnapshotKafka,
+    SnapshotSettings, TopicConfigAlteration, TopicDescription, config_drift, user_principal,
 };
 use futures::FutureExt;
 use rdkafka::ClientConfig;
@@ -730,4 +731,143 @@ async fn topic_scenario(kafka: &Arc<dyn KafkaAdmin>, run: &str) {
         again[0].as_ref().unwrap_err().is_unknown_topic(),
         "{again:?}"
     );
+}
+
+/// How many requests of `operation` the counter counted, from the metrics text.
+fn counted(metrics: &Metrics, operation: &str) -> u64 {
+    let text = metrics.encode().unwrap();
+    let prefix = format!(
+        "datamesh_operator_external_requests_total{{system=\"kafka\",operation=\"{operation}\"}} "
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_layer_batches_creates_and_sees_drift_made_with_kafkas_tools_after_a_refresh()
+{
+    let run = run_id();
+    let metrics = Metrics::default();
+    let mut config = KafkaAdminConfig::new(
+        env("KAFKA_BOOTSTRAP_SERVERS"),
+        env("KAFKA_ADMIN_USER"),
+        env("KAFKA_ADMIN_PASSWORD"),
+    );
+    config.security_protocol = protocol();
+    config.tls.ca_pem = Some(std::fs::read_to_string(env("KAFKA_CA_FILE")).expect("the CA file"));
+    let inner: Arc<dyn KafkaAdmin> = Arc::new(
+        RdKafkaAdmin::new(&config)
+            .expect("admin client")
+            .with_request_counter(metrics.request_counter()),
+    );
+    let refresh = Duration::from_secs(2);
+    let kafka: Arc<dyn KafkaAdmin> = Arc::new(SnapshotKafka::new(
+        inner.clone(),
+        SnapshotSettings {
+            refresh,
+            ..SnapshotSettings::for_resync(Duration::from_secs(300))
+        },
+    ));
+    let names: Vec<String> = (0..20).map(|i| format!("snap-{run}.p{i}.events")).collect();
+    let user = format!("snap-{run}");
+    let cleanup = with_cleanup(&inner, names.clone(), vec![user.clone()], async {
+        let admin_properties = env("KAFKA_ADMIN_CONFIG");
+        // The first fill.
+        assert_eq!(kafka.describe_topics(&names).await.unwrap().len(), 20);
+        let before = counted(&metrics, "CreateTopics");
+
+        // Twenty products creating their topic at once: one request.
+        let created = futures::future::join_all(names.iter().map(|name| {
+            let kafka = &kafka;
+            async move {
+                let topic = [topic_spec(name, 1, &[("retention.ms", "604800000")])];
+                kafka.create_topics(&topic).await.unwrap().remove(0)
+            }
+        }))
+        .await;
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        assert_eq!(counted(&metrics, "CreateTopics") - before, 1);
+        let listed = eventually_cli(
+            "the CLI lists the twenty topics",
+            "kafka-topics.sh",
+            &["--command-config", &admin_properties, "--list"],
+            |out| names.iter().all(|name| out.contains(name.as_str())),
+        );
+        assert!(listed.contains(&names[19]));
+
+        let principal = user_principal(&user);
+        let binding = AclBinding::allow(
+            AclResourceType::Topic,
+            AclPatternType::Literal,
+            names[0].clone(),
+            principal.clone(),
+            AclOperation::Write,
+        );
+        assert!(
+            kafka
+                .create_acls(std::slice::from_ref(&binding))
+                .await
+                .unwrap()[0]
+                .is_ok()
+        );
+        // Its own writes are seen at once.
+        let own = kafka
+            .describe_acls(&AclBindingFilter::for_principal(&principal))
+            .await
+            .unwrap();
+        assert_eq!(own, std::slice::from_ref(&binding));
+
+        // Drift made with Kafka's own tools: a config altered, the ACL removed.
+        let alter = kafka_cli(
+            "kafka-configs.sh",
+            &[
+                "--command-config",
+                &admin_properties,
+                "--alter",
+                "--entity-type",
+                "topics",
+                "--entity-name",
+                &names[0],
+                "--add-config",
+                "retention.ms=1000",
+            ],
+            None,
+        );
+        assert!(alter.status.success(), "{}", text(&alter));
+        let remove = kafka_cli(
+            "kafka-acls.sh",
+            &[
+                "--command-config",
+                &admin_properties,
+                "--remove",
+                "--force",
+                "--allow-principal",
+                &principal,
+                "--operation",
+                "Write",
+                "--topic",
+                &names[0],
+            ],
+            None,
+        );
+        assert!(remove.status.success(), "{}", text(&remove));
+        eventually("the snapshot sees the drift after a refresh", || async {
+            let topic = kafka.describe_topics(&names[..1]).await;
+            let acls = kafka
+                .describe_acls(&AclBindingFilter::for_principal(&principal))
+                .await;
+            let retention = topic
+                .as_ref()
+                .ok()
+                .and_then(|t| t[0].as_ref().ok().cloned().flatten())
+                .and_then(|t| t.config_value("retention.ms").map(str::to_owned));
+            match (&retention, &acls) {
+                (Some(ms), Ok(acls)) if ms == "1000" && acls.is_empty() => Ok(()),
+                _ => Err(format!("{retention:?} {acls:?}")),
+            }
+        })
+        .await;
+    });
+    cleanup.await;
 }

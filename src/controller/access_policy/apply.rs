@@ -88,7 +88,8 @@ async fn write_topic_acls(kafka: &dyn KafkaAdmin, plan: &KafkaPlan) -> Result<()
 /// the group ACL present and left it be: the consumer could read B's topic but not join a
 /// group. Each product makes its topic ACLs before taking the lock, so under it whichever of
 /// the two comes second sees the other's work; that is why this section reads Kafka again
-/// rather than trusting the observation. It is held only for this section, a few Kafka calls,
+/// rather than trusting the observation (the operator's Kafka snapshot holds every write of
+/// the operator's as soon as it returned, so it sees the other product's). It is held only for this section, a few Kafka calls,
 /// so products still converge in parallel otherwise.
 async fn converge_group_acls(kafka: &dyn KafkaAdmin, plan: &KafkaPlan) -> Result<(), Error> {
     let _groups = GROUP_ACLS.lock().await;

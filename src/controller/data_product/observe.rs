@@ -125,6 +125,9 @@ pub async fn observe(
         (Seen::default(), SparkSeen::new())
     } else {
         let ctx = &state.ctx;
+        // Before the Kafka snapshot's first fill: every product's topics, so that fill
+        // describes them all at once (a no-op afterwards, and for the clients themselves).
+        ctx.kafka.prime_topics(&|| every_topic(state));
         let external = external(product, &scope, ctx.kafka.as_ref(), ctx.storage.as_ref()).await?;
         (external, spark(ctx, product).await?)
     };
@@ -135,6 +138,17 @@ pub async fn observe(
         spark,
         now: Timestamp::now(),
     })
+}
+
+/// The topics every product in the store names.
+fn every_topic(state: &State) -> Vec<String> {
+    state
+        .products
+        .state()
+        .iter()
+        .flat_map(|p| desired::topic_plans(&p.name_any(), &p.spec))
+        .map(|plan| plan.topic)
+        .collect()
 }
 
 /// Read what deleting `product` decides from: the stores, the tags of the buckets it owns
@@ -252,7 +266,8 @@ fn policies_in(state: &State, namespace: &str) -> Vec<AccessPolicy> {
 }
 
 /// Kafka and the object store, for the names in `scope`: one describe of the topics, one of
-/// the domain's ACLs, and each bucket's tags (then, for a bucket no other domain's tag claims,
+/// the domain's ACLs (both answered from the operator's shared Kafka snapshot, see
+/// `provision::kafka::SnapshotKafka`), and each bucket's tags (then, for a bucket no other domain's tag claims,
 /// its versioning and expiry).
 pub async fn external(
     product: &DataProduct,

@@ -24,8 +24,9 @@ use crate::api::domain::{DomainSpec, DomainStatus};
 use crate::controller::tenancy::Owners;
 use crate::controller::user_policies::UserPolicies;
 use crate::provision::kafka::{
-    AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka,
-    KafkaAdminError, KafkaSecurityProtocol, NewTopic, ScramMechanism,
+    AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka, KafkaAdmin,
+    KafkaAdminError, KafkaSecurityProtocol, NewTopic, ScramMechanism, SnapshotKafka,
+    SnapshotSettings,
 };
 use crate::provision::storage::policy::OWNER_POLICY_NAME;
 use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Versioning};
@@ -855,5 +856,114 @@ async fn a_job_gets_a_trust_store_of_the_configured_cas_and_none_without() {
     assert_eq!(
         store.binary_data.as_ref().unwrap()["truststore.jks"].0,
         crate::truststore::jks_from_pem(&[s3_ca]).unwrap()
+    );
+}
+
+/// Observe, plan and apply `product` through any Kafka admin (here the snapshot layer).
+async fn reconcile_through(
+    product: &DataProduct,
+    kafka: &dyn KafkaAdmin,
+    storage: &FakeObjectStore,
+) -> Done {
+    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let cluster = mesh_of(product);
+    let scope = plan::scope(product, &cluster, PLATFORM.default_replicas);
+    let external = observe::external(product, &scope, kafka, storage)
+        .await
+        .unwrap();
+    let seen = Observation {
+        cluster,
+        scope,
+        external,
+        spark: SparkSeen::new(),
+        now: Timestamp::now(),
+    };
+    let plan = plan::plan(product, &seen, &PLATFORM);
+    let edges = Edges {
+        kafka,
+        storage,
+        policies: &policies,
+    };
+    apply_edges(product, &plan, &edges).await
+}
+
+/// `count` products of domain `payments`, each with one topic.
+fn streams(count: usize) -> Vec<DataProduct> {
+    (0..count)
+        .map(|i| {
+            let spec = json!({"outputPorts": [
+                {"name": "events", "kafka": {"partitions": 1, "retention": "7d"}},
+            ]});
+            let mut p = desired::tests::product(&format!("stream{i}"), 1, spec);
+            p.metadata.generation = Some(1);
+            p
+        })
+        .collect()
+}
+
+fn calls_of(kafka: &FakeKafka, operation: AdminOperation) -> usize {
+    kafka.calls().iter().filter(|op| **op == operation).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_the_snapshot_products_made_together_share_requests_and_a_resync_costs_the_same_for_5_or_60()
+ {
+    let resync = std::time::Duration::from_secs(300);
+    let mut resync_requests = Vec::new();
+    for count in [5, 60] {
+        let fake = Arc::new(FakeKafka::with_brokers(1));
+        let kafka = SnapshotKafka::new(fake.clone(), SnapshotSettings::for_resync(resync));
+        let storage = storage_with_user().await;
+        let products = streams(count);
+
+        let first = futures::future::join_all(
+            products
+                .iter()
+                .map(|p| reconcile_through(p, &kafka, &storage)),
+        )
+        .await;
+        assert!(first.iter().all(|done| done.applied.succeeded()));
+        assert_eq!(fake.topic_names().len(), count);
+        assert_eq!(calls_of(&fake, AdminOperation::CreateTopics), 1, "{count}");
+        assert_eq!(calls_of(&fake, AdminOperation::CreateAcls), 1, "{count}");
+        assert_eq!(
+            calls_of(&fake, AdminOperation::DescribeTopics),
+            1,
+            "{count}"
+        );
+
+        // A resync, product after product, once the snapshot is older than half the period.
+        tokio::time::advance(resync / 2).await;
+        fake.clear_calls();
+        for p in &products {
+            assert!(
+                reconcile_through(p, &kafka, &storage)
+                    .await
+                    .applied
+                    .succeeded()
+            );
+        }
+        assert_eq!(fake.write_calls(), [], "nothing changed, nothing written");
+        resync_requests.push(fake.calls().len());
+
+        // Drift made outside is set back by the first resync after the next refresh.
+        let topic = "payments.stream0.events";
+        assert!(fake.set_topic_config_directly(topic, "retention.ms", Some("1000")));
+        tokio::time::advance(resync / 2).await;
+        assert!(
+            reconcile_through(&products[0], &kafka, &storage)
+                .await
+                .applied
+                .succeeded()
+        );
+        assert_eq!(
+            fake.topic(topic).unwrap().config_value("retention.ms"),
+            Some("604800000")
+        );
+    }
+    assert_eq!(
+        resync_requests,
+        [2, 2],
+        "one DescribeAcls, one DescribeTopics"
     );
 }

@@ -43,6 +43,7 @@ mod ffi;
 mod reachability;
 mod retry;
 mod scram;
+mod snapshot;
 mod topic;
 
 use futures::future::BoxFuture;
@@ -60,6 +61,9 @@ pub use fake::FakeKafka;
 pub use scram::{
     DEFAULT_SCRAM_ITERATIONS, MAX_SCRAM_ITERATIONS, MIN_SCRAM_ITERATIONS, ScramCredentialInfo,
     ScramCredentialUpsert, ScramMechanism, ScramUser,
+};
+pub use snapshot::{
+    DEFAULT_BATCH_MAX_ITEMS, DEFAULT_BATCH_WINDOW, JOURNAL_GRACE, SnapshotKafka, SnapshotSettings,
 };
 pub use topic::{
     ConfigSource, NewTopic, PartitionIncrease, TopicConfigAlteration, TopicConfigEntry,
@@ -138,4 +142,12 @@ pub trait KafkaAdmin: Send + Sync {
         &'a self,
         users: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<ScramUser>, KafkaAdminError>>;
+
+    /// A hint, before the reconciles' first reads: the topics they are about to describe. The
+    /// snapshot ([`SnapshotKafka`]) describes them all together in its first fill, rather than
+    /// as each reconcile first asks; it calls `names` only until that fill succeeded. The
+    /// clients themselves ignore it.
+    fn prime_topics(&self, names: &dyn Fn() -> Vec<String>) {
+        let _ = names;
+    }
 }
