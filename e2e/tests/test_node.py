@@ -250,6 +250,53 @@ def test_deployment_rolls_out_and_its_pod_reaches_kafka_and_s3(node, client_imag
     assert s3_admin.get_object(Bucket=bucket, Key="from-pod.txt")["Body"].read().decode() == marker
 
 
+REACH = """
+import json, os, socket
+def reach(host, port):
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        return "connected"
+    except OSError as error:
+        return type(error).__name__
+routes = [line.split()[1:3] for line in open("/proc/net/route").read().splitlines()[1:]]
+print(json.dumps({"routes": routes, **{f"{host}:{port}": reach(host, port)
+                                       for host, port in json.loads(os.environ["TARGETS"])}}))
+"""
+
+
+def test_a_pod_reaches_only_what_the_platform_serves_it(node, client_image, namespace):
+    """From a pod: Kafka's pod listener and S3 at the bridge address and the API server at
+    10.0.0.1:443 answer; any other port of the host (etcd, the API server's own port, the
+    kubelet on the bridge address, Kafka's other listeners, SeaweedFS's own ports) and any other address do not; and the pod has no
+    default route."""
+    gateway = env("KAFKA_POD_BOOTSTRAP_SERVERS").split(":")[0]
+    kafka_pod_port = env("KAFKA_POD_BOOTSTRAP_SERVERS").split(":")[1]
+    s3_port = env("S3_POD_ENDPOINT").rsplit(":", 1)[1]
+    host_ports = {port for port in Path(env("DATAMESH_STACK_RUN"), "ports").read_text().replace("=", ",").replace(" ", ",").split(",")
+                  if port.isdigit()}
+    served = {(gateway, kafka_pod_port), (gateway, s3_port), ("10.0.0.1", "443")}
+    # The kubelet listens on the bridge address itself: only the dropping of pods' packets keeps
+    # them from it.
+    kubelet_port = str(get_json("node", env("DATAMESH_NODE_NAME"))["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"])
+    unserved = [(gateway, port) for port in sorted((host_ports | {kubelet_port}) - {kafka_pod_port, s3_port})]
+    unserved += [("10.0.0.2", "443"), ("10.0.0.1", "80"), ("192.0.2.1", "443")]
+    name = unique("reach")
+    apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"backoffLimit": 0, "template": {"spec": {
+               "automountServiceAccountToken": False, "restartPolicy": "Never",
+               "containers": [{"name": "reach", "image": client_image, "imagePullPolicy": "Never",
+                               "args": ["-c", REACH],
+                               "env": [{"name": "TARGETS", "value": json.dumps([*served, *unserved])}]}]}}}})
+    done = kubectl("wait", f"job/{name}", "-n", namespace, "--for", "condition=Complete", "--timeout", "110s", check=False)
+    logs = kubectl("logs", "-n", namespace, f"job/{name}", check=False)
+    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
+    result = json.loads(logs.stdout.strip().splitlines()[-1])
+    assert {f"{h}:{p}": result[f"{h}:{p}"] for h, p in served} == {f"{h}:{p}": "connected" for h, p in served}
+    assert [target for target in (f"{h}:{p}" for h, p in unserved) if result[target] == "connected"] == [], result
+    # Destinations in /proc/net/route are little-endian hex: 00000000 is the default route.
+    assert "00000000" not in [destination for destination, _ in result["routes"]], result["routes"]
+
+
 SERVICE_ACCOUNT_CLIENT = """
 import json, os, ssl, urllib.error, urllib.request
 sa = "/var/run/secrets/kubernetes.io/serviceaccount"
