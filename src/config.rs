@@ -440,19 +440,12 @@ impl Settings {
             value.ok_or(ConfigError::Missing(setting))
         };
 
-        let default_replicas = match var("DATAMESH_KAFKA_DEFAULT_REPLICAS") {
-            Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
-                setting: "DATAMESH_KAFKA_DEFAULT_REPLICAS",
-                reason: "must be a whole number".into(),
-            })?,
-            None => file.kafka.default_replicas.unwrap_or(1),
-        };
-        if default_replicas < 1 {
-            return Err(ConfigError::Invalid {
-                setting: "DATAMESH_KAFKA_DEFAULT_REPLICAS",
-                reason: "must be at least 1".into(),
-            });
-        }
+        let default_replicas = number_at_least_one(
+            &var,
+            "DATAMESH_KAFKA_DEFAULT_REPLICAS",
+            file.kafka.default_replicas,
+        )?
+        .unwrap_or(1);
         let verify_hostname = match var("DATAMESH_KAFKA_TLS_VERIFY_HOSTNAME") {
             Some(value) => match value.as_str() {
                 "true" => Some(true),
@@ -499,30 +492,18 @@ impl Settings {
         )? {
             kafka.batch_window = Duration::from_millis(millis);
         }
-        if let Some(items) = number(
+        if let Some(items) = number_at_least_one(
             &var,
             "DATAMESH_KAFKA_BATCH_MAX_ITEMS",
             file.kafka.batch_max_items,
         )? {
-            if items == 0 {
-                return Err(ConfigError::Invalid {
-                    setting: "DATAMESH_KAFKA_BATCH_MAX_ITEMS",
-                    reason: "must be at least 1".into(),
-                });
-            }
             kafka.batch_max_items = items;
         }
-        if let Some(seconds) = number(
+        if let Some(seconds) = number_at_least_one(
             &var,
             "DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS",
             file.kafka.snapshot_refresh_seconds,
         )? {
-            if seconds == 0 {
-                return Err(ConfigError::Invalid {
-                    setting: "DATAMESH_KAFKA_SNAPSHOT_REFRESH_SECONDS",
-                    reason: "must be at least 1".into(),
-                });
-            }
             kafka.snapshot_refresh = Some(Duration::from_secs(seconds));
         }
 
@@ -899,7 +880,6 @@ fn check_endpoint(setting: &'static str, url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A list setting: the environment's comma-separated value, else the file's.
 /// A whole number from the environment (which wins) or the file.
 fn number<T: std::str::FromStr>(
     var: &dyn Fn(&str) -> Option<String>,
@@ -915,6 +895,23 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// As [`number`], refusing a value below 1.
+fn number_at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(
+    var: &dyn Fn(&str) -> Option<String>,
+    setting: &'static str,
+    from_file: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let value = number(var, setting, from_file)?;
+    if value.as_ref().is_some_and(|value| *value < T::from(1)) {
+        return Err(ConfigError::Invalid {
+            setting,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// A list setting: the environment's comma-separated value, else the file's.
 fn list(from_env: Option<String>, from_file: Vec<String>) -> Vec<String> {
     match from_env {
         Some(value) => value

@@ -211,6 +211,19 @@ impl AclBindingFilter {
         }
     }
 
+    /// The bindings the filter selects (see [`AclBindingFilter::matches`]), as `DescribeAcls`
+    /// answers from a set of bindings.
+    pub fn select<'a>(
+        &self,
+        bindings: impl IntoIterator<Item = &'a AclBinding>,
+    ) -> Vec<AclBinding> {
+        bindings
+            .into_iter()
+            .filter(|binding| self.matches(binding))
+            .cloned()
+            .collect()
+    }
+
     /// Whether the binding is selected, with Kafka's rules for `ANY` filters: each field that
     /// is set must equal the binding's.
     pub fn matches(&self, binding: &AclBinding) -> bool {

@@ -544,12 +544,7 @@ impl FakeKafka {
         filter: &AclBindingFilter,
     ) -> Result<Vec<AclBinding>, KafkaAdminError> {
         let state = self.begin(AdminOperation::DescribeAcls)?;
-        Ok(state
-            .acls
-            .iter()
-            .filter(|binding| filter.matches(binding))
-            .cloned()
-            .collect())
+        Ok(filter.select(&state.acls))
     }
 
     fn delete_acls_now(&self, filters: &[AclBindingFilter]) -> BatchResult<Vec<AclBinding>> {

@@ -926,13 +926,7 @@ impl Shared {
         filter: &AclBindingFilter,
     ) -> Result<Vec<AclBinding>, KafkaAdminError> {
         self.ensure_fresh().await?;
-        let state = lock(&self.state);
-        Ok(state
-            .acls
-            .iter()
-            .filter(|binding| filter.matches(binding))
-            .cloned()
-            .collect())
+        Ok(filter.select(&lock(&self.state).acls))
     }
 
     async fn delete_topics(&self, names: &[String]) -> BatchResult<()> {
