@@ -250,6 +250,21 @@ def test_deployment_rolls_out_and_its_pod_reaches_kafka_and_s3(node, client_imag
     assert s3_admin.get_object(Bucket=bucket, Key="from-pod.txt")["Body"].read().decode() == marker
 
 
+def run_python_job(namespace, name, client_image, script, *, pod=None, container=None, timeout="110s") -> dict:
+    """A Job of one pod running `script` with the client image's Python, waited on until Complete;
+    the JSON of the last line it printed. `pod` and `container`: more fields of the pod spec and of
+    its container."""
+    apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"backoffLimit": 0, "template": {"spec": {
+               "restartPolicy": "Never", **(pod or {}),
+               "containers": [{"name": "job", "image": client_image, "imagePullPolicy": "Never",
+                               "args": ["-c", script], **(container or {})}]}}}})
+    done = kubectl("wait", f"job/{name}", "-n", namespace, "--for", "condition=Complete", "--timeout", timeout, check=False)
+    logs = kubectl("logs", "-n", namespace, f"job/{name}", check=False)
+    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
+    return json.loads(logs.stdout.strip().splitlines()[-1])
+
+
 REACH = """
 import json, os, socket
 def reach(host, port):
@@ -280,17 +295,9 @@ def test_a_pod_reaches_only_what_the_platform_serves_it(node, client_image, name
     kubelet_port = str(get_json("node", env("DATAMESH_NODE_NAME"))["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"])
     unserved = [(gateway, port) for port in sorted((host_ports | {kubelet_port}) - {kafka_pod_port, s3_port})]
     unserved += [("10.0.0.2", "443"), ("10.0.0.1", "80"), ("192.0.2.1", "443")]
-    name = unique("reach")
-    apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
-           "spec": {"backoffLimit": 0, "template": {"spec": {
-               "automountServiceAccountToken": False, "restartPolicy": "Never",
-               "containers": [{"name": "reach", "image": client_image, "imagePullPolicy": "Never",
-                               "args": ["-c", REACH],
-                               "env": [{"name": "TARGETS", "value": json.dumps([*served, *unserved])}]}]}}}})
-    done = kubectl("wait", f"job/{name}", "-n", namespace, "--for", "condition=Complete", "--timeout", "110s", check=False)
-    logs = kubectl("logs", "-n", namespace, f"job/{name}", check=False)
-    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
-    result = json.loads(logs.stdout.strip().splitlines()[-1])
+    result = run_python_job(namespace, unique("reach"), client_image, REACH,
+                            pod={"automountServiceAccountToken": False},
+                            container={"env": [{"name": "TARGETS", "value": json.dumps([*served, *unserved])}]})
     assert {f"{h}:{p}": result[f"{h}:{p}"] for h, p in served} == {f"{h}:{p}": "connected" for h, p in served}
     assert [target for target in (f"{h}:{p}" for h, p in unserved) if result[target] == "connected"] == [], result
     # Destinations in /proc/net/route are little-endian hex: 00000000 is the default route.
@@ -329,22 +336,12 @@ def test_pod_calls_the_api_server_with_its_service_account_token(node, client_im
             "--resource-name", "granted")
     kubectl("create", "rolebinding", "read-granted", "-n", namespace, "--role", "read-granted",
             f"--serviceaccount={namespace}:reader")
-    apply({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "whoami", "namespace": namespace},
-        "spec": {"backoffLimit": 0, "template": {"spec": {
-            "serviceAccountName": "reader", "restartPolicy": "Never",
-            "containers": [{"name": "whoami", "image": client_image, "imagePullPolicy": "Never",
-                            "args": ["-c", SERVICE_ACCOUNT_CLIENT]}]}}},
-    })
-    done = kubectl("wait", "job/whoami", "-n", namespace, "--for", "condition=Complete", "--timeout", "100s", check=False)
-    logs = kubectl("logs", "-n", namespace, "job/whoami", check=False)
-    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
+    result = run_python_job(namespace, "whoami", client_image, SERVICE_ACCOUNT_CLIENT,
+                            pod={"serviceAccountName": "reader"}, timeout="100s")
     pod = get_json("pods", "-n", namespace, "-l", "job-name=whoami")["items"][0]
     # The ServiceAccount admission plugin gave the pod its token volume.
     assert any(v.get("projected") and v["name"].startswith("kube-api-access") for v in pod["spec"]["volumes"]), \
         pod["spec"]["volumes"]
-    result = json.loads(logs.stdout.strip().splitlines()[-1])
     assert result["host"] == "https://10.0.0.1:443"
     assert result["whoami"] == [201, f"system:serviceaccount:{namespace}:reader"], result
     assert result["configmap"] == {"value": value}, result
@@ -579,20 +576,13 @@ print(json.dumps(result), flush=True)
 def run_workload(namespace, client_image, env_vars, env_from_configmaps) -> dict:
     """A Job in `namespace` as its `datamesh-workload` ServiceAccount, with the domain's credentials
     Secret and `env_from_configmaps` ({variable: (ConfigMap, key)}); its printed result."""
-    name = unique("workload")
     env_list = [{"name": k, "value": v} for k, v in env_vars.items()]
     env_list += [{"name": k, "valueFrom": {"configMapKeyRef": {"name": cm, "key": key}}}
                  for k, (cm, key) in env_from_configmaps.items()]
-    apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
-           "spec": {"backoffLimit": 0, "template": {"spec": {
-               "serviceAccountName": "datamesh-workload", "restartPolicy": "Never",
-               "containers": [{"name": "workload", "image": client_image, "imagePullPolicy": "Never",
-                               "args": ["-c", WORKLOAD], "env": env_list,
-                               "envFrom": [{"secretRef": {"name": f"{namespace}-credentials"}}]}]}}}})
-    done = kubectl("wait", f"job/{name}", "-n", namespace, "--for", "condition=Complete", "--timeout", "110s", check=False)
-    logs = kubectl("logs", "-n", namespace, f"job/{name}", check=False)
-    assert done.returncode == 0, f"{done.stderr}\n{logs.stdout}{logs.stderr}"
-    return json.loads(logs.stdout.strip().splitlines()[-1])
+    return run_python_job(namespace, unique("workload"), client_image, WORKLOAD,
+                          pod={"serviceAccountName": "datamesh-workload"},
+                          container={"env": env_list,
+                                     "envFrom": [{"secretRef": {"name": f"{namespace}-credentials"}}]})
 
 
 def test_a_granted_consumers_workload_pod_reads_and_another_domains_is_refused(operator_release, client_image, tmp_path):
