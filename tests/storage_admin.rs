@@ -188,6 +188,11 @@ async fn bucket_configuration_round_trips_and_boto3_reads_the_same() {
     assert_eq!(store.get_expiration_days(&bucket).await.unwrap(), Some(365));
 
     assert!(store.get_tags(&bucket).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_tags_if_exists(&bucket).await.unwrap(),
+        Some(BucketTags::new()),
+        "a bucket without tags exists"
+    );
     let tags: BucketTags = [
         ("app.kubernetes.io/managed-by", "datamesh-operator"),
         ("datamesh.dev/domain", "payments"),
@@ -200,6 +205,10 @@ async fn bucket_configuration_round_trips_and_boto3_reads_the_same() {
     .collect();
     store.put_tags(&bucket, &tags).await.unwrap();
     assert_eq!(store.get_tags(&bucket).await.unwrap(), tags);
+    assert_eq!(
+        store.get_tags_if_exists(&bucket).await.unwrap(),
+        Some(tags.clone())
+    );
 
     // An independent client sees exactly what we wrote.
     let seen = boto3(
@@ -632,6 +641,8 @@ async fn errors_name_the_call_the_subject_and_the_code() {
         "{message}"
     );
     assert!(!store.bucket_exists(&missing).await.unwrap());
+    // Observing a bucket is one GetBucketTagging: a missing bucket is NoSuchBucket, not "no tags".
+    assert_eq!(store.get_tags_if_exists(&missing).await.unwrap(), None);
     assert!(!store.delete_bucket(&missing).await.unwrap());
 
     let error = store

@@ -309,10 +309,9 @@ async fn bucket_seen(
     bucket: &str,
     settings_for: Option<&str>,
 ) -> Result<BucketSeen, Error> {
-    if !storage.bucket_exists(bucket).await? {
+    let Some(tags) = storage.get_tags_if_exists(bucket).await? else {
         return Ok(BucketSeen::Missing);
-    }
-    let tags = storage.get_tags(bucket).await?;
+    };
     let ours = settings_for
         .is_some_and(|domain| desired::tagged_for_another_domain(&tags, domain).is_none());
     let settings = if ours {

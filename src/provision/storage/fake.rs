@@ -685,6 +685,8 @@ mod tests {
         let tags: BucketTags = [("datamesh.dev/domain".to_owned(), "payments".to_owned())].into();
         store.put_tags("b", &tags).await.unwrap();
         assert_eq!(store.get_tags("b").await.unwrap(), tags);
+        assert_eq!(store.get_tags_if_exists("b").await.unwrap(), Some(tags));
+        assert_eq!(store.get_tags_if_exists("nope").await.unwrap(), None);
         assert_eq!(store.list_buckets().await.unwrap(), ["b"]);
         assert_eq!(
             store.get_versioning("nope").await.unwrap_err().code(),

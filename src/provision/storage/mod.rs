@@ -674,6 +674,16 @@ pub trait BucketStore: Send + Sync {
     /// The bucket's tags; empty when it has none.
     async fn get_tags(&self, bucket: &str) -> Result<BucketTags, StorageError>;
 
+    /// The bucket's tags (empty when it has none), or `None` when there is no such bucket. One
+    /// `GetBucketTagging` answers both, as it says `NoSuchBucket` for a missing bucket (AWS and
+    /// SeaweedFS alike), so observing a bucket needs no `HeadBucket` before it.
+    async fn get_tags_if_exists(&self, bucket: &str) -> Result<Option<BucketTags>, StorageError> {
+        match self.get_tags(bucket).await {
+            Err(error) if error.code() == Some(&ErrorCode::NoSuchBucket) => Ok(None),
+            answer => answer.map(Some),
+        }
+    }
+
     /// Replaces the bucket's tags; an empty map removes them.
     async fn put_tags(&self, bucket: &str, tags: &BucketTags) -> Result<(), StorageError>;
 
