@@ -96,9 +96,11 @@ class Kube:
             except (OSError, http.client.HTTPException) as error:
                 self.local.conn = None
                 # A kept-alive connection the server closed while idle: the request never
-                # reached it, so it is sent again once on a new connection.
+                # reached it, so it is sent again once on a new connection. Over TLS the close
+                # shows as an EOF of the TLS stream when sending (seen after the 5,000 bulk
+                # phase's 14-minute wait).
                 if reused and isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError,
-                                                 BrokenPipeError)):
+                                                 BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
                     continue
                 raise
             return response.status, json.loads(payload) if payload else None
