@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
@@ -85,6 +86,8 @@ struct State {
     users: BTreeMap<String, Vec<FakeCredential>>,
     calls: Vec<AdminOperation>,
     outage: Option<KafkaAdminError>,
+    /// How long describes take to answer (zero: at once).
+    read_latency: Duration,
 }
 
 /// An in-process stand-in for a Kafka cluster with the rules the operator relies on:
@@ -93,8 +96,9 @@ struct State {
 ///
 /// Besides the [`KafkaAdmin`] calls it records which calls were made (to assert that a
 /// resync writes nothing), can fail every request (an outage), can change things behind
-/// the operator's back (drift, pre-existing topics), and answers whether a user would
-/// authenticate or be authorized.
+/// the operator's back (drift, pre-existing topics), can answer describes slowly (to let a
+/// test act while one is in flight), and answers whether a user would authenticate or be
+/// authorized.
 #[derive(Debug)]
 pub struct FakeKafka {
     brokers: i16,
@@ -230,6 +234,19 @@ impl FakeKafka {
     /// Ends an outage started with [`FakeKafka::start_outage`].
     pub fn end_outage(&self) {
         self.state().outage = None;
+    }
+
+    /// Makes `describe_topics` and `describe_acls` answer after `latency` (of tokio's clock, so
+    /// a test with paused time stays instant), as a loaded broker does.
+    pub fn set_read_latency(&self, latency: Duration) {
+        self.state().read_latency = latency;
+    }
+
+    async fn read_delay(&self) {
+        let latency = self.state().read_latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     /// A topic that exists before the operator looks (someone made it by hand).
@@ -659,7 +676,10 @@ impl KafkaAdmin for FakeKafka {
         &'a self,
         names: &'a [String],
     ) -> BoxFuture<'a, BatchResult<Option<TopicDescription>>> {
-        Box::pin(async move { self.describe_topics_now(names) })
+        Box::pin(async move {
+            self.read_delay().await;
+            self.describe_topics_now(names)
+        })
     }
 
     fn create_partitions<'a>(
@@ -688,7 +708,10 @@ impl KafkaAdmin for FakeKafka {
         &'a self,
         filter: &'a AclBindingFilter,
     ) -> BoxFuture<'a, Result<Vec<AclBinding>, KafkaAdminError>> {
-        Box::pin(async move { self.describe_acls_now(filter) })
+        Box::pin(async move {
+            self.read_delay().await;
+            self.describe_acls_now(filter)
+        })
     }
 
     fn delete_acls<'a>(

@@ -19,8 +19,8 @@
 //! made outside the operator is seen by the product's next resync after it); reads that arrive
 //! meanwhile wait for it and share it. The first read after start does the first fill; the
 //! first DataProduct reconcile names every product's topics to it ([`KafkaAdmin::prime_topics`];
-//! when a fill came before, the next read refreshes again), so a restart describes them all in
-//! one refresh instead of one product at a time.
+//! when a fill came before, or is still waiting for Kafka, the next read refreshes again), so a
+//! restart describes them all in one refresh instead of one product at a time.
 //!
 //! A name never asked about, or one whose state is uncertain (a create answered
 //! `TopicAlreadyExists`, so someone else made it; a write that failed or timed out), is
@@ -194,6 +194,9 @@ struct State {
     failed_at: Option<Instant>,
     /// Whether reconciles have named their topics ([`KafkaAdmin::prime_topics`]).
     primed: bool,
+    /// Bumped when priming adds topics: a refresh that was in flight meanwhile described
+    /// the names from before, so it must not count as fresh.
+    primings: u64,
     journal: VecDeque<(Instant, Effect)>,
 }
 
@@ -825,13 +828,13 @@ impl Shared {
     /// Describes every managed topic and every ACL, and replaces the snapshot with the answer.
     async fn refresh(&self) -> Result<(), KafkaAdminError> {
         let started = Instant::now();
-        let names: Vec<String> = {
+        let (names, primings): (Vec<String>, u64) = {
             let mut state = lock(&self.state);
             let forget = self.refresh_period() * FORGET_AFTER_REFRESHES;
             state
                 .topics
                 .retain(|_, entry| started.duration_since(entry.asked) < forget);
-            state.topics.keys().cloned().collect()
+            (state.topics.keys().cloned().collect(), state.primings)
         };
         let cap = self.settings.batch_max_items.max(1);
         let inner = self.inner.as_ref();
@@ -867,7 +870,10 @@ impl Shared {
         }
         state.acls = acls.into_iter().collect();
         state.replay_since(started);
-        state.refreshed = Some(started);
+        // Topics primed while this refresh was in flight (an AccessPolicy's read started it
+        // before the first DataProduct reconcile named every topic) are not in it: the next
+        // read refreshes again with them, rather than each product describing its own.
+        state.refreshed = (state.primings == primings).then_some(started);
         state.last_error = None;
         state.failed_at = None;
         debug!(
@@ -1062,10 +1068,12 @@ impl KafkaAdmin for SnapshotKafka {
         for name in &names {
             state.entry(name, now);
         }
-        if state.topics.len() > before && state.refreshed.is_some() {
-            // A fill came first (an AccessPolicy's read of the ACLs): the next read refreshes
-            // again, with these topics, rather than describing them product by product.
+        if state.topics.len() > before {
+            // A fill came first (an AccessPolicy's read of the ACLs), or is in flight: the next
+            // read refreshes again, with these topics, rather than describing them product by
+            // product.
             state.refreshed = None;
+            state.primings += 1;
         }
         state.primed = true;
     }
@@ -1228,6 +1236,37 @@ mod tests {
             "1,200 topics in requests of 500, however the products come"
         );
         kafka.prime_topics(&|| panic!("not asked again once primed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn topics_primed_while_the_first_fill_is_in_flight_are_filled_by_the_next_refresh() {
+        let fake = Arc::new(FakeKafka::new());
+        let names = names(1200);
+        for name in &names {
+            fake.insert_topic(topic(name));
+        }
+        fake.set_read_latency(Duration::from_millis(100));
+        let kafka = layer(&fake);
+        // An AccessPolicy's read starts the first fill with no topic known yet, and the first
+        // DataProduct reconcile names every topic while that fill is waiting for Kafka.
+        let filter = AclBindingFilter::for_principal("User:d");
+        let all = names.clone();
+        let prime_meanwhile = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            kafka.prime_topics(&|| all.clone());
+        };
+        let (filled, ()) = tokio::join!(kafka.describe_acls(&filter), prime_meanwhile);
+        filled.unwrap();
+        assert_eq!(count(&fake, AdminOperation::DescribeTopics), 0);
+        for name in &names {
+            assert!(observe_product(&kafka, name).await.is_some(), "{name}");
+        }
+        assert_eq!(
+            count(&fake, AdminOperation::DescribeTopics),
+            3,
+            "1,200 topics in requests of 500 by the refresh after the fill, not one per product"
+        );
+        assert_eq!(count(&fake, AdminOperation::DescribeAcls), 2);
     }
 
     #[tokio::test(start_paused = true)]
