@@ -1117,6 +1117,16 @@ mod tests {
         (0..count).map(|i| format!("d.p{i}.events")).collect()
     }
 
+    /// A cluster that already holds `count` topics (a restart's), and their names.
+    fn cluster_with_topics(count: usize) -> (Arc<FakeKafka>, Vec<String>) {
+        let fake = Arc::new(FakeKafka::new());
+        let names = names(count);
+        for name in &names {
+            fake.insert_topic(topic(name));
+        }
+        (fake, names)
+    }
+
     fn producer_acl(topic: &str) -> AclBinding {
         AclBinding::allow(
             AclResourceType::Topic,
@@ -1209,11 +1219,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_restart_primed_with_every_topic_fills_them_in_one_refresh() {
-        let fake = Arc::new(FakeKafka::new());
-        let names = names(1200);
-        for name in &names {
-            fake.insert_topic(topic(name));
-        }
+        let (fake, names) = cluster_with_topics(1200);
         let kafka = layer(&fake);
         // An AccessPolicy's read comes first and fills the ACLs, with no topic known yet.
         kafka
@@ -1240,11 +1246,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn topics_primed_while_the_first_fill_is_in_flight_are_filled_by_the_next_refresh() {
-        let fake = Arc::new(FakeKafka::new());
-        let names = names(1200);
-        for name in &names {
-            fake.insert_topic(topic(name));
-        }
+        let (fake, names) = cluster_with_topics(1200);
         fake.set_read_latency(Duration::from_millis(100));
         let kafka = layer(&fake);
         // An AccessPolicy's read starts the first fill with no topic known yet, and the first
