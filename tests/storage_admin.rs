@@ -5,17 +5,21 @@
 //! Python with boto3, the independent client) on PATH. Fails, never skips, without them.
 //!
 //! What the operator's reconcilers rely on, each checked with the service's real answers: bucket
-//! configuration round-trips (and boto3 reads the same), IAM inline policies are enforced per
-//! bucket and per action, revocation takes effect, deleting a user removes its keys and policies,
-//! and no bucket with data in it is deleted except through `empty_bucket`.
+//! configuration round-trips (and boto3 reads the same), bucket policies naming users by the
+//! ARN the IAM API reports are enforced per bucket, per action and per user, and read back as
+//! written (so a resync writes nothing), IAM inline policies are enforced too (earlier operators
+//! wrote those, and the upgrade removes them), revocation takes effect, deleting a user removes
+//! its keys and policies, and no bucket with data in it is deleted except through
+//! `empty_bucket`.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use datamesh_operator::controller::bucket_policies::{BucketPolicies, PolicyWrite};
+use datamesh_operator::provision::storage::bucket_policy::{Part, Principals, statements};
 use datamesh_operator::provision::storage::policy::{
-    self, BucketAccess, Effect, GRANTS_POLICY_NAME, PolicyDocument, Statement, consumer_policy,
-    owner_policy,
+    self, BucketAccess, Effect, PolicyDocument, Statement, identity_policy,
 };
 use datamesh_operator::provision::storage::{
     AccessKey, BucketStore, BucketTags, EXPIRATION_RULE_ID, ErrorCode, IdentityStore, Operation,
@@ -433,8 +437,8 @@ async fn inline_policies_are_enforced_per_bucket_and_per_action() {
     .await;
 
     // Read grant.
-    let grant = GRANTS_POLICY_NAME.to_owned();
-    let read = consumer_policy(&bucket, BucketAccess::Read);
+    let grant = "grants".to_owned();
+    let read = identity_policy(&bucket, BucketAccess::Read);
     store.put_user_policy(&user, &grant, &read).await.unwrap();
     assert_eq!(
         store.get_user_policy(&user, &grant).await.unwrap(),
@@ -485,7 +489,7 @@ print(json.dumps({
         .put_user_policy(
             &user,
             &grant,
-            &consumer_policy(&bucket, BucketAccess::ReadWrite),
+            &identity_policy(&bucket, BucketAccess::ReadWrite),
         )
         .await
         .unwrap();
@@ -523,8 +527,8 @@ print(json.dumps({
     store
         .put_user_policy(
             &user,
-            policy::OWNER_POLICY_NAME,
-            &owner_policy(&[&other_bucket]),
+            "owner",
+            &identity_policy(&other_bucket, BucketAccess::Owner),
         )
         .await
         .unwrap();
@@ -646,7 +650,7 @@ async fn errors_name_the_call_the_subject_and_the_code() {
     assert!(!store.delete_bucket(&missing).await.unwrap());
 
     let error = store
-        .put_user_policy(&missing, "p", &consumer_policy("b", BucketAccess::Read))
+        .put_user_policy(&missing, "p", &identity_policy("b", BucketAccess::Read))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Some(&ErrorCode::NoSuchEntity), "{error}");
@@ -666,6 +670,7 @@ async fn errors_name_the_call_the_subject_and_the_code() {
             effect: Effect::Deny,
             action: vec!["s3:PutObject".to_owned()],
             resource: vec!["arn:aws:s3:::b/*".to_owned()],
+            principal: None,
         }],
     };
     let error = store
@@ -699,4 +704,232 @@ async fn errors_name_the_call_the_subject_and_the_code() {
         Some(&ErrorCode::InvalidAccessKeyId),
         "{error}"
     );
+}
+
+/// The access the operator writes on a bucket: `users` at `access`, in `part` of its policy.
+async fn give(
+    policies: &BucketPolicies,
+    store: &SdkObjectStorage,
+    bucket: &str,
+    part: Part,
+    access: BucketAccess,
+    users: &[&str],
+) -> PolicyWrite {
+    let mut principals = Principals::new();
+    for user in users {
+        let arn = policies.arn(store, user).await.unwrap().unwrap();
+        principals.entry(access).or_default().insert(arn);
+    }
+    let wanted = statements(part, bucket, &principals);
+    policies
+        .converge(store, bucket, part, &wanted)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bucket_policies_are_enforced_per_bucket_per_action_and_per_user() {
+    let store = admin().await;
+    let bucket = unique("e2e-bp");
+    let other_bucket = unique("e2e-bp-other");
+    for b in [&bucket, &other_bucket] {
+        store.ensure_bucket(b).await.unwrap();
+        store
+            .put_object(b, "data/hello.txt", "hello")
+            .await
+            .unwrap();
+    }
+    let (owner, reader, stranger) = (
+        unique("e2e-bp-owner"),
+        unique("e2e-bp-reader"),
+        unique("e2e-bp-stranger"),
+    );
+    let mut clients = Vec::new();
+    for user in [&owner, &reader, &stranger] {
+        store.ensure_user(user).await.unwrap();
+        clients.push(acting_as(&store.create_access_key(user).await.unwrap()).await);
+    }
+    let [as_owner, as_reader, as_stranger] = clients.as_slice() else {
+        unreachable!()
+    };
+
+    // The ARN the IAM API reports is what the bucket policy names.
+    let arn = store.user_arn(&reader).await.unwrap().unwrap();
+    assert!(
+        arn.starts_with("arn:aws:iam::") && arn.ends_with(&format!(":user/{reader}")),
+        "{arn}"
+    );
+    assert_eq!(store.user_arn(&unique("e2e-nobody")).await.unwrap(), None);
+    assert_eq!(store.get_bucket_policy(&bucket).await.unwrap(), None);
+
+    let policies = BucketPolicies::new(Duration::from_secs(300));
+    let owned = give(
+        &policies,
+        &store,
+        &bucket,
+        Part::Owner,
+        BucketAccess::Owner,
+        &[&owner],
+    )
+    .await;
+    assert_eq!(owned, PolicyWrite::Put);
+    let granted = give(
+        &policies,
+        &store,
+        &bucket,
+        Part::Grants,
+        BucketAccess::Read,
+        &[&reader],
+    )
+    .await;
+    assert_eq!(granted, PolicyWrite::Put);
+    eventually(
+        "owner writes, reader reads",
+        Duration::from_secs(10),
+        || async {
+            as_owner
+                .put_object(&bucket, "data/owner.txt", "mine")
+                .await
+                .map_err(|e| e.to_string())?;
+            as_reader
+                .get_object(&bucket, "data/hello.txt")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    expect_denied(as_reader.put_object(&bucket, "data/reader.txt", "x").await).unwrap();
+    expect_denied(as_reader.get_object(&other_bucket, "data/hello.txt").await).unwrap();
+    expect_denied(as_owner.get_object(&other_bucket, "data/hello.txt").await).unwrap();
+    expect_denied(as_stranger.get_object(&bucket, "data/hello.txt").await).unwrap();
+    expect_denied(as_reader.put_bucket_policy(&bucket, "{}").await).unwrap();
+    expect_denied(as_owner.delete_bucket_policy(&bucket).await).unwrap();
+
+    // The same, through an independent client with the reader's and the stranger's keys is
+    // left to the end-to-end suites; here the service's echo of the policy must read as what
+    // was written, or every resync would write it again.
+    let fresh = BucketPolicies::new(Duration::from_secs(300));
+    for (part, access, users) in [
+        (Part::Owner, BucketAccess::Owner, [owner.as_str()]),
+        (Part::Grants, BucketAccess::Read, [reader.as_str()]),
+    ] {
+        let again = give(&fresh, &store, &bucket, part, access, &users).await;
+        assert_eq!(
+            again,
+            PolicyWrite::Unchanged,
+            "{part:?} read back as written"
+        );
+    }
+
+    // Read-write, then revocation: the owner's part stays.
+    give(
+        &policies,
+        &store,
+        &bucket,
+        Part::Grants,
+        BucketAccess::ReadWrite,
+        &[&reader],
+    )
+    .await;
+    eventually(
+        "read-write grant allows put",
+        Duration::from_secs(10),
+        || async {
+            as_reader
+                .put_object(&bucket, "data/reader.txt", "written")
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    give(
+        &policies,
+        &store,
+        &bucket,
+        Part::Grants,
+        BucketAccess::Read,
+        &[],
+    )
+    .await;
+    eventually(
+        "revoked grant denies get",
+        Duration::from_secs(10),
+        || async { expect_denied(as_reader.get_object(&bucket, "data/hello.txt").await) },
+    )
+    .await;
+    as_owner
+        .get_object(&bucket, "data/reader.txt")
+        .await
+        .unwrap();
+
+    // Upgrading from inline policies: the first ARN lookup of a user the operator manages (its
+    // tags say so) removes the operator's old inline grants (here, read on the other bucket),
+    // and leaves any other inline policy.
+    let managed = [("app.kubernetes.io/managed-by", "datamesh-operator")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+    store.tag_user(&reader, &managed).await.unwrap();
+    store
+        .put_user_policy(
+            &reader,
+            "datamesh-grants",
+            &identity_policy(&other_bucket, BucketAccess::Read),
+        )
+        .await
+        .unwrap();
+    store
+        .put_user_policy(
+            &reader,
+            "platform-audit",
+            &identity_policy(&bucket, BucketAccess::Read),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the legacy grant reads",
+        Duration::from_secs(10),
+        || async {
+            as_reader
+                .get_object(&other_bucket, "data/hello.txt")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    BucketPolicies::new(Duration::from_secs(300))
+        .arn(&store, &reader)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_user_policies(&reader).await.unwrap(),
+        ["platform-audit"]
+    );
+    eventually(
+        "the legacy grant is gone",
+        Duration::from_secs(10),
+        || async { expect_denied(as_reader.get_object(&other_bucket, "data/hello.txt").await) },
+    )
+    .await;
+
+    // The last part going deletes the policy.
+    let released = give(
+        &policies,
+        &store,
+        &bucket,
+        Part::Owner,
+        BucketAccess::Owner,
+        &[],
+    )
+    .await;
+    assert_eq!(released, PolicyWrite::Deleted);
+    assert_eq!(store.get_bucket_policy(&bucket).await.unwrap(), None);
+    store.delete_bucket_policy(&bucket).await.unwrap();
+    eventually(
+        "the owner's access is gone",
+        Duration::from_secs(10),
+        || async { expect_denied(as_owner.get_object(&bucket, "data/hello.txt").await) },
+    )
+    .await;
 }

@@ -10,13 +10,12 @@ this file does not depend on that reconciler; so are the producer's own rights o
 import json
 import re
 import time
-import urllib.parse
 from datetime import datetime, timedelta, timezone
 
 import botocore.exceptions
 import pytest
 
-from conftest import Kafka, apply, env, get_json, kubectl, policy, s3_client, secret_data, unique
+from conftest import Kafka, apply, env, get_json, kubectl, s3_client, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -120,10 +119,6 @@ def mesh(operator, tmp_path_factory):
     s3_admin = s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY"))
     iam_admin = s3_client(env("S3_ADMIN_ACCESS_KEY"), env("S3_ADMIN_SECRET_KEY"), service="iam")
     s3_admin.create_bucket(Bucket=MESH.bucket)
-    iam_admin.put_user_policy(UserName=a.name, PolicyName="datamesh-owner", PolicyDocument=policy([
-        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{MESH.bucket}"]},
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"arn:aws:s3:::{MESH.bucket}/*"]},
-    ]))
 
     apply({"apiVersion": API, "kind": "DataProduct", "metadata": {"name": "orders", "namespace": a.name},
            "spec": {"domain": a.name, "owner": {"name": "alice"},
@@ -137,11 +132,20 @@ def mesh(operator, tmp_path_factory):
                         {"name": "orders-events", "dataProduct": {"domain": a.name, "name": "orders", "port": "events"}},
                         {"name": "orders-lake", "dataProduct": {"domain": a.name, "name": "orders", "port": "lake"}}]}})
 
-    # The producer writes with its own credentials.
+    # The producer writes with its own credentials, once the operator has adopted the bucket
+    # and written the producer's access into its policy.
+    kubectl("wait", "--for", "condition=Ready", "--timeout", "90s", "dataproduct/orders", "-n", a.name)
     a.kafka.produce(MESH.topic, RECORDS)
-    a.s3.put_object(Bucket=MESH.bucket, Key=OBJECT_KEY, Body=OBJECT_BODY)
 
-    MESH.a, MESH.b, MESH.c, MESH.admin, MESH.iam = a, b, c, admin, iam_admin
+    def producer_writes():
+        try:
+            a.s3.put_object(Bucket=MESH.bucket, Key=OBJECT_KEY, Body=OBJECT_BODY)
+        except botocore.exceptions.ClientError:
+            return False
+        return True
+    wait_for(producer_writes, timeout=30, message="the producer writes to its bucket")
+
+    MESH.a, MESH.b, MESH.c, MESH.admin, MESH.iam, MESH.s3 = a, b, c, admin, iam_admin, s3_admin
     yield MESH
     for name in (a.name, b.name, c.name):
         kubectl("delete", "accesspolicies,dataproducts", "--all", "-n", name, "--wait=false", check=False)
@@ -178,29 +182,34 @@ def consumer_acls(mesh):
     return found
 
 
-GRANTS_POLICY = "datamesh-grants"
+def listed(value):
+    return value if isinstance(value, list) else [value]
 
 
 def granted_buckets(mesh, domain):
-    """{bucket: actions} as the domain's one aggregated grants policy names them, read back from
-    IAM ({} when it has no such policy). Any inline policy besides that one and the domain's
-    owner policy (its own buckets) would be a grant kept elsewhere, and fails the test."""
+    """{bucket: actions} that the consumers' part of the buckets' policies gives the domain, read
+    back from S3 ({} when none does). The domain holds no inline IAM policy: access lives on
+    the buckets, and a grant kept anywhere else fails the test."""
     names = mesh.iam.list_user_policies(UserName=domain.name)["PolicyNames"]
-    assert set(names) <= {GRANTS_POLICY, "datamesh-owner"}, f"unexpected inline policies of {domain.name}: {names}"
-    if GRANTS_POLICY not in names:
-        return {}
-    document = mesh.iam.get_user_policy(UserName=domain.name, PolicyName=GRANTS_POLICY)["PolicyDocument"]
-    if isinstance(document, str):
-        document = json.loads(urllib.parse.unquote(document))
-    statements = document["Statement"]
+    assert names == [], f"unexpected inline policies of {domain.name}: {names}"
     buckets = {}
-    for statement in statements if isinstance(statements, list) else [statements]:
-        assert statement["Effect"] == "Allow", statement
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        for resource in resources:
-            bucket = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
-            buckets.setdefault(bucket, set()).update(actions)
+    for bucket in (b["Name"] for b in mesh.s3.list_buckets()["Buckets"]):
+        try:
+            document = json.loads(mesh.s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        except botocore.exceptions.ClientError as error:
+            if error.response["Error"]["Code"] in ("NoSuchBucketPolicy", "NoSuchBucket"):
+                continue
+            raise
+        for statement in listed(document["Statement"]):
+            named = listed(statement.get("Principal", {}).get("AWS", []))
+            if not any(arn.endswith(f":user/{domain.name}") for arn in named):
+                continue
+            assert statement["Effect"] == "Allow", statement
+            assert statement["Sid"].startswith("DatameshGrant"), statement
+            for resource in listed(statement["Resource"]):
+                name = resource.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+                assert name == bucket, f"{bucket}'s policy names {resource}"
+                buckets.setdefault(bucket, set()).update(listed(statement["Action"]))
     return buckets
 
 

@@ -239,7 +239,28 @@ def bucket_state(s3, bucket):
         tags = error.response["Error"]["Code"]
     objects = sorted((o["Key"], o["ETag"], o["Size"])
                      for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-    return {"tags": tags, "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status"), "objects": objects}
+    return {"tags": tags, "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status"), "objects": objects,
+            "policy": bucket_policy(s3, bucket)}
+
+
+def bucket_policy(s3, bucket):
+    """The bucket's policy, normalised ({} without one): who may do what with the bucket."""
+    try:
+        document = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except botocore.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] == "NoSuchBucketPolicy":
+            return {}
+        raise
+    return json.loads(json.dumps(document, sort_keys=True))
+
+
+def principals(policy):
+    """Every principal ARN a bucket policy names."""
+    named = set()
+    for statement in policy.get("Statement", []):
+        aws = statement.get("Principal", {}).get("AWS", [])
+        named.update([aws] if isinstance(aws, str) else aws)
+    return named
 
 
 def namespace_state(namespace):
@@ -290,6 +311,9 @@ def victim_state(m):
         "buckets": {b: bucket_state(m.s3_admin, b) for b in buckets},
         "iam": {d: iam_policies(m.iam_admin, d) for d in (*victims, m.consumer.name)},
         "attacker iam on victim buckets": sorted(b for b in buckets if any(b in d for d in attacker_documents.values())),
+        "attacker in victim bucket policies": sorted(
+            b for b in buckets
+            if any(p.endswith(f":user/{m.attacker.name}") for p in principals(bucket_policy(m.s3_admin, b)))),
         "namespaces": {d: namespace_state(d) for d in (*victims, m.consumer.name)},
         "domains": {d: get_json("domain", d).get("status") for d in (*victims, m.consumer.name)},
     }
@@ -307,9 +331,11 @@ def assert_the_snapshot_sees_the_mesh(m, state):
     assert state["buckets"][m.archive_bucket]["tags"]["datamesh.dev/orphaned"] == "true"
     for bucket in m.pay_buckets.values():
         assert state["buckets"][bucket]["objects"], bucket
-    assert any(m.bucket in document for document in state["iam"][consumer].values()), state["iam"][consumer]
-    assert any(m.bucket in document for document in state["iam"][victim].values()), state["iam"][victim]
+    named = principals(state["buckets"][m.bucket]["policy"])
+    assert any(p.endswith(f":user/{consumer}") for p in named), state["buckets"][m.bucket]
+    assert any(p.endswith(f":user/{victim}") for p in named), state["buckets"][m.bucket]
     assert state["attacker iam on victim buckets"] == []
+    assert state["attacker in victim bucket policies"] == []
     assert "ConfigMap/orders-events" in state["namespaces"][consumer]
     assert "AccessPolicy/consumer-reads" in state["namespaces"][victim]
     assert "RoleBinding/datamesh-domain-admins" in state["namespaces"][victim]
@@ -574,6 +600,25 @@ def test_destroy_a_bucket_inside_the_attackers_name_prefix(mesh, attack):
     for bucket in m.pay_buckets.values():
         assert m.s3_admin.get_object(Bucket=bucket, Key=OBJECT_KEY)["Body"].read() == PAY_BODY
     assert m.pay.get_object(m.pay_buckets["orders"], OBJECT_KEY) == PAY_BODY
+    assert_unchanged(m, before, since)
+
+
+def test_grant_a_bucket_inside_the_attackers_name_prefix_to_another_domain(mesh, attack):
+    """The attacker's product `pay-orders` names the bucket of domain `<attacker>-pay`, product
+    `orders`; a policy on it granting the consumer domain must open nothing of that bucket (nor
+    change its policy): the bucket is not the product's."""
+    m = mesh
+    before = victim_state(m)
+    attack(product(m.attacker.name, "pay-orders", m.attacker.name, [{"name": "lake", "bucket": {}}]))
+    attack(access_policy("share", m.attacker.name, "pay-orders", [{"domain": m.consumer.name}]))
+    wait_stalled("dataproduct", "pay-orders", m.attacker.name, "OwnedByAnotherDomain")
+    settled("accesspolicy", "share", m.attacker.name)
+    since = time.monotonic()
+    bucket = m.pay_buckets["orders"]
+    assert m.consumer.get_object(bucket, OBJECT_KEY) == "AccessDenied"
+    assert s3_try(m.consumer.s3.list_objects_v2, Bucket=bucket) == "AccessDenied"
+    grants = get_json("accesspolicy", "share", "-n", m.attacker.name).get("status", {}).get("grants", [])
+    assert not any(g.get("bucket") for g in grants), grants
     assert_unchanged(m, before, since)
 
 

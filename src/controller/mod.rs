@@ -5,6 +5,7 @@
 pub mod access_policy;
 pub mod applied;
 pub mod apply;
+pub mod bucket_policies;
 pub mod data_product;
 pub mod domain;
 pub mod failure;
@@ -15,7 +16,6 @@ pub mod shared_watch;
 pub mod stores;
 pub mod stores_ready;
 pub mod tenancy;
-pub mod user_policies;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
 
-use self::user_policies::UserPolicies;
+use self::bucket_policies::BucketPolicies;
 use crate::api::conditions::{READY, is_true};
 use crate::api::domain::Domain;
 use crate::config::Settings;
@@ -52,8 +52,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The domains' aggregated IAM policies, as last written or read.
-    pub user_policies: UserPolicies,
+    /// The managed buckets' policies, as last written or read, and the users' ARNs.
+    pub bucket_policies: BucketPolicies,
     /// The domains whose Kafka and IAM identities were checked recently.
     pub checked_identities: domain::CheckedIdentities,
     /// The names no Domain may take (see [`tenancy::ReservedNames`]).
@@ -83,7 +83,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
-            user_policies: UserPolicies::new(settings.resync),
+            bucket_policies: BucketPolicies::new(settings.resync),
             checked_identities: domain::CheckedIdentities::new(settings.resync),
             reserved_names: tenancy::ReservedNames::from_settings(&settings, operator_namespace),
             backoff: failure::Backoff::default(),

@@ -5,45 +5,41 @@
 //! the Kafka part (the rest would only wait out their own timeouts); within IAM each consumer's
 //! policy is its own step.
 //!
-//! Two writes read first, under locks shared with other products' reconciles, because what
-//! they write is shared with them: a consumer's consumer-group ACL (see
-//! [`converge_group_acls`]) and a consumer's aggregated bucket-grants policy (see
-//! [`UserPolicies`]). A read made in *observe*, before waiting for the lock, could be stale.
+//! Two writes read first, under locks, because what they write is shared: a consumer's
+//! consumer-group ACL with other products' reconciles (see [`converge_group_acls`]), and a
+//! bucket's policy with the DataProduct controller, which writes the owner's part of it (see
+//! [`BucketPolicies`]). A read made in *observe*, before waiting for the lock, could be stale.
 
 use tokio::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::{Api, Client, ResourceExt};
-use std::collections::BTreeSet;
 
 use super::State;
-use super::desired::{DomainInfo, group_binding};
-use super::observe::Observation;
-use super::plan::{ConfigMapPlan, ConsumerGrants, KafkaPlan, Plan, RbacPlan};
+use super::desired::group_binding;
+use super::plan::{BucketGrants, ConfigMapPlan, KafkaPlan, Plan, RbacPlan};
 use crate::api::naming::kafka_principal;
 use crate::controller::applied::Applied;
-use crate::controller::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
+use crate::controller::bucket_policies::{BucketPolicies, PolicyWrite};
 use crate::controller::{Error, batch_ok, kube_context};
 use crate::provision::kafka::{AclBindingFilter, AclResourceType, KafkaAdmin};
 use crate::provision::storage::ObjectStore;
-use crate::provision::storage::policy::{BucketGrant, GRANTS_POLICY_NAME};
+use crate::provision::storage::bucket_policy::{Part, Principals, statements};
 
 /// Serializes the consumer-group ACL section of [`apply_kafka`] across products (see
 /// [`converge_group_acls`]).
 static GROUP_ACLS: Mutex<()> = Mutex::const_new(());
 
 /// Make the plan's writes (see the module docs).
-pub async fn apply(plan: &Plan, observation: &Observation, state: &State) -> Applied {
+pub async fn apply(plan: &Plan, state: &State) -> Applied {
     let ctx = &*state.ctx;
     let mut applied = Applied::default();
     apply_kafka(ctx.kafka.as_ref(), &plan.kafka, &mut applied).await;
-    let elsewhere = |consumer: &DomainInfo| observation.grants_elsewhere(consumer, plan.now);
     apply_buckets(
         ctx.storage.as_ref(),
-        &ctx.user_policies,
+        &ctx.bucket_policies,
         &plan.buckets,
-        &elsewhere,
         &mut applied,
     )
     .await;
@@ -120,63 +116,69 @@ async fn converge_group_acls(kafka: &dyn KafkaAdmin, plan: &KafkaPlan) -> Result
     Ok(())
 }
 
-/// Make every consumer's grants policy ([`GRANTS_POLICY_NAME`]) hold what the plan gives it on
-/// the product's buckets and nothing else of them. `elsewhere` is what every *other* product's
-/// live policies give a consumer, called only when its policy must be recomputed. Most calls
-/// send nothing: the remembered policy already holds the grants and lacks the rest. A consumer
-/// that fails does not stop the others.
+/// Make the consumers' part of each bucket's policy hold what the plan gives, and nothing
+/// else. Most calls send nothing: the remembered policy already holds it. A bucket that fails
+/// does not stop the others.
 pub async fn apply_buckets(
     storage: &dyn ObjectStore,
-    policies: &UserPolicies,
-    plan: &[ConsumerGrants],
-    elsewhere: &(dyn Fn(&DomainInfo) -> BTreeSet<BucketGrant> + Sync),
+    policies: &BucketPolicies,
+    plan: &[BucketGrants],
     applied: &mut Applied,
 ) {
     for grants in plan {
-        let result = converge_consumer(storage, policies, grants, elsewhere).await;
+        let result = converge_bucket(storage, policies, grants).await;
         if let Err(error) = &result {
-            tracing::warn!(consumer = %grants.consumer.name, %error, "could not converge bucket grants");
+            tracing::warn!(bucket = %grants.bucket, %error, "could not write the consumers' grants in the bucket's policy");
         }
         applied.record(result);
     }
 }
 
-async fn converge_consumer(
+async fn converge_bucket(
     storage: &dyn ObjectStore,
-    policies: &UserPolicies,
-    grants: &ConsumerGrants,
-    elsewhere: &(dyn Fn(&DomainInfo) -> BTreeSet<BucketGrant> + Sync),
+    policies: &BucketPolicies,
+    grants: &BucketGrants,
 ) -> Result<(), Error> {
-    let ConsumerGrants {
-        consumer,
-        user,
-        needed,
-        gone,
-    } = grants;
-    let request = PolicyRequest {
-        user,
-        policy: GRANTS_POLICY_NAME,
-        needed,
-        gone,
-    };
-    let result = policies
-        .converge(storage, &request, || {
-            let mut all = elsewhere(consumer);
-            all.extend(needed.iter().cloned());
-            all
-        })
-        .await;
-    match result {
+    let mut principals = Principals::new();
+    // The consumer's Domain makes its IAM user; until then it cannot be named, and the others
+    // are granted without it (the reconcile fails, and retries).
+    let mut missing = Vec::new();
+    for (access, users) in &grants.users {
+        for user in users {
+            match policies.arn(storage, user).await? {
+                Some(arn) => {
+                    principals.entry(*access).or_default().insert(arn);
+                }
+                None => missing.push(user.as_str()),
+            }
+        }
+    }
+    let bucket = &grants.bucket;
+    let wanted = statements(Part::Grants, bucket, &principals);
+    let written = match policies
+        .converge(storage, bucket, Part::Grants, &wanted)
+        .await
+    {
         Ok(PolicyWrite::Unchanged) => Ok(()),
         Ok(write) => {
-            tracing::info!(%user, ?write, granted = ?needed, revoked = ?gone, "wrote the consumer's grants policy");
+            tracing::info!(%bucket, ?write, consumers = ?grants.users, "wrote the consumers' grants in the bucket's policy");
             Ok(())
         }
-        // Only revoking, from a user that does not exist (its Domain being deleted, or not
-        // provisioned yet): it holds nothing to revoke. A user missing while it needs a grant
-        // is an error, so the reconcile retries until the Domain controller has made it.
-        Err(error) if needed.is_empty() && error.is_no_such_entity() => Ok(()),
-        Err(error) => Err(error.into()),
+        // The bucket went (its product deleted it): nobody can use it, there is nothing to grant.
+        Err(error) if error.code() == Some(&crate::provision::storage::ErrorCode::NoSuchBucket) => {
+            policies.forget_bucket(bucket);
+            return Ok(());
+        }
+        Err(error) => Err(Error::from(error)),
+    };
+    written?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Blocked(format!(
+            "IAM user(s) {} do not exist yet, so bucket {bucket} grants them nothing yet; their Domains make them",
+            missing.join(", ")
+        )))
     }
 }
 
@@ -275,7 +277,8 @@ mod tests {
         AclBinding, AclOperation, AclPatternType, AdminOperation, AuthorizationRequest, FakeKafka,
         KafkaAdminError,
     };
-    use crate::provision::storage::{FakeObjectStore, IdentityStore};
+    use crate::provision::storage::policy::BucketAccess;
+    use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore};
     use k8s_openapi::jiff::Timestamp;
     use std::time::Duration;
 
@@ -293,8 +296,8 @@ mod tests {
         .grants
     }
 
-    fn targets() -> BTreeSet<PortTarget> {
-        BTreeSet::from([
+    fn targets() -> std::collections::BTreeSet<PortTarget> {
+        std::collections::BTreeSet::from([
             PortTarget::Topic(TOPIC.into()),
             PortTarget::Bucket(BUCKET.into()),
         ])
@@ -316,7 +319,7 @@ mod tests {
         })
     }
 
-    async fn world() -> (FakeKafka, FakeObjectStore, UserPolicies) {
+    async fn world() -> (FakeKafka, FakeObjectStore, BucketPolicies) {
         let kafka = FakeKafka::new();
         // The producer's own ACL, made by the DataProduct reconciler: never ours to touch.
         let own = AclBinding::allow(
@@ -331,33 +334,24 @@ mod tests {
         for user in ["payments", "marketing", "bi"] {
             storage.ensure_user(user).await.unwrap();
         }
+        storage.ensure_bucket(BUCKET).await.unwrap();
         (kafka, storage, remembering())
     }
 
-    fn remembering() -> UserPolicies {
-        UserPolicies::new(Duration::from_secs(300))
-    }
-
-    /// No other product grants anything.
-    fn nowhere(_: &DomainInfo) -> BTreeSet<BucketGrant> {
-        BTreeSet::new()
+    fn remembering() -> BucketPolicies {
+        BucketPolicies::new(Duration::from_secs(300))
     }
 
     /// Plan and apply the product's bucket grants for `grants`, as a reconcile does.
     async fn sync_buckets(
         storage: &FakeObjectStore,
-        remembered: &UserPolicies,
+        remembered: &BucketPolicies,
         grants: &[PortGrant],
-        elsewhere: &(dyn Fn(&DomainInfo) -> BTreeSet<BucketGrant> + Sync),
     ) -> Result<(), Error> {
-        let plan = bucket_plan(
-            "payments",
-            &domains(),
-            &targets(),
-            &desired::desired(grants),
-        );
+        let product = product(Lifecycle::Active, Classification::Internal);
+        let plan = bucket_plan(&product, &desired::desired(grants));
         let mut applied = Applied::default();
-        apply_buckets(storage, remembered, &plan, elsewhere, &mut applied).await;
+        apply_buckets(storage, remembered, &plan, &mut applied).await;
         applied.into_result()
     }
 
@@ -373,13 +367,11 @@ mod tests {
     async fn sync(
         kafka: &FakeKafka,
         storage: &FakeObjectStore,
-        remembered: &UserPolicies,
+        remembered: &BucketPolicies,
         grants: &[PortGrant],
     ) {
         sync_acls(kafka, grants).await.into_result().unwrap();
-        sync_buckets(storage, remembered, grants, &nowhere)
-            .await
-            .unwrap();
+        sync_buckets(storage, remembered, grants).await.unwrap();
     }
 
     #[tokio::test]
@@ -430,8 +422,8 @@ mod tests {
         assert!(!storage.allows("marketing", "s3:PutObject", BUCKET));
         assert!(!storage.allows("bi", "s3:GetObject", BUCKET));
 
-        // A resync that finds everything in place writes nothing, and the remembered grants
-        // policies spare even the IAM reads.
+        // A resync that finds everything in place writes nothing, and the remembered bucket
+        // policy spares even the S3 read.
         kafka.clear_calls();
         storage.clear_calls();
         sync(&kafka, &storage, &remembered, &read).await;
@@ -538,14 +530,7 @@ mod tests {
         sync(&kafka, &storage, &remembered, &[]).await;
         let left: Vec<String> = kafka.acls().iter().map(|b| b.principal.clone()).collect();
         assert_eq!(left, ["User:payments"]);
-        assert!(
-            storage
-                .list_user_policies("marketing")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(storage.list_user_policies("bi").await.unwrap().is_empty());
+        assert_eq!(storage.bucket_policy(BUCKET), None, "nothing is left in it");
     }
 
     #[tokio::test]
@@ -559,94 +544,99 @@ mod tests {
                 "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
         );
         let both: Vec<PortGrant> = read.iter().chain(&write).cloned().collect();
-        sync_buckets(&storage, &remembered, &both, &nowhere)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &both).await.unwrap();
         assert!(storage.allows("marketing", "s3:PutObject", BUCKET));
         assert!(storage.allows("bi", "s3:PutObject", BUCKET));
 
         // The read-write policy goes: marketing keeps reading through the other, bi loses all.
-        sync_buckets(&storage, &remembered, &read, &nowhere)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &read).await.unwrap();
         assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
         assert!(!storage.allows("marketing", "s3:PutObject", BUCKET));
         assert!(!storage.allows("bi", "s3:GetObject", BUCKET));
 
         // The read policy goes instead: the read-write one still gives both everything.
-        sync_buckets(&storage, &remembered, &both, &nowhere)
-            .await
-            .unwrap();
-        sync_buckets(&storage, &remembered, &write, &nowhere)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &both).await.unwrap();
+        sync_buckets(&storage, &remembered, &write).await.unwrap();
         assert!(storage.allows("marketing", "s3:PutObject", BUCKET));
         assert!(storage.allows("bi", "s3:GetObject", BUCKET));
     }
 
     #[tokio::test]
-    async fn one_policy_per_consumer_carries_every_producers_buckets() {
+    async fn the_consumers_part_leaves_the_owners_part_alone() {
         let (_, storage, remembered) = world().await;
-        const REPORTS: &str = "bi-reports-lake";
-        // Another product's policy gives marketing read access to bi's reports bucket.
-        let reports = |consumer: &DomainInfo| {
-            if consumer.name == "marketing" {
-                BTreeSet::from([BucketGrant::new(
-                    REPORTS,
-                    crate::provision::storage::policy::BucketAccess::Read,
-                )])
-            } else {
-                BTreeSet::new()
-            }
-        };
+        // The DataProduct controller's part: payments owns the bucket.
+        let owner_arn = FakeObjectStore::user_arn_of("payments");
+        let owner = statements(
+            Part::Owner,
+            BUCKET,
+            &[(BucketAccess::Owner, [owner_arn].into())].into(),
+        );
+        remembered
+            .converge(&storage, BUCKET, Part::Owner, &owner)
+            .await
+            .unwrap();
         let read = grants(
             serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
         );
-        sync_buckets(&storage, &remembered, &read, &reports)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &read).await.unwrap();
         assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
-        assert!(storage.allows("marketing", "s3:GetObject", REPORTS));
-        assert_eq!(
-            storage.list_user_policies("marketing").await.unwrap(),
-            [GRANTS_POLICY_NAME]
-        );
+        assert!(storage.allows("payments", "s3:PutObject", BUCKET));
         // Converging again with nothing changed sends nothing.
         storage.clear_calls();
-        sync_buckets(&storage, &remembered, &read, &reports)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &read).await.unwrap();
         assert!(storage.calls().is_empty(), "{:?}", storage.calls());
 
-        // This product's grant goes; the other product's stays.
-        sync_buckets(&storage, &remembered, &[], &reports)
-            .await
-            .unwrap();
+        // The grant goes; the owner's access stays.
+        sync_buckets(&storage, &remembered, &[]).await.unwrap();
         assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
-        assert!(storage.allows("marketing", "s3:GetObject", REPORTS));
+        assert!(storage.allows("payments", "s3:PutObject", BUCKET));
+    }
+
+    #[tokio::test]
+    async fn a_bucket_the_product_does_not_hold_is_never_written() {
+        let (_, storage, remembered) = world().await;
+        let mut unheld = product(Lifecycle::Active, Classification::Internal);
+        unheld.held_buckets.clear();
+        let read = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        let plan = bucket_plan(&unheld, &desired::desired(&read));
+        assert!(plan.is_empty(), "{plan:?}");
+        storage.clear_calls();
+        let mut applied = Applied::default();
+        apply_buckets(&storage, &remembered, &plan, &mut applied).await;
+        assert!(storage.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_product_being_deleted_takes_its_consumers_grants_back() {
+        let (_, storage, remembered) = world().await;
+        let read = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        sync_buckets(&storage, &remembered, &read).await.unwrap();
+        assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
+        let mut deleting = product(Lifecycle::Active, Classification::Internal);
+        deleting.deleting = true;
+        let plan = bucket_plan(&deleting, &desired::desired(&read));
+        assert_eq!(plan.len(), 1);
+        assert!(plan[0].users.is_empty());
+        let mut applied = Applied::default();
+        apply_buckets(&storage, &remembered, &plan, &mut applied).await;
+        assert!(applied.succeeded());
+        assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
     }
 
     #[tokio::test]
     async fn a_consumer_without_an_iam_user_does_not_stop_the_others() {
         let storage = FakeObjectStore::new();
         storage.ensure_user("bi").await.unwrap();
+        storage.ensure_bucket(BUCKET).await.unwrap();
         let remembered = remembering();
-        // marketing (converged before bi) has no IAM user: its domain is going, or not
-        // provisioned yet. Revoking this product's bucket from it is nothing to do, even
-        // though rewriting its policy (for another product's grant) fails.
-        let elsewhere = |consumer: &DomainInfo| {
-            BTreeSet::from_iter((consumer.name == "marketing").then(|| {
-                BucketGrant::new(
-                    "bi-reports-lake",
-                    crate::provision::storage::policy::BucketAccess::Read,
-                )
-            }))
-        };
+        // marketing has no IAM user: its domain is going, or not provisioned yet.
         let for_bi =
             grants(serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "bi"}]}));
-        sync_buckets(&storage, &remembered, &for_bi, &elsewhere)
-            .await
-            .unwrap();
+        sync_buckets(&storage, &remembered, &for_bi).await.unwrap();
         assert!(storage.allows("bi", "s3:GetObject", BUCKET));
 
         // Granting marketing fails (and the reconcile will retry), but bi still gets its level.
@@ -654,7 +644,7 @@ mod tests {
             serde_json::json!({"dataProduct": "orders", "access": "readWrite",
                 "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
         );
-        let result = sync_buckets(&storage, &remembered, &for_both, &nowhere).await;
+        let result = sync_buckets(&storage, &remembered, &for_both).await;
         assert!(
             result.is_err(),
             "a grant to a missing user is not silently dropped"
@@ -673,17 +663,26 @@ mod tests {
             AclOperation::Read,
         );
         kafka.create_acls(&[stray]).await.unwrap();
+        // A statement of the consumers' part that no policy gives any more (written by an
+        // earlier operator, or by hand).
+        let stray = statements(
+            Part::Grants,
+            BUCKET,
+            &[(
+                BucketAccess::Read,
+                [FakeObjectStore::user_arn_of("bi")].into(),
+            )]
+            .into(),
+        );
+        let document = crate::provision::storage::policy::PolicyDocument {
+            version: "2012-10-17".into(),
+            statement: stray,
+        };
         storage
-            .put_user_policy(
-                "bi",
-                GRANTS_POLICY_NAME,
-                &crate::provision::storage::policy::consumer_policy(
-                    BUCKET,
-                    crate::provision::storage::policy::BucketAccess::Read,
-                ),
-            )
+            .put_bucket_policy(BUCKET, &document.to_json())
             .await
             .unwrap();
+        assert!(storage.allows("bi", "s3:GetObject", BUCKET));
         sync(&kafka, &storage, &remembered, &[]).await;
         assert!(!may(
             &kafka,
@@ -719,8 +718,9 @@ mod tests {
         kafka.clear_calls();
         let mut applied = Applied::default();
         apply_kafka(&kafka, &plan, &mut applied).await;
-        let buckets = bucket_plan("payments", &domains(), &targets(), &desired::desired(&read));
-        apply_buckets(&storage, &remembered, &buckets, &nowhere, &mut applied).await;
+        let product = product(Lifecycle::Active, Classification::Internal);
+        let buckets = bucket_plan(&product, &desired::desired(&read));
+        apply_buckets(&storage, &remembered, &buckets, &mut applied).await;
 
         assert_eq!(
             kafka.calls(),

@@ -7,10 +7,12 @@
 //! union. That is what makes grants count across policies: revoking one policy removes only
 //! what no other live policy still gives.
 //!
-//! Bucket grants are the exception to "per product": a consumer's access to every producer's
-//! buckets is one aggregated inline IAM policy (see `crate::controller::user_policies` for
-//! why), so its document is computed across all live policies ([`consumer_bucket_grants`]),
-//! while a product's reconcile only says what it needs in it ([`user_bucket_grants`]).
+//! Bucket grants are written in the policy of each of the product's buckets (see
+//! [`crate::provision::storage::bucket_policy`]), and only on a bucket the product holds: its
+//! status lists it, which the DataProduct controller writes once the bucket's tags say it is
+//! the domain's. Bucket names are `<domain>-<product>-<port>`, so a product `pay-orders` of a
+//! domain `shop` names the bucket of product `orders` of a domain `shop-pay`; the name alone
+//! must never open a bucket.
 //!
 //! Identities: a `domain` consumer is granted as that domain (`User:<domain>` in Kafka, IAM user
 //! `<domain>`, its `datamesh-workload` ServiceAccount and its owners in RBAC). A
@@ -37,7 +39,7 @@ use crate::controller::apply::{
 use crate::controller::domain::desired::{WORKLOAD_SERVICE_ACCOUNT, storage_user};
 use crate::controller::tenancy::{NAMESPACE_NOT_OWNED, Owners, owned_namespace};
 use crate::provision::kafka::{AclBinding, AclOperation, AclPatternType, AclResourceType};
-use crate::provision::storage::policy::{BucketAccess, BucketGrant};
+use crate::provision::storage::policy::BucketAccess;
 
 /// Label on a connection ConfigMap naming the producing domain it describes.
 pub const SOURCE_DOMAIN_LABEL: &str = "datamesh.dev/source-domain";
@@ -66,6 +68,10 @@ pub struct Product {
     pub classification: Classification,
     /// Its output ports by name, with where each one's data lives.
     pub ports: BTreeMap<String, PortTarget>,
+    /// The buckets it holds (its status lists them): the only buckets its grants reach.
+    pub held_buckets: BTreeSet<String>,
+    /// It is being deleted: its buckets' consumers lose the access the operator gave them.
+    pub deleting: bool,
 }
 
 impl Product {
@@ -85,12 +91,20 @@ impl Product {
                 Some((port.name.clone(), target))
             })
             .collect();
+        let held_buckets = product
+            .status
+            .iter()
+            .flat_map(|status| &status.output_ports)
+            .filter_map(|port| port.bucket.clone())
+            .collect();
         Self {
             domain: spec.domain.clone(),
             name,
             lifecycle: spec.status,
             classification: spec.classification,
             ports,
+            held_buckets,
+            deleting: product.metadata.deletion_timestamp.is_some(),
         }
     }
 }
@@ -365,6 +379,12 @@ pub fn evaluate(
             if !spec.covers_port(port) {
                 continue;
             }
+            // Not (yet) the product's bucket: granted once the product holds it.
+            if let PortTarget::Bucket(bucket) = target
+                && !product.held_buckets.contains(bucket)
+            {
+                continue;
+            }
             grants.push(PortGrant {
                 consumer: consumer.key.clone(),
                 identity: consumer.identity.clone(),
@@ -603,69 +623,6 @@ pub fn acl_changes(
     AclChanges { create, delete }
 }
 
-/// The grants a product's policies give `user` on its buckets, from [`Desired::bucket_access`]:
-/// what that user's aggregated grants policy needs for this product.
-pub fn user_bucket_grants(
-    bucket_access: &BTreeMap<(String, String), BucketAccess>,
-    user: &str,
-) -> BTreeSet<BucketGrant> {
-    bucket_access
-        .iter()
-        .filter(|((holder, _), _)| holder == user)
-        .map(|((_, bucket), access)| BucketGrant::new(bucket.clone(), *access))
-        .collect()
-}
-
-/// Whether `policy` names `consumer` at all: as a domain, or a ServiceAccount in its namespace
-/// (how [`evaluate`] resolves identities). Cheap, so that collecting one consumer's grants
-/// across every policy in the cluster evaluates only the few that could give it anything.
-fn names_consumer(policy: &AccessPolicy, consumer: &DomainInfo) -> bool {
-    policy
-        .spec
-        .consumers
-        .iter()
-        .any(|named| match (&named.domain, &named.service_account) {
-            (Some(domain), _) => *domain == consumer.name,
-            (None, Some(sa)) => sa.namespace == consumer.namespace,
-            (None, None) => false,
-        })
-}
-
-/// Every bucket grant that the live `policies` (of any producer) give `consumer` now, at the
-/// highest level any of them grants per bucket: the document of the consumer's aggregated
-/// grants policy. `product_of` finds the DataProduct a policy names (`None` when missing); a
-/// policy being deleted gives nothing, and an expired one gives nothing by [`evaluate`].
-pub fn consumer_bucket_grants<'a>(
-    consumer: &DomainInfo,
-    policies: impl IntoIterator<Item = &'a AccessPolicy>,
-    product_of: impl Fn(&AccessPolicy) -> Option<Product>,
-    domains: &[DomainInfo],
-    now: Timestamp,
-) -> BTreeSet<BucketGrant> {
-    let mut levels: BTreeMap<String, BucketAccess> = BTreeMap::new();
-    for policy in policies {
-        if policy.metadata.deletion_timestamp.is_some() || !names_consumer(policy, consumer) {
-            continue;
-        }
-        let product = product_of(policy);
-        for grant in evaluate(policy, product.as_ref(), domains, now).grants {
-            let PortTarget::Bucket(bucket) = grant.target else {
-                continue;
-            };
-            if grant.identity != consumer.name {
-                continue;
-            }
-            let access = bucket_access(grant.access);
-            let level = levels.entry(bucket).or_insert(access);
-            *level = (*level).max(access);
-        }
-    }
-    levels
-        .into_iter()
-        .map(|(bucket, access)| BucketGrant::new(bucket, access))
-        .collect()
-}
-
 /// The Role and RoleBinding that let consumers read a product: named after the product.
 pub fn consumers_role_name(product: &str) -> String {
     format!("datamesh-consumers-{product}")
@@ -898,6 +855,8 @@ pub(crate) mod tests {
                     PortTarget::Bucket("payments-orders-lake".into()),
                 ),
             ]),
+            held_buckets: BTreeSet::from(["payments-orders-lake".to_owned()]),
+            deleting: false,
         }
     }
 
@@ -1222,159 +1181,32 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_products_grants_for_one_user_are_its_buckets_at_their_level() {
-        let read = grants_of(
-            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}, {"domain": "bi"}]}),
-        );
-        let write = grants_of(
-            serde_json::json!({"dataProduct": "orders", "ports": ["lake"], "access": "readWrite", "consumers": [{"domain": "marketing"}]}),
-        );
-        let wanted = desired(read.iter().chain(&write));
-        assert_eq!(
-            user_bucket_grants(&wanted.bucket_access, "marketing"),
-            BTreeSet::from([BucketGrant::new(
-                "payments-orders-lake",
-                BucketAccess::ReadWrite
-            )])
-        );
-        assert_eq!(
-            user_bucket_grants(&wanted.bucket_access, "bi"),
-            BTreeSet::from([BucketGrant::new("payments-orders-lake", BucketAccess::Read)])
-        );
-        assert!(user_bucket_grants(&wanted.bucket_access, "payments").is_empty());
-    }
-
-    /// `orders` of payments (bucket `payments-orders-lake`) and `reports` of bi (bucket
-    /// `bi-reports-lake`), looked up as the stores would.
-    fn two_producers(reports_lifecycle: Lifecycle) -> impl Fn(&AccessPolicy) -> Option<Product> {
-        let orders = active();
-        let reports = Product {
-            domain: "bi".into(),
-            name: "reports".into(),
-            lifecycle: reports_lifecycle,
-            classification: Classification::Internal,
-            ports: BTreeMap::from([(
-                "lake".to_owned(),
-                PortTarget::Bucket("bi-reports-lake".into()),
-            )]),
-        };
-        move |policy: &AccessPolicy| match (
-            policy.namespace().as_deref(),
-            policy.spec.data_product.as_str(),
-        ) {
-            (Some("payments-ns"), "orders") => Some(orders.clone()),
-            (Some("bi-ns"), "reports") => Some(reports.clone()),
-            _ => None,
-        }
-    }
-
-    fn domain(name: &str) -> DomainInfo {
-        domains().into_iter().find(|d| d.name == name).unwrap()
-    }
-
-    #[test]
-    fn a_consumers_bucket_grants_gather_every_producers_live_policies() {
-        let read = policy(
-            "read",
+    fn a_bucket_the_product_does_not_hold_is_granted_nothing() {
+        // Product `orders` names `payments-orders-lake`, but its status does not list it: the
+        // bucket is not (yet) the product's, or belongs to another domain whose name makes the
+        // same bucket name (domain `payments-orders`, product `lake`...).
+        let mut unheld = active();
+        unheld.held_buckets.clear();
+        let policy = policy(
+            "p",
             serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
         );
-        // A ServiceAccount consumer's grant is its namespace's domain's.
-        let write = policy(
-            "write",
-            serde_json::json!({"dataProduct": "orders", "ports": ["lake"], "access": "readWrite",
-                "consumers": [{"serviceAccount": {"namespace": "marketing-ns", "name": "etl"}}]}),
-        );
-        let mut from_bi = policy(
-            "from-bi",
-            serde_json::json!({"dataProduct": "reports", "consumers": [{"domain": "marketing"}]}),
-        );
-        from_bi.metadata.namespace = Some("bi-ns".into());
-        let for_bi = policy(
-            "for-bi",
-            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "bi"}]}),
-        );
-        let ghost = policy(
-            "ghost",
-            serde_json::json!({"dataProduct": "nowhere", "consumers": [{"domain": "marketing"}]}),
-        );
-        let all = [&read, &write, &from_bi, &for_bi, &ghost];
-        let marketing = |policies: &[&AccessPolicy], lifecycle, now| {
-            consumer_bucket_grants(
-                &domain("marketing"),
-                policies.iter().copied(),
-                two_producers(lifecycle),
-                &domains(),
-                now,
-            )
-        };
+        let evaluation = evaluate(&policy, Some(&unheld), &domains(), at(0));
+        let targets: Vec<&PortTarget> = evaluation.grants.iter().map(|g| &g.target).collect();
         assert_eq!(
-            marketing(&all, Lifecycle::Active, at(0)),
-            BTreeSet::from([
-                BucketGrant::new("payments-orders-lake", BucketAccess::ReadWrite),
-                BucketGrant::new("bi-reports-lake", BucketAccess::Read),
-            ]),
-            "both producers' buckets, each at the highest level granted"
+            targets,
+            [&PortTarget::Topic("payments.orders.events".into())],
+            "the topic is granted, the bucket is not"
         );
-        assert_eq!(
-            consumer_bucket_grants(
-                &domain("bi"),
-                all,
-                two_producers(Lifecycle::Active),
-                &domains(),
-                at(0)
-            ),
-            BTreeSet::from([BucketGrant::new("payments-orders-lake", BucketAccess::Read)]),
-            "only what names bi"
+        assert!(desired(&evaluation.grants).bucket_access.is_empty());
+        // Naming the bucket's port is no error: the grant comes once the product holds it.
+        let lake_only = self::policy(
+            "lake",
+            serde_json::json!({"dataProduct": "orders", "ports": ["lake"], "consumers": [{"domain": "marketing"}]}),
         );
-
-        // The read-write policy being deleted, or expired, leaves what the others give.
-        let mut deleting = write.clone();
-        deleting.metadata.deletion_timestamp = Some(Time(at(0)));
-        let expected = BTreeSet::from([
-            BucketGrant::new("payments-orders-lake", BucketAccess::Read),
-            BucketGrant::new("bi-reports-lake", BucketAccess::Read),
-        ]);
-        assert_eq!(
-            marketing(
-                &[&read, &deleting, &from_bi, &for_bi],
-                Lifecycle::Active,
-                at(0)
-            ),
-            expected
-        );
-        let mut expiring = write.clone();
-        expiring.spec.expires_at = Some(Time(at(100)));
-        assert!(
-            marketing(
-                &[&read, &expiring, &from_bi, &for_bi],
-                Lifecycle::Active,
-                at(99)
-            )
-            .contains(&BucketGrant::new(
-                "payments-orders-lake",
-                BucketAccess::ReadWrite
-            )),
-            "not expired yet"
-        );
-        assert_eq!(
-            marketing(
-                &[&read, &expiring, &from_bi, &for_bi],
-                Lifecycle::Active,
-                at(100)
-            ),
-            expected,
-            "expired: back to read"
-        );
-
-        // A retired product's grants go; no policy, no grants.
-        assert_eq!(
-            marketing(&all, Lifecycle::Retired, at(0)),
-            BTreeSet::from([BucketGrant::new(
-                "payments-orders-lake",
-                BucketAccess::ReadWrite
-            )])
-        );
-        assert!(marketing(&[], Lifecycle::Active, at(0)).is_empty());
+        let waiting = evaluate(&lake_only, Some(&unheld), &domains(), at(0));
+        assert!(waiting.grants.is_empty());
+        assert_ne!(waiting.outcome.reason, "PortNotFound");
     }
 
     #[test]

@@ -14,18 +14,14 @@
 //! Concurrency: policies are reconciled `CONCURRENCY` at a time, but the convergence of one
 //! product is serialized in this process (a lock per product), so two policies of the same
 //! product never undo each other's work from a stale read, while different products converge
-//! in parallel. What products share has its own lock: a consumer's consumer-group ACL (see
-//! [`apply`]), and a consumer's bucket grants policy (one lock per user, in
-//! [`UserPolicies`](super::user_policies::UserPolicies)).
+//! in parallel. What is shared has its own lock: a consumer's consumer-group ACL, shared by
+//! the products it reads (see [`apply`]), and a bucket's policy, whose owner's part the
+//! DataProduct controller writes (one lock per bucket, in
+//! [`BucketPolicies`](super::bucket_policies::BucketPolicies)).
 //!
-//! Bucket grants: a consumer domain holds ONE inline IAM policy,
-//! [`GRANTS_POLICY_NAME`](crate::provision::storage::policy::GRANTS_POLICY_NAME), with
-//! every bucket any producer's live policies grant it, not one policy per bucket. SeaweedFS
-//! rewrites and reloads its whole IAM configuration on each `PutUserPolicy` (7 ms with no
-//! policies, 1.5 s with 600), so N per-bucket policies cost N writes of O(N) each. A product's
-//! reconcile says only what it needs in each consumer's policy and which of its buckets must
-//! leave it; the remembered copy usually shows that nothing is to be sent (see
-//! [`apply::apply_buckets`]).
+//! Bucket grants are the consumers' part of the policy of each bucket the product holds (see
+//! [`crate::provision::storage::bucket_policy`] for why access lives on the buckets), so a
+//! product's reconcile writes all of it from the union of its own policies alone.
 //!
 //! Expiry: a policy with `expiresAt` ahead is requeued at that time, not at the resync.
 //!
@@ -65,6 +61,7 @@ use super::shared_watch::changed;
 use super::stores::{Meta, Stores, Watches};
 use super::{Context, Error, backoff_key, domain_trigger, from_finalizer, requeue_after_error};
 use crate::api::access_policy::AccessPolicy;
+use crate::api::data_product::DataProduct;
 use crate::api::domain::Domain;
 use crate::controller::tenancy::owned_namespace;
 
@@ -165,6 +162,25 @@ impl Drop for ProductGuard<'_> {
     }
 }
 
+/// A predicate: whether the product is being deleted.
+fn deletion(product: &DataProduct) -> Option<u64> {
+    Some(u64::from(product.metadata.deletion_timestamp.is_some()))
+}
+
+/// A predicate: the buckets the product's status lists as held.
+fn held_buckets(product: &DataProduct) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for port in product
+        .status
+        .iter()
+        .flat_map(|status| &status.output_ports)
+    {
+        port.bucket.hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
 /// The AccessPolicy controller, subscribed to its watches in `watches`; it runs (until
 /// `shutdown` is cancelled) once the returned future is polled, while the watches run.
 pub fn run(
@@ -184,11 +200,15 @@ pub fn run(
     // it. (With triggers from watches of their own, the trigger could win that race, and the
     // reconcile converge on the old state with nothing left to trigger it again.)
     //
-    // Grants depend on a product's spec and existence, never on its status, which changes
-    // several times while the product is provisioned.
+    // Grants depend on a product's spec, existence and deletion, and on the buckets it holds
+    // (bucket grants go only on those), not on the rest of its status, which changes several
+    // times while the product is provisioned.
     let product_events = changed(
         watches.products.touched(),
-        predicates::generation.combine(predicates::finalizers),
+        predicates::generation
+            .combine(predicates::finalizers)
+            .combine(deletion)
+            .combine(held_buckets),
     );
     let domain_events = changed(watches.domains.touched(), domain_trigger);
     let domains_by_map = stores.domains.clone();
@@ -388,7 +408,7 @@ async fn converge_product(
         s3_endpoint: state.ctx.settings.s3.endpoint.clone(),
     };
     let plan = plan::plan(policy, &observation, leaving, &endpoints, now);
-    let applied = apply::apply(&plan, &observation, state).await;
+    let applied = apply::apply(&plan, state).await;
     Ok((plan, applied))
 }
 

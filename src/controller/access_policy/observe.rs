@@ -4,17 +4,16 @@
 //! Kafka and the API server.
 //!
 //! Two shared things are not read here but in *apply*, under their own locks, because other
-//! products' reconciles write them concurrently and a copy read here could be stale by the time
-//! it is written back: a consumer's aggregated bucket-grants policy (read, if the remembered copy
-//! does not already show the work done, by [`UserPolicies`](crate::controller::user_policies)),
-//! and a consumer's consumer-group ACL (see [`super::apply`]).
+//! reconciles write them concurrently and a copy read here could be stale by the time it is
+//! written back: the policy of each of the product's buckets (read, if the remembered copy is
+//! stale, by [`BucketPolicies`](crate::controller::bucket_policies::BucketPolicies)), and a
+//! consumer's consumer-group ACL (see [`super::apply`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
@@ -22,7 +21,7 @@ use kube::{Api, ResourceExt};
 use super::State;
 use super::desired::{
     self, Authority, DomainInfo, PortTarget, Product, SOURCE_DOMAIN_LABEL, SOURCE_PRODUCT_LABEL,
-    consumer_bucket_grants, consumers_role_name,
+    consumers_role_name,
 };
 use crate::api::access_policy::AccessPolicy;
 use crate::api::data_product::DataProduct;
@@ -32,7 +31,6 @@ use crate::controller::{Error, kube_context};
 use crate::provision::kafka::{
     AclBinding, AclBindingFilter, AclPatternType, AclResourceType, KafkaAdmin,
 };
-use crate::provision::storage::policy::BucketGrant;
 
 /// Everything a product's grants depend on, read in one go from the watch stores.
 pub struct Scope {
@@ -51,10 +49,6 @@ pub struct Scope {
 /// namespace some domain owns: a policy no domain acts for writes nothing, so reads nothing.
 #[derive(Debug, Default)]
 pub struct Live {
-    /// The product's topics and buckets: the ports it has now, plus those any policy reported
-    /// granting (a port removed from the product, or the product gone), so that their grants
-    /// are revoked too.
-    pub targets: BTreeSet<PortTarget>,
     /// Every ACL on the product's topics.
     pub topic_acls: Vec<AclBinding>,
     /// The consumers' Role of the product, if there is one.
@@ -71,41 +65,6 @@ pub struct Observation {
     pub scope: Scope,
     /// The systems' state; empty when no domain owns the namespace.
     pub live: Live,
-    /// The live policies of every *other* product (in any namespace) and the products they
-    /// name (those acting for their domain): what the consumers' aggregated grants policies
-    /// must also carry. Evaluated only for a consumer whose policy must be recomputed.
-    elsewhere: Elsewhere,
-}
-
-/// The other products' policies, as the stores held them (see [`Observation::grants_elsewhere`]).
-#[derive(Default)]
-struct Elsewhere {
-    policies: Vec<Arc<AccessPolicy>>,
-    products: HashMap<(String, String), Arc<DataProduct>>,
-}
-
-impl Observation {
-    /// The bucket grants the live policies of every other product give `consumer` at `now`.
-    /// Pure: computed from what was observed, and only when a consumer's grants policy must be
-    /// rewritten (it costs an evaluation of every policy naming the consumer).
-    pub fn grants_elsewhere(&self, consumer: &DomainInfo, now: Timestamp) -> BTreeSet<BucketGrant> {
-        consumer_bucket_grants(
-            consumer,
-            self.elsewhere.policies.iter().map(AsRef::as_ref),
-            |other| {
-                let key = (
-                    other.namespace().unwrap_or_default(),
-                    other.spec.data_product.clone(),
-                );
-                self.elsewhere
-                    .products
-                    .get(&key)
-                    .map(|found| Product::of(found))
-            },
-            &self.scope.domains,
-            now,
-        )
-    }
 }
 
 /// Read what the product `policy` names depends on. Call it holding the product's lock (see
@@ -132,7 +91,6 @@ pub async fn observe(policy: &AccessPolicy, state: &State) -> Result<Observation
         return Ok(Observation {
             scope,
             live: Live::default(),
-            elsewhere: Elsewhere::default(),
         });
     };
     let targets = targets(policy, &scope, &producer, granting.as_ref());
@@ -153,21 +111,20 @@ pub async fn observe(policy: &AccessPolicy, state: &State) -> Result<Observation
         .await
         .map_err(kube_context(format!("listing ConfigMaps with {selector}")))?
         .items;
-    let elsewhere = read_elsewhere(state, &scope.owners, &namespace, product);
     Ok(Observation {
         scope,
         live: Live {
-            targets,
             topic_acls,
             role,
             binding,
             config_maps,
         },
-        elsewhere,
     })
 }
 
-/// The product's topics and buckets (see [`Live::targets`]).
+/// The product's topics and buckets: the ports it has now, plus those any policy reported
+/// granting (a port removed from the product, or the product gone), so that the grants on its
+/// topics are revoked too.
 /// `granting` is the product as [`desired::authority`] lets it grant: another domain's copy
 /// has no ports here.
 fn targets(
@@ -205,31 +162,6 @@ pub async fn topic_acls(
         }
     }
     Ok(actual)
-}
-
-/// The other products' live policies and the products they name (see [`Observation`]).
-fn read_elsewhere(state: &State, owners: &Owners, namespace: &str, product: &str) -> Elsewhere {
-    let policies = state.policies.state_filter(|other| {
-        other.namespace().as_deref() != Some(namespace) || other.spec.data_product != product
-    });
-    let mut products = HashMap::new();
-    for other in &policies {
-        let key = (
-            other.namespace().unwrap_or_default(),
-            other.spec.data_product.clone(),
-        );
-        if products.contains_key(&key) {
-            continue;
-        }
-        let found = state
-            .products
-            .get(&ObjectRef::new(&key.1).within(&key.0))
-            .filter(|found| owners.acts_for_its_domain(found));
-        if let Some(found) = found {
-            products.insert(key, found);
-        }
-    }
-    Elsewhere { policies, products }
 }
 
 /// Read the scope from the watch caches. Even the product itself comes from its store rather
@@ -275,14 +207,10 @@ pub fn read_scope(
 }
 
 impl Observation {
-    /// An observation of `scope` and `live`, with no other product granting anything.
+    /// An observation of `scope` and `live`.
     #[cfg(test)]
     pub fn of(scope: Scope, live: Live) -> Self {
-        Self {
-            scope,
-            live,
-            elsewhere: Elsewhere::default(),
-        }
+        Self { scope, live }
     }
 }
 

@@ -7,7 +7,7 @@
 //! reconciled. Who may grant is decided by [`desired::authority`] from the namespace alone, and
 //! a policy no domain acts for plans no write at all: no domain may revoke another's grants.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -16,26 +16,25 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::desired::{
-    self, Authority, DomainInfo, Endpoints, Evaluation, PortGrant, PortTarget, acl_changes,
-    consumers_role, consumers_role_binding, consumers_role_name, evaluate, user_bucket_grants,
+    self, Authority, Endpoints, Evaluation, PortGrant, Product, acl_changes, consumers_role,
+    consumers_role_binding, consumers_role_name, evaluate,
 };
 use super::observe::{Live, Observation};
 use crate::api::access_policy::{AccessPolicy, AccessPolicyStatus};
 use crate::api::conditions::{Progress, STALLED, is_true};
 use crate::api::naming::kafka_principal;
 use crate::controller::apply::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::controller::domain::desired::storage_user;
 use crate::provision::kafka::AclBinding;
-use crate::provision::storage::policy::BucketGrant;
+use crate::provision::storage::policy::BucketAccess;
 
 /// What to write, per system, and what to report.
 #[derive(Debug)]
 pub struct Plan {
     /// The ACLs on the product's topics, and the consumers' consumer-group ACLs.
     pub kafka: KafkaPlan,
-    /// What each consumer domain's aggregated grants policy must hold of the product's
-    /// buckets; empty when the product has no bucket.
-    pub buckets: Vec<ConsumerGrants>,
+    /// The consumers' part of the policy of each bucket the product holds; empty when it
+    /// holds none.
+    pub buckets: Vec<BucketGrants>,
     /// The consumers' Role and RoleBinding on the product.
     pub rbac: RbacPlan,
     /// The connection ConfigMaps in the consumers' namespaces.
@@ -46,9 +45,6 @@ pub struct Plan {
     /// The Events to publish once everything is applied: grants made and revoked, a policy
     /// turning Stalled.
     pub events: Vec<PlannedEvent>,
-    /// When the plan was made: the other products' bucket grants, evaluated in *apply* only
-    /// for a consumer whose grants policy must be recomputed, are evaluated at this time too.
-    pub now: Timestamp,
 }
 
 /// The Kafka writes.
@@ -66,17 +62,13 @@ pub struct KafkaPlan {
     pub group_leavers: BTreeSet<String>,
 }
 
-/// What one consumer's aggregated grants policy must hold of the product's buckets.
+/// Who may use one of the product's buckets, and how: the consumers' part of its policy.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ConsumerGrants {
-    /// The consumer domain.
-    pub consumer: DomainInfo,
-    /// Its IAM user.
-    pub user: String,
-    /// The grants on the product's buckets it must hold.
-    pub needed: BTreeSet<BucketGrant>,
-    /// The product's buckets it must not hold.
-    pub gone: BTreeSet<String>,
+pub struct BucketGrants {
+    /// The bucket.
+    pub bucket: String,
+    /// The consumers' IAM users by access level; empty when nobody is granted (any more).
+    pub users: BTreeMap<BucketAccess, BTreeSet<String>>,
 }
 
 /// The consumers' Role and RoleBinding of the product.
@@ -197,12 +189,14 @@ pub fn plan(
     let (status, events) = report(policy, own.as_ref(), now);
     Plan {
         kafka: kafka_plan(&wanted, &live.topic_acls, &producer),
-        buckets: bucket_plan(&producer, &scope.domains, &live.targets, &wanted),
+        buckets: product
+            .as_ref()
+            .map(|p| bucket_plan(p, &wanted))
+            .unwrap_or_default(),
         rbac,
         config_maps: config_map_plan(maps, live),
         status,
         events,
-        now,
     }
 }
 
@@ -216,7 +210,6 @@ fn nothing_to_write(policy: &AccessPolicy, own: Option<&Evaluation>, now: Timest
         config_maps: ConfigMapPlan::default(),
         status,
         events,
-        now,
     }
 }
 
@@ -240,42 +233,26 @@ pub fn kafka_plan(wanted: &desired::Desired, actual: &[AclBinding], producer: &s
     }
 }
 
-/// What every consumer's grants policy must hold of the product's buckets (`targets`): what
-/// `wanted` gives it and nothing else of them. A bucket belongs to exactly one product, so the
-/// product's buckets a consumer is not granted can be taken out of its policy without looking
-/// at other products. The producer's own access is its owner policy, never a grant.
-pub fn bucket_plan(
-    producer: &str,
-    domains: &[DomainInfo],
-    targets: &BTreeSet<PortTarget>,
-    wanted: &desired::Desired,
-) -> Vec<ConsumerGrants> {
-    let buckets: BTreeSet<&String> = targets
+/// The consumers' part of the policy of each bucket `product` holds: what `wanted` gives on
+/// it, or nothing once the product is being deleted. Buckets it does not hold are never
+/// written (see [`desired`] for why), and the producer's own access is the owner's part,
+/// written by the DataProduct controller.
+pub fn bucket_plan(product: &Product, wanted: &desired::Desired) -> Vec<BucketGrants> {
+    product
+        .held_buckets
         .iter()
-        .filter_map(|target| match target {
-            PortTarget::Bucket(bucket) => Some(bucket),
-            PortTarget::Topic(_) => None,
-        })
-        .collect();
-    if buckets.is_empty() {
-        return vec![];
-    }
-    domains
-        .iter()
-        .filter(|domain| domain.name != producer)
-        .map(|consumer| {
-            let user = storage_user(&consumer.name);
-            let needed = user_bucket_grants(&wanted.bucket_access, &user);
-            let gone = buckets
-                .iter()
-                .filter(|bucket| !needed.iter().any(|grant| grant.bucket == ***bucket))
-                .map(|bucket| (*bucket).clone())
-                .collect();
-            ConsumerGrants {
-                consumer: consumer.clone(),
-                user,
-                needed,
-                gone,
+        .map(|bucket| {
+            let mut users: BTreeMap<BucketAccess, BTreeSet<String>> = BTreeMap::new();
+            if !product.deleting {
+                for ((user, granted), access) in &wanted.bucket_access {
+                    if granted == bucket {
+                        users.entry(*access).or_default().insert(user.clone());
+                    }
+                }
+            }
+            BucketGrants {
+                bucket: bucket.clone(),
+                users,
             }
         })
         .collect()
@@ -415,6 +392,15 @@ mod tests {
         .unwrap();
         let mut product = DataProduct::new("orders", spec);
         product.metadata.namespace = Some(namespace.into());
+        // Provisioned: its status lists the bucket it holds.
+        product.status = Some(crate::api::data_product::DataProductStatus {
+            output_ports: vec![crate::api::data_product::OutputPortStatus {
+                name: "lake".into(),
+                bucket: Some(BUCKET.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
         product
     }
 
@@ -437,13 +423,6 @@ mod tests {
             "orders",
         );
         Observation::of(scope, live)
-    }
-
-    fn targets() -> BTreeSet<PortTarget> {
-        BTreeSet::from([
-            PortTarget::Topic(TOPIC.into()),
-            PortTarget::Bucket(BUCKET.into()),
-        ])
     }
 
     /// The producer's own ACL, which no plan touches.
@@ -470,11 +449,13 @@ mod tests {
         managed(name, namespace).into_request_partial::<ConfigMap>()
     }
 
-    fn consumer_grants<'a>(plan: &'a Plan, consumer: &str) -> &'a ConsumerGrants {
-        plan.buckets
-            .iter()
-            .find(|grants| grants.consumer.name == consumer)
-            .unwrap()
+    /// The consumers' part the plan gives the product's bucket.
+    fn bucket_users(plan: &Plan) -> &BTreeMap<BucketAccess, BTreeSet<String>> {
+        let [grants] = plan.buckets.as_slice() else {
+            panic!("one bucket expected: {:?}", plan.buckets);
+        };
+        assert_eq!(grants.bucket, BUCKET);
+        &grants.users
     }
 
     #[test]
@@ -483,7 +464,6 @@ mod tests {
             serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]});
         let mut p = policy("p", read);
         let live = || Live {
-            targets: targets(),
             topic_acls: vec![producers_own()],
             ..Live::default()
         };
@@ -510,16 +490,11 @@ mod tests {
         );
         assert!(plan.kafka.group_leavers.is_empty());
 
-        assert!(plan.buckets.iter().all(|g| g.consumer.name != "payments"));
-        let marketing = consumer_grants(&plan, "marketing");
         assert_eq!(
-            marketing.needed,
-            BTreeSet::from([BucketGrant::new(BUCKET, BucketAccess::Read)])
+            bucket_users(&plan),
+            &BTreeMap::from([(BucketAccess::Read, BTreeSet::from(["marketing".to_owned()]))]),
+            "marketing reads the bucket; the producer's own access is not a grant"
         );
-        assert!(marketing.gone.is_empty());
-        let bi = consumer_grants(&plan, "bi");
-        assert!(bi.needed.is_empty());
-        assert_eq!(bi.gone, BTreeSet::from([BUCKET.to_owned()]));
 
         let RbacPlan::Apply { role, binding } = &plan.rbac else {
             panic!("expected the consumers' RBAC, got {:?}", plan.rbac);
@@ -570,7 +545,6 @@ mod tests {
         // Even shown what the producer's grants look like, it revokes none of them.
         let marketing_reads = topic_bindings(TOPIC, "marketing", Access::Read);
         let live = Live {
-            targets: targets(),
             topic_acls: marketing_reads,
             role: Some(Role {
                 metadata: managed("datamesh-consumers-orders", "stray-ns"),
@@ -617,10 +591,7 @@ mod tests {
             ),
             "mallory-ns",
         );
-        let live = Live {
-            targets: BTreeSet::new(),
-            ..Live::default()
-        };
+        let live = Live { ..Live::default() };
         let observed = observation(
             "mallory-ns",
             vec![
@@ -667,7 +638,6 @@ mod tests {
         topic_acls.extend(topic_bindings(TOPIC, "marketing", Access::Read));
         topic_acls.extend(topic_bindings(TOPIC, "bi", Access::Read));
         let live = || Live {
-            targets: targets(),
             topic_acls: topic_acls.clone(),
             role: Some(Role {
                 metadata: managed("datamesh-consumers-orders", "payments-ns"),
@@ -710,15 +680,11 @@ mod tests {
             plan.kafka.group_members,
             BTreeSet::from(["marketing".into()])
         );
-        for consumer in ["marketing", "bi"] {
-            let grants = consumer_grants(&plan, consumer);
-            assert!(grants.needed.is_empty(), "{consumer}");
-            assert_eq!(
-                grants.gone,
-                BTreeSet::from([BUCKET.to_owned()]),
-                "{consumer}"
-            );
-        }
+        assert!(
+            bucket_users(&plan).is_empty(),
+            "the events-only policy gives nobody the bucket: {:?}",
+            plan.buckets
+        );
         assert!(
             matches!(plan.rbac, RbacPlan::Apply { .. }),
             "marketing still reads"

@@ -15,16 +15,17 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
 use super::desired;
-use super::plan::{BucketRelease, Cleanup, OwnerAccess, Plan, Release, SparkWrites};
+use super::plan::{BucketRelease, Cleanup, Plan, Release, SparkWrites};
 use crate::api::conditions::Outcome;
 use crate::api::data_product::DataProduct;
 use crate::controller::applied::Applied;
 use crate::controller::apply::{FIELD_MANAGER, apply, delete_ignoring_missing, is_not_found};
-use crate::controller::user_policies::{PolicyRequest, PolicyWrite, UserPolicies};
+use crate::controller::bucket_policies::{BucketPolicies, PolicyWrite};
 use crate::controller::{Context, Error, batch_ok, kube_context};
 use crate::provision::kafka::{BatchResult, KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
 use crate::provision::storage::ObjectStore;
-use crate::provision::storage::policy::OWNER_POLICY_NAME;
+use crate::provision::storage::bucket_policy::{Part, Principals, statements};
+use crate::provision::storage::policy::BucketAccess;
 
 /// What applying a plan did.
 #[derive(Debug, Default)]
@@ -45,8 +46,8 @@ pub struct Edges<'a> {
     pub kafka: &'a dyn KafkaAdmin,
     /// S3 and IAM.
     pub storage: &'a dyn ObjectStore,
-    /// The domains' owner policies, as last written or read.
-    pub policies: &'a UserPolicies,
+    /// The buckets' policies, as last written or read.
+    pub policies: &'a BucketPolicies,
 }
 
 impl<'a> Edges<'a> {
@@ -55,7 +56,7 @@ impl<'a> Edges<'a> {
         Self {
             kafka: ctx.kafka.as_ref(),
             storage: ctx.storage.as_ref(),
-            policies: &ctx.user_policies,
+            policies: &ctx.bucket_policies,
         }
     }
 }
@@ -79,12 +80,12 @@ pub async fn apply_edges(product: &DataProduct, plan: &Plan, edges: &Edges<'_>) 
     topics(product, plan, edges.kafka, &mut done).await;
     buckets(plan, edges.storage, &mut done).await;
     if let Some(access) = &plan.owner_access {
-        let mut access = access.clone();
-        access
-            .needed
-            .retain(|grant| !done.unmade.contains(&grant.bucket));
-        let converged = converge(&access, edges).await;
-        done.applied.record(converged);
+        let made = access.buckets.iter().filter(|b| !done.unmade.contains(*b));
+        let made: Vec<&String> = made.collect();
+        if !made.is_empty() {
+            let converged = give_owner_access(&access.user, &made, edges).await;
+            done.applied.record(converged);
+        }
     }
     done
 }
@@ -236,20 +237,51 @@ async fn buckets(plan: &Plan, storage: &dyn ObjectStore, done: &mut Done) {
     }
 }
 
-/// Make the domain's owner policy hold what `access` asks.
-async fn converge(access: &OwnerAccess, edges: &Edges<'_>) -> Result<(), Error> {
-    let request = PolicyRequest {
-        user: &access.user,
-        policy: OWNER_POLICY_NAME,
-        needed: &access.needed,
-        gone: &access.gone,
+/// Make each bucket's policy give the domain's IAM user `user` owner access. The user is
+/// made by the Domain controller; until it exists, nothing can name it.
+async fn give_owner_access(
+    user: &str,
+    buckets: &[&String],
+    edges: &Edges<'_>,
+) -> Result<(), Error> {
+    let Some(arn) = edges.policies.arn(edges.storage, user).await? else {
+        return Err(Error::Blocked(format!(
+            "IAM user {user} does not exist yet; its Domain makes it"
+        )));
     };
-    let write = edges
-        .policies
-        .converge(edges.storage, &request, || access.whole.clone())
-        .await?;
-    if write != PolicyWrite::Unchanged {
-        tracing::info!(user = %access.user, ?write, "wrote the domain's owner policy");
+    let principals: Principals = [(BucketAccess::Owner, [arn].into())].into();
+    let mut first_error = None;
+    for bucket in buckets {
+        let owner = statements(Part::Owner, bucket, &principals);
+        match edges
+            .policies
+            .converge(edges.storage, bucket, Part::Owner, &owner)
+            .await
+        {
+            Ok(PolicyWrite::Unchanged) => {}
+            Ok(write) => {
+                tracing::info!(%bucket, %user, ?write, "gave the owning domain its access in the bucket's policy")
+            }
+            Err(error) => {
+                tracing::warn!(%bucket, %error, "could not write the bucket's policy");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), |error| Err(error.into()))
+}
+
+/// Take the operator's statements, the owner's and the consumers' alike, out of a released
+/// bucket's policy.
+async fn withdraw_access(bucket: &str, edges: &Edges<'_>) -> Result<(), Error> {
+    for part in [Part::Grants, Part::Owner] {
+        let write = edges
+            .policies
+            .converge(edges.storage, bucket, part, &[])
+            .await?;
+        if write != PolicyWrite::Unchanged {
+            tracing::info!(%bucket, ?part, ?write, "withdrew the operator's access from the released bucket's policy");
+        }
     }
     Ok(())
 }
@@ -274,20 +306,22 @@ async fn release(release: &Release, edges: &Edges<'_>, applied: &mut Applied) {
                 async {
                     let removed = storage.empty_bucket(bucket).await?;
                     storage.delete_bucket(bucket).await?;
+                    edges.policies.forget_bucket(bucket);
                     tracing::info!(%bucket, objects = removed, "deleted bucket");
                     Ok::<(), Error>(())
                 }
                 .await
             }
-            BucketRelease::Tag(bucket, tags) => {
-                storage.put_tags(bucket, tags).await.map_err(Error::from)
-            }
+            BucketRelease::Tag(bucket, tags) => match storage.put_tags(bucket, tags).await {
+                Ok(()) => withdraw_access(bucket, edges).await,
+                Err(error) => Err(error.into()),
+            },
         };
         applied.record(released);
     }
 }
 
-/// Carry out a deletion's plan: the release, the owner policy, then the Spark objects, the
+/// Carry out a deletion's plan: the release (a kept bucket's policy included), then the Spark objects, the
 /// driver's RoleBinding and ServiceAccount.
 pub async fn apply_cleanup(product: &DataProduct, cleanup: &Cleanup, ctx: &Context) -> Applied {
     let mut applied = apply_cleanup_edges(cleanup, &Edges::of(ctx)).await;
@@ -321,13 +355,6 @@ pub async fn apply_cleanup(product: &DataProduct, cleanup: &Cleanup, ctx: &Conte
 pub async fn apply_cleanup_edges(cleanup: &Cleanup, edges: &Edges<'_>) -> Applied {
     let mut applied = Applied::default();
     release(&cleanup.release, edges, &mut applied).await;
-    if let Some(access) = &cleanup.owner_access {
-        let revoked = match converge(access, edges).await {
-            Err(Error::Storage(error)) if error.is_no_such_entity() => Ok(()),
-            other => other,
-        };
-        applied.record(revoked);
-    }
     applied
 }
 

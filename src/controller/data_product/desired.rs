@@ -26,7 +26,6 @@ use crate::provision::kafka::{
     KafkaSecurityProtocol, NewTopic, PartitionIncrease, ScramMechanism, TopicConfigAlteration,
     TopicDescription, config_drift,
 };
-use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 use crate::provision::storage::{BucketTags, Versioning};
 
 /// Bucket tag naming the port a bucket serves.
@@ -418,26 +417,6 @@ fn is_joined(text: &str, parts: [&str; 3], separator: char) -> bool {
         .and_then(|rest| rest.strip_prefix(second))
         .and_then(|rest| rest.strip_prefix(separator))
         .is_some_and(|rest| rest == third)
-}
-
-/// The grants of a domain's owner policy: every bucket its products in `namespace` own.
-/// Products going away or only proposed are left out, and so is a bucket an older product
-/// keeps (see [`older_claimant`]).
-pub fn domain_owner_grants(
-    domain: &str,
-    namespace: &str,
-    all: &[&DataProduct],
-) -> BTreeSet<BucketGrant> {
-    all.iter()
-        .filter(|p| p.spec.domain == domain && p.namespace().as_deref() == Some(namespace))
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && p.spec.status != Lifecycle::Proposed)
-        .flat_map(|p| {
-            bucket_plans(p)
-                .into_iter()
-                .filter(|plan| older_claimant(p, all, &plan.bucket).is_none())
-                .map(|plan| BucketGrant::new(plan.bucket, BucketAccess::Owner))
-        })
-        .collect()
 }
 
 /// Whether a product's status already lists `resource` as one of its output ports' topic or
@@ -1240,33 +1219,6 @@ pub(crate) mod tests {
         assert_eq!(
             removed_outputs(&product("new", 1, json!({})), &[]),
             (vec![], vec![])
-        );
-    }
-
-    #[test]
-    fn the_domain_owner_policy_covers_its_live_products_buckets_only() {
-        let bucket = |name: &str| {
-            product(
-                name,
-                10,
-                json!({"outputPorts": [{"name": "lake", "bucket": {}}]}),
-            )
-        };
-        let orders = bucket("orders");
-        let mut going = bucket("going");
-        going.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(99).unwrap()));
-        let mut proposed = bucket("proposed");
-        proposed.spec.status = Lifecycle::Proposed;
-        let mut elsewhere = bucket("elsewhere");
-        elsewhere.metadata.namespace = Some("other".into());
-        let all = [&orders, &going, &proposed, &elsewhere];
-        let grants = domain_owner_grants("payments", "payments", &all);
-        assert_eq!(
-            grants,
-            BTreeSet::from([BucketGrant::new(
-                "payments-orders-lake",
-                BucketAccess::Owner
-            )])
         );
     }
 

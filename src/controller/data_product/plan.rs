@@ -33,7 +33,6 @@ use crate::provision::kafka::{
 };
 use crate::provision::kafka::{KafkaSecurityProtocol, ScramMechanism};
 use crate::provision::storage::BucketTags;
-use crate::provision::storage::policy::{BucketAccess, BucketGrant};
 
 const KIND: &str = "DataProduct";
 /// The Ready reason of a product over its domain's quotas.
@@ -218,8 +217,8 @@ pub struct Plan {
     pub acls: Vec<AclBinding>,
     /// Buckets to create or set right.
     pub buckets: Vec<BucketWrite>,
-    /// The domain's owner policy, to cover the product's buckets (and no longer those it
-    /// stopped declaring); `None` when the product holds no bucket and had none.
+    /// The owning domain's part of the policy of each bucket the product holds; `None` when
+    /// it holds none.
     pub owner_access: Option<OwnerAccess>,
     /// The Spark job.
     pub spark: SparkWrites,
@@ -269,17 +268,15 @@ pub struct BucketWrite {
     pub tags: Option<BucketTags>,
 }
 
-/// The domain's owner policy request.
+/// The owning domain's access to the product's buckets, written in each bucket's policy
+/// (see [`crate::provision::storage::bucket_policy`]). A bucket the product lets go of loses
+/// the operator's statements when it is released (see [`BucketRelease::Tag`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnerAccess {
     /// The domain's IAM user.
     pub user: String,
-    /// Grants the policy must hold.
-    pub needed: BTreeSet<BucketGrant>,
-    /// Buckets it must no longer cover.
-    pub gone: BTreeSet<String>,
-    /// Everything the policy should hold, for when it is rewritten whole.
-    pub whole: BTreeSet<BucketGrant>,
+    /// The buckets whose policy must give it owner access.
+    pub buckets: BTreeSet<String>,
 }
 
 /// The Spark job's writes.
@@ -334,7 +331,9 @@ impl Release {
 pub enum BucketRelease {
     /// Emptied and deleted.
     Delete(String),
-    /// Kept with these tags (its own plus the orphaned mark).
+    /// Kept with these tags (its own plus the orphaned mark), and without the operator's
+    /// statements in its policy: neither the owning domain nor any consumer keeps access
+    /// through the operator to a bucket no product holds.
     Tag(String, BucketTags),
 }
 
@@ -421,7 +420,10 @@ pub fn plan(product: &DataProduct, seen: &Observation, platform: &Platform<'_>) 
         }
         plan.held_buckets.insert(bucket.bucket.clone());
     }
-    plan.owner_access = owner_access(product, &seen.cluster, &plan.held_buckets);
+    plan.owner_access = (!plan.held_buckets.is_empty()).then(|| OwnerAccess {
+        user: storage_user(&product.spec.domain),
+        buckets: plan.held_buckets.clone(),
+    });
 
     let (contracts, broken) = contracts(product, &seen.cluster.granted_ports);
     plan.contracts = Some(contracts);
@@ -502,36 +504,6 @@ pub fn contracts(
         }
     }
     (kept, refused)
-}
-
-/// The domain's owner policy must cover `held` and no longer the buckets the product's status
-/// lists that it does not hold now.
-fn owner_access(
-    product: &DataProduct,
-    cluster: &Cluster,
-    held: &BTreeSet<String>,
-) -> Option<OwnerAccess> {
-    let gone: BTreeSet<String> = product
-        .status
-        .iter()
-        .flat_map(|status| &status.output_ports)
-        .filter_map(|port| port.bucket.clone())
-        .filter(|bucket| !held.contains(bucket))
-        .collect();
-    if held.is_empty() && gone.is_empty() {
-        return None;
-    }
-    let domain = &product.spec.domain;
-    let namespace = product.namespace().unwrap_or_default();
-    Some(OwnerAccess {
-        user: storage_user(domain),
-        needed: held
-            .iter()
-            .map(|bucket| BucketGrant::new(bucket.clone(), BucketAccess::Owner))
-            .collect(),
-        gone,
-        whole: desired::domain_owner_grants(domain, &namespace, &cluster.acting()),
-    })
 }
 
 /// Each input port's access, and where the inputs whose producer is known are (for the Spark
@@ -714,8 +686,6 @@ pub fn release(
 pub struct Cleanup {
     /// Its outputs, by deletionPolicy (empty for a product that never acted for its domain).
     pub release: Release,
-    /// The domain's owner policy stops covering its buckets.
-    pub owner_access: Option<OwnerAccess>,
     /// Its Spark objects to delete, by kind.
     pub spark: Vec<&'static str>,
     /// What the Event on the deleted product says.
@@ -741,20 +711,9 @@ pub fn plan_cleanup(product: &DataProduct, seen: &Observation) -> Cleanup {
     }
     let (topics, buckets) = owned_outputs(product, &seen.cluster);
     let release = release(product, &seen.external, &topics, &buckets, true);
-    let owner_access = (!buckets.is_empty()).then(|| OwnerAccess {
-        user: storage_user(&spec.domain),
-        needed: BTreeSet::new(),
-        gone: buckets.iter().cloned().collect(),
-        whole: desired::domain_owner_grants(
-            &spec.domain,
-            &product.namespace().unwrap_or_default(),
-            &seen.cluster.acting(),
-        ),
-    });
     Cleanup {
         note: release.note.clone(),
         release,
-        owner_access,
         spark,
     }
 }

@@ -21,14 +21,13 @@ use crate::api::data_product::{
 };
 use crate::api::domain::Domain;
 use crate::api::domain::{DomainSpec, DomainStatus};
+use crate::controller::bucket_policies::BucketPolicies;
 use crate::controller::tenancy::Owners;
-use crate::controller::user_policies::UserPolicies;
 use crate::provision::kafka::{
     AclOperation, AclResourceType, AdminOperation, AuthorizationRequest, FakeKafka, KafkaAdmin,
     KafkaAdminError, KafkaSecurityProtocol, NewTopic, ScramMechanism, SnapshotKafka,
     SnapshotSettings,
 };
-use crate::provision::storage::policy::OWNER_POLICY_NAME;
 use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore, Versioning};
 
 const PLATFORM: Platform<'static> = Platform {
@@ -127,7 +126,7 @@ async fn reconcile_fakes(
     kafka: &FakeKafka,
     storage: &FakeObjectStore,
 ) -> (Plan, Done) {
-    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let policies = BucketPolicies::new(std::time::Duration::from_secs(300));
     let seen = observe_fakes(product, mesh_of(product), kafka, storage).await;
     let plan = plan::plan(product, &seen, &PLATFORM);
     let edges = Edges {
@@ -164,7 +163,7 @@ async fn delete(product: &DataProduct, kafka: &FakeKafka, storage: &FakeObjectSt
         now: Timestamp::now(),
     };
     let cleanup = plan::plan_cleanup(product, &seen);
-    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let policies = BucketPolicies::new(std::time::Duration::from_secs(300));
     let edges = Edges {
         kafka,
         storage,
@@ -221,9 +220,14 @@ async fn a_first_reconcile_makes_topics_acls_buckets_and_the_owner_policy() {
     assert!(storage.allows("payments", "s3:PutObject", bucket));
     assert!(storage.allows("payments", "s3:GetObject", bucket));
     assert!(!storage.allows("marketing", "s3:GetObject", bucket));
-    assert_eq!(
-        storage.list_user_policies("payments").await.unwrap(),
-        [OWNER_POLICY_NAME]
+    // Through the bucket's own policy: the domain's user holds no inline policy.
+    assert!(storage.bucket_policy(bucket).is_some());
+    assert!(
+        storage
+            .list_user_policies("payments")
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     let status = desired_status(
@@ -511,14 +515,12 @@ async fn retain_keeps_data_and_tags_it_orphaned_while_delete_removes_it() {
             "{policy:?}: the producer ACLs go: {user_acls:?}"
         );
         assert!(
-            storage
-                .list_user_policies("payments")
-                .await
-                .unwrap()
-                .is_empty()
+            !storage.allows("payments", "s3:GetObject", "payments-orders-lake"),
+            "{policy:?}: the domain keeps no access through the operator"
         );
         match policy {
             DeletionPolicy::Retain => {
+                assert_eq!(storage.bucket_policy("payments-orders-lake"), None);
                 assert!(kafka.topic("payments.orders.events").is_some());
                 assert_eq!(storage.entry_count("payments-orders-lake"), 1);
                 assert_eq!(
@@ -605,11 +607,17 @@ async fn a_removed_bucket_port_is_retained_tagged_orphaned_and_no_longer_granted
         [BucketRelease::Tag(bucket, tags)]
             if bucket == "payments-orders-lake" && tags["datamesh.dev/orphaned"] == "true"
     ));
-    let access = plan.owner_access.as_ref().unwrap();
-    assert!(access.gone.contains("payments-orders-lake"), "{access:?}");
+    assert!(
+        plan.owner_access
+            .as_ref()
+            .is_none_or(|a| !a.buckets.contains("payments-orders-lake")),
+        "{:?}",
+        plan.owner_access
+    );
     assert!(done.applied.succeeded(), "{:?}", done.applied.errors());
     assert!(storage.bucket_exists("payments-orders-lake").await.unwrap());
     assert!(!storage.allows("payments", "s3:GetObject", "payments-orders-lake"));
+    assert_eq!(storage.bucket_policy("payments-orders-lake"), None);
 }
 
 #[tokio::test]
@@ -644,7 +652,7 @@ async fn kafka_failing_while_applying_is_reported_and_the_buckets_still_get_made
         operation: AdminOperation::CreateTopics,
         timeout: std::time::Duration::from_secs(15),
     });
-    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let policies = BucketPolicies::new(std::time::Duration::from_secs(300));
     let edges = Edges {
         kafka: &kafka,
         storage: &storage,
@@ -865,7 +873,7 @@ async fn reconcile_through(
     kafka: &dyn KafkaAdmin,
     storage: &FakeObjectStore,
 ) -> Done {
-    let policies = UserPolicies::new(std::time::Duration::from_secs(300));
+    let policies = BucketPolicies::new(std::time::Duration::from_secs(300));
     let cluster = mesh_of(product);
     let scope = plan::scope(product, &cluster, PLATFORM.default_replicas);
     let external = observe::external(product, &scope, kafka, storage)

@@ -304,7 +304,8 @@ pub async fn remove(
     let name = domain.name_any();
     // A Domain of the same name made again later must be checked from scratch.
     ctx.checked_identities.forget(&name);
-    ctx.user_policies.forget_user(&desired::storage_user(&name));
+    ctx.bucket_policies
+        .forget_user(&desired::storage_user(&name));
     if removal.kafka {
         applied.record(remove_kafka_identity(domain, &*ctx.kafka).await);
     }

@@ -29,6 +29,8 @@ struct FakeBucket {
     /// The lifecycle configuration's rules, foreign ones included; `None` without one.
     lifecycle: Option<Vec<LifecycleRule>>,
     tags: BucketTags,
+    /// The bucket policy, as put.
+    policy: Option<String>,
     /// Key to the number of versions and delete markers stored under it.
     entries: BTreeMap<String, u64>,
 }
@@ -66,6 +68,7 @@ fn status_of(code: &ErrorCode) -> u16 {
         | ErrorCode::NoSuchEntity
         | ErrorCode::NoSuchLifecycleConfiguration
         | ErrorCode::NoSuchTagSet
+        | ErrorCode::NoSuchBucketPolicy
         | ErrorCode::NotFound => 404,
         ErrorCode::BucketNotEmpty
         | ErrorCode::BucketAlreadyExists
@@ -236,9 +239,19 @@ impl FakeObjectStore {
             .unwrap_or(0)
     }
 
-    /// Whether the user's inline policies, taken together, allow `action` (e.g. `s3:GetObject`) on
-    /// `bucket`: on the bucket itself for bucket actions (`s3:ListBucket*`,
-    /// `s3:GetBucketLocation`), on an object in it otherwise.
+    /// The ARN [`IdentityStore::user_arn`] reports for `user` (SeaweedFS's form).
+    pub fn user_arn_of(user: &str) -> String {
+        format!("arn:aws:iam::000000000000:user/{user}")
+    }
+
+    /// The bucket's policy document, as put; `None` without one (or without the bucket).
+    pub fn bucket_policy(&self, bucket: &str) -> Option<String> {
+        self.lock().buckets.get(bucket)?.policy.clone()
+    }
+
+    /// Whether the user's inline policies, taken together, or the bucket's policy allow `action`
+    /// (e.g. `s3:GetObject`) on `bucket`: on the bucket itself for bucket actions
+    /// (`s3:ListBucket*`, `s3:GetBucketLocation`), on an object in it otherwise.
     pub fn allows(&self, user: &str, action: &str, bucket: &str) -> bool {
         let state = self.lock();
         let Some(found) = state.users.get(user) else {
@@ -259,7 +272,15 @@ impl FakeObjectStore {
                 .flat_map(|policy| policy.statement.iter().cloned())
                 .collect(),
         };
-        union.allows(action, &resource)
+        let by_bucket_policy = state
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.policy.as_deref())
+            .and_then(|json| PolicyDocument::from_json(json).ok())
+            .is_some_and(|policy| {
+                policy.allows_principal(&Self::user_arn_of(user), action, &resource)
+            });
+        union.allows(action, &resource) || by_bucket_policy
     }
 }
 
@@ -281,6 +302,15 @@ impl IdentityStore for FakeObjectStore {
         let mut state = self.lock();
         state.enter(Operation::GetUser, &Subject::User(user.to_owned()))?;
         Ok(state.users.contains_key(user))
+    }
+
+    async fn user_arn(&self, user: &str) -> Result<Option<String>, StorageError> {
+        let mut state = self.lock();
+        state.enter(Operation::GetUser, &Subject::User(user.to_owned()))?;
+        Ok(state
+            .users
+            .contains_key(user)
+            .then(|| Self::user_arn_of(user)))
     }
 
     async fn delete_user(&self, user: &str) -> Result<bool, StorageError> {
@@ -434,6 +464,7 @@ impl BucketStore for FakeObjectStore {
                 versioning: Versioning::Unversioned,
                 lifecycle: None,
                 tags: BucketTags::new(),
+                policy: None,
                 entries: BTreeMap::new(),
             },
         );
@@ -526,6 +557,57 @@ impl BucketStore for FakeObjectStore {
         Ok(())
     }
 
+    async fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .lock()
+            .bucket(Operation::GetBucketPolicy, bucket)?
+            .policy
+            .clone())
+    }
+
+    /// Refuses, as AWS does, a document that does not parse and a principal that names no
+    /// existing user.
+    async fn put_bucket_policy(&self, bucket: &str, document: &str) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        let subject = Subject::Bucket(bucket.to_owned());
+        state.bucket(Operation::PutBucketPolicy, bucket)?;
+        let malformed = |message: String| {
+            service_error(
+                Operation::PutBucketPolicy,
+                subject.clone(),
+                ErrorCode::Other("MalformedPolicy".into()),
+                &message,
+            )
+        };
+        let parsed = PolicyDocument::from_json(document).map_err(|e| malformed(e.to_string()))?;
+        for arn in parsed
+            .statement
+            .iter()
+            .filter_map(|statement| statement.principal.as_ref())
+            .flat_map(|principal| &principal.aws)
+        {
+            let known = arn == "*"
+                || state
+                    .users
+                    .keys()
+                    .any(|user| Self::user_arn_of(user) == *arn);
+            if !known {
+                return Err(malformed(format!("Invalid principal in policy: {arn}")));
+            }
+        }
+        if let Some(found) = state.buckets.get_mut(bucket) {
+            found.policy = Some(document.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StorageError> {
+        self.lock()
+            .bucket(Operation::DeleteBucketPolicy, bucket)?
+            .policy = None;
+        Ok(())
+    }
+
     async fn list_buckets(&self) -> Result<Vec<String>, StorageError> {
         let mut state = self.lock();
         state.enter(Operation::ListBuckets, &Subject::Service)?;
@@ -569,7 +651,7 @@ impl BucketStore for FakeObjectStore {
 mod tests {
     use super::*;
     use crate::provision::storage::ObjectStore;
-    use crate::provision::storage::policy::{BucketAccess, consumer_policy, owner_policy};
+    use crate::provision::storage::policy::{BucketAccess, identity_policy};
 
     #[tokio::test]
     async fn users_keys_and_policies() {
@@ -589,7 +671,11 @@ mod tests {
         assert_ne!(key, other);
 
         store
-            .put_user_policy("payments", "p", &owner_policy(&["payments-orders-lake"]))
+            .put_user_policy(
+                "payments",
+                "p",
+                &identity_policy("payments-orders-lake", BucketAccess::Owner),
+            )
             .await
             .unwrap();
         assert_eq!(store.list_user_policies("payments").await.unwrap(), ["p"]);
@@ -633,7 +719,7 @@ mod tests {
     async fn policies_and_keys_need_an_existing_user() {
         let store = FakeObjectStore::new();
         let error = store
-            .put_user_policy("ghost", "p", &consumer_policy("b", BucketAccess::Read))
+            .put_user_policy("ghost", "p", &identity_policy("b", BucketAccess::Read))
             .await
             .unwrap_err();
         assert_eq!(error.code(), Some(&ErrorCode::NoSuchEntity));
@@ -648,7 +734,7 @@ mod tests {
         let store = FakeObjectStore::new();
         store.ensure_user("u").await.unwrap();
         store
-            .put_user_policy("u", "p", &consumer_policy("b", BucketAccess::Read))
+            .put_user_policy("u", "p", &identity_policy("b", BucketAccess::Read))
             .await
             .unwrap();
         store.delete_user("u").await.unwrap();

@@ -68,6 +68,7 @@
 //! - **Authentication errors**: a wrong secret is `SignatureDoesNotMatch`, an unknown key id
 //!   `InvalidAccessKeyId`, both HTTP 403.
 
+pub mod bucket_policy;
 mod fake;
 mod lifecycle;
 pub mod policy;
@@ -259,6 +260,9 @@ pub enum Operation {
     GetBucketTagging,
     PutBucketTagging,
     DeleteBucketTagging,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
     ListBuckets,
     DeleteBucket,
     ListObjectVersions,
@@ -293,6 +297,9 @@ impl Operation {
             Operation::GetBucketTagging => "GetBucketTagging",
             Operation::PutBucketTagging => "PutBucketTagging",
             Operation::DeleteBucketTagging => "DeleteBucketTagging",
+            Operation::GetBucketPolicy => "GetBucketPolicy",
+            Operation::PutBucketPolicy => "PutBucketPolicy",
+            Operation::DeleteBucketPolicy => "DeleteBucketPolicy",
             Operation::ListBuckets => "ListBuckets",
             Operation::DeleteBucket => "DeleteBucket",
             Operation::ListObjectVersions => "ListObjectVersions",
@@ -315,6 +322,7 @@ impl Operation {
                 | Operation::GetBucketVersioning
                 | Operation::GetBucketLifecycleConfiguration
                 | Operation::GetBucketTagging
+                | Operation::GetBucketPolicy
                 | Operation::ListBuckets
                 | Operation::ListObjectVersions
                 | Operation::GetObject
@@ -393,6 +401,7 @@ pub enum ErrorCode {
     NoSuchEntity,
     NoSuchLifecycleConfiguration,
     NoSuchTagSet,
+    NoSuchBucketPolicy,
     BucketNotEmpty,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
@@ -419,6 +428,7 @@ impl ErrorCode {
             "NoSuchEntity" => ErrorCode::NoSuchEntity,
             "NoSuchLifecycleConfiguration" => ErrorCode::NoSuchLifecycleConfiguration,
             "NoSuchTagSet" | "NoSuchTagSetError" => ErrorCode::NoSuchTagSet,
+            "NoSuchBucketPolicy" => ErrorCode::NoSuchBucketPolicy,
             "BucketNotEmpty" => ErrorCode::BucketNotEmpty,
             "BucketAlreadyExists" => ErrorCode::BucketAlreadyExists,
             "BucketAlreadyOwnedByYou" => ErrorCode::BucketAlreadyOwnedByYou,
@@ -442,6 +452,7 @@ impl ErrorCode {
             ErrorCode::NoSuchEntity => "NoSuchEntity",
             ErrorCode::NoSuchLifecycleConfiguration => "NoSuchLifecycleConfiguration",
             ErrorCode::NoSuchTagSet => "NoSuchTagSet",
+            ErrorCode::NoSuchBucketPolicy => "NoSuchBucketPolicy",
             ErrorCode::BucketNotEmpty => "BucketNotEmpty",
             ErrorCode::BucketAlreadyExists => "BucketAlreadyExists",
             ErrorCode::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
@@ -593,6 +604,11 @@ pub trait IdentityStore: Send + Sync {
     /// Whether the IAM user exists.
     async fn user_exists(&self, user: &str) -> Result<bool, StorageError>;
 
+    /// The user's ARN as the IAM API reports it, which bucket policies name as the principal
+    /// (on AWS it carries the account, on SeaweedFS a placeholder account), or `None` when there
+    /// is no such user.
+    async fn user_arn(&self, user: &str) -> Result<Option<String>, StorageError>;
+
     /// Deletes the IAM user with all its access keys and inline policies. Returns `false` when
     /// there was no such user.
     async fn delete_user(&self, user: &str) -> Result<bool, StorageError>;
@@ -686,6 +702,16 @@ pub trait BucketStore: Send + Sync {
 
     /// Replaces the bucket's tags; an empty map removes them.
     async fn put_tags(&self, bucket: &str, tags: &BucketTags) -> Result<(), StorageError>;
+
+    /// The bucket's policy document (JSON, as the service returns it), or `None` when the bucket
+    /// has no policy.
+    async fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StorageError>;
+
+    /// Replaces the bucket's policy with `document` (JSON).
+    async fn put_bucket_policy(&self, bucket: &str, document: &str) -> Result<(), StorageError>;
+
+    /// Deletes the bucket's policy; a bucket without one is not an error.
+    async fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StorageError>;
 
     /// Names of all buckets the identity can see, sorted.
     async fn list_buckets(&self) -> Result<Vec<String>, StorageError>;

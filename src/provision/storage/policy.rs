@@ -1,31 +1,14 @@
-//! IAM policy documents for bucket access, built as pure values.
-//!
-//! The reconcilers decide *who* gets *which* access to *which* bucket; this module only turns that
-//! decision into the JSON document an S3 service's IAM API understands, and answers "does this
-//! document allow that action" for unit tests and fakes.
-//!
-//! Every document lists its buckets by exact name. A wildcard such as `arn:aws:s3:::payments-*`
-//! would be shorter, but it would also match the buckets of a domain called `payments-eu`, so
-//! a domain's access could leak to another domain that merely shares a name prefix.
+//! IAM policy documents as pure values: the access levels a grant gives, the JSON an S3
+//! service's IAM and bucket-policy APIs understand, and "does this document allow that action"
+//! for unit tests and fakes. Bucket policies are built in [`super::bucket_policy`].
 //!
 //! Only `Allow` statements are produced: SeaweedFS 4.x refuses `Deny` in inline user policies
-//! ("not a valid effect: 'Deny'"), so access is revoked by writing the user's policy again
-//! without the bucket (or deleting the policy once it would be empty).
-
-use std::collections::BTreeSet;
+//! ("not a valid effect: 'Deny'"), so access is revoked by writing a policy again without it.
 
 use serde::{Deserialize, Serialize};
 
 /// The policy language version every document declares.
 pub const POLICY_VERSION: &str = "2012-10-17";
-
-/// Name of the inline policy that gives a domain read-write access to its own buckets.
-pub const OWNER_POLICY_NAME: &str = "datamesh-owner";
-
-/// Name of the inline policy that gives a consumer domain the access AccessPolicies grant it to
-/// other domains' buckets: one document for all of them (see
-/// `crate::controller::user_policies` for why not one per bucket).
-pub const GRANTS_POLICY_NAME: &str = "datamesh-grants";
 
 /// Bucket-level actions a reader needs: listing keys.
 const READ_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
@@ -59,7 +42,7 @@ pub enum BucketAccess {
 }
 
 impl BucketAccess {
-    fn bucket_actions(self) -> Vec<&'static str> {
+    pub(super) fn bucket_actions(self) -> Vec<&'static str> {
         let mut actions = READ_BUCKET_ACTIONS.to_vec();
         if self == BucketAccess::Owner {
             actions.extend_from_slice(OWNER_BUCKET_ACTIONS);
@@ -67,7 +50,7 @@ impl BucketAccess {
         actions
     }
 
-    fn object_actions(self) -> Vec<&'static str> {
+    pub(super) fn object_actions(self) -> Vec<&'static str> {
         let mut actions = READ_OBJECT_ACTIONS.to_vec();
         if self >= BucketAccess::ReadWrite {
             actions.extend_from_slice(WRITE_OBJECT_ACTIONS);
@@ -79,30 +62,11 @@ impl BucketAccess {
     }
 
     /// Short name used in statement ids.
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             BucketAccess::Read => "Read",
             BucketAccess::ReadWrite => "ReadWrite",
             BucketAccess::Owner => "Owner",
-        }
-    }
-}
-
-/// One bucket and the access granted on it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BucketGrant {
-    /// The bucket's name.
-    pub bucket: String,
-    /// The access granted on it.
-    pub access: BucketAccess,
-}
-
-impl BucketGrant {
-    /// A grant of `access` on `bucket`.
-    pub fn new(bucket: impl Into<String>, access: BucketAccess) -> Self {
-        Self {
-            bucket: bucket.into(),
-            access,
         }
     }
 }
@@ -143,11 +107,23 @@ pub struct Statement {
     /// Resource ARNs such as `arn:aws:s3:::bucket` or `arn:aws:s3:::bucket/*`.
     #[serde(rename = "Resource", deserialize_with = "one_or_many")]
     pub resource: Vec<String>,
+    /// Who the statement is about: only in a bucket policy (an identity's own policy is about
+    /// that identity).
+    #[serde(rename = "Principal", default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Principal>,
+}
+
+/// The principals of a bucket policy's statement: IAM users, by ARN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// ARNs such as `arn:aws:iam::123456789012:user/payments`.
+    #[serde(rename = "AWS", deserialize_with = "one_or_many")]
+    pub aws: Vec<String>,
 }
 
 /// IAM lets `Action`, `Resource` and `Statement` be a single value or a list; services echo back
 /// whichever form they were given.
-fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+pub(super) fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -174,69 +150,23 @@ pub fn objects_arn(bucket: &str) -> String {
     format!("arn:aws:s3:::{bucket}/*")
 }
 
-/// The document that gives the owning domain read-write access to each of its buckets.
-pub fn owner_policy<S: AsRef<str>>(buckets: &[S]) -> PolicyDocument {
-    let grants: Vec<BucketGrant> = buckets
-        .iter()
-        .map(|bucket| BucketGrant::new(bucket.as_ref(), BucketAccess::Owner))
-        .collect();
-    bucket_policy(&grants)
-}
-
-/// The document that gives a consumer `access` (read or read-write) to one bucket.
-pub fn consumer_policy(bucket: &str, access: BucketAccess) -> PolicyDocument {
-    bucket_policy(&[BucketGrant::new(bucket, access)])
-}
-
-/// The document for any set of grants. Buckets granted at several levels get the highest one;
-/// buckets with the same level share a pair of statements (one on the buckets, one on their
-/// objects), so the document stays small (AWS caps a user's inline policies at 2 KiB in total).
-/// An empty set of grants gives a document with no statements: delete the policy instead of
-/// putting that.
-pub fn bucket_policy(grants: &[BucketGrant]) -> PolicyDocument {
-    let mut highest: std::collections::BTreeMap<&str, BucketAccess> = Default::default();
-    for grant in grants {
-        let level = highest.entry(grant.bucket.as_str()).or_insert(grant.access);
-        *level = (*level).max(grant.access);
-    }
-    let mut statement = Vec::new();
-    for access in [
-        BucketAccess::Owner,
-        BucketAccess::ReadWrite,
-        BucketAccess::Read,
-    ] {
-        let buckets: BTreeSet<&str> = highest
-            .iter()
-            .filter(|(_, level)| **level == access)
-            .map(|(bucket, _)| *bucket)
-            .collect();
-        if buckets.is_empty() {
-            continue;
-        }
-        statement.push(Statement {
-            sid: Some(format!("{}Buckets", access.label())),
-            effect: Effect::Allow,
-            action: access
-                .bucket_actions()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            resource: buckets.iter().map(|bucket| bucket_arn(bucket)).collect(),
-        });
-        statement.push(Statement {
-            sid: Some(format!("{}Objects", access.label())),
-            effect: Effect::Allow,
-            action: access
-                .object_actions()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            resource: buckets.iter().map(|bucket| objects_arn(bucket)).collect(),
-        });
-    }
+/// An identity's policy giving `access` to one bucket: what an inline IAM policy of a user
+/// holds (the operator writes access on the buckets instead, see [`super::bucket_policy`], but
+/// an identity policy says the same for stores and tests that need one).
+pub fn identity_policy(bucket: &str, access: BucketAccess) -> PolicyDocument {
+    let statement = |actions: Vec<&str>, resource: String| Statement {
+        sid: None,
+        effect: Effect::Allow,
+        action: actions.into_iter().map(String::from).collect(),
+        resource: vec![resource],
+        principal: None,
+    };
     PolicyDocument {
         version: POLICY_VERSION.to_owned(),
-        statement,
+        statement: vec![
+            statement(access.bucket_actions(), bucket_arn(bucket)),
+            statement(access.object_actions(), objects_arn(bucket)),
+        ],
     }
 }
 
@@ -256,13 +186,30 @@ impl PolicyDocument {
     /// rules: some `Allow` statement matches and no `Deny` statement does. `*` and `?` in actions
     /// and resources are wildcards; actions compare case-insensitively, resources exactly.
     pub fn allows(&self, action: &str, resource: &str) -> bool {
+        self.decide(None, action, resource)
+    }
+
+    /// Whether this bucket policy allows the IAM user `arn` to take `action` on `resource`: as
+    /// [`PolicyDocument::allows`], counting only the statements that name that user (or `*`).
+    pub fn allows_principal(&self, arn: &str, action: &str, resource: &str) -> bool {
+        self.decide(Some(arn), action, resource)
+    }
+
+    fn decide(&self, principal: Option<&str>, action: &str, resource: &str) -> bool {
+        let about = |statement: &Statement| match (&statement.principal, principal) {
+            (None, None) => true,
+            (Some(named), Some(arn)) => named.aws.iter().any(|p| p == arn || p == "*"),
+            _ => false,
+        };
         let matches = |statement: &Statement| {
-            statement.action.iter().any(|pattern| {
-                wildcard_match(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
-            }) && statement
-                .resource
-                .iter()
-                .any(|pattern| wildcard_match(pattern, resource))
+            about(statement)
+                && statement.action.iter().any(|pattern| {
+                    wildcard_match(&pattern.to_ascii_lowercase(), &action.to_ascii_lowercase())
+                })
+                && statement
+                    .resource
+                    .iter()
+                    .any(|pattern| wildcard_match(pattern, resource))
         };
         let denied = self
             .statement
@@ -273,17 +220,6 @@ impl PolicyDocument {
             .iter()
             .any(|s| s.effect == Effect::Allow && matches(s));
         allowed && !denied
-    }
-
-    /// The buckets this document names in any resource, for finding which grants exist.
-    pub fn buckets(&self) -> BTreeSet<String> {
-        self.statement
-            .iter()
-            .flat_map(|statement| statement.resource.iter())
-            .filter_map(|arn| arn.strip_prefix("arn:aws:s3:::"))
-            .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
-            .filter(|bucket| !bucket.is_empty())
-            .collect()
     }
 }
 
@@ -316,145 +252,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn read_grant_allows_list_and_get_only() {
-        let policy = consumer_policy("payments-orders-lake", BucketAccess::Read);
-        assert!(policy.allows("s3:ListBucket", "arn:aws:s3:::payments-orders-lake"));
-        assert!(policy.allows(
-            "s3:GetObject",
-            "arn:aws:s3:::payments-orders-lake/2026/01/a.parquet"
-        ));
-        assert!(!policy.allows("s3:PutObject", "arn:aws:s3:::payments-orders-lake/a"));
-        assert!(!policy.allows("s3:DeleteObject", "arn:aws:s3:::payments-orders-lake/a"));
+    fn each_level_adds_to_the_one_below_and_none_deletes_versions() {
+        let object = "arn:aws:s3:::b/2026/a.parquet";
+        let read = identity_policy("b", BucketAccess::Read);
+        assert!(read.allows("s3:ListBucket", "arn:aws:s3:::b"));
+        assert!(read.allows("s3:GetObject", object));
+        assert!(!read.allows("s3:PutObject", object));
         // The object statement does not open the bucket to listing and vice versa.
-        assert!(!policy.allows("s3:GetObject", "arn:aws:s3:::payments-orders-lake"));
-        assert!(!policy.allows("s3:ListBucket", "arn:aws:s3:::payments-orders-lake/a"));
-    }
-
-    #[test]
-    fn read_write_grant_adds_put_and_delete() {
-        let policy = consumer_policy("payments-orders-lake", BucketAccess::ReadWrite);
-        for action in [
-            "s3:GetObject",
-            "s3:PutObject",
-            "s3:DeleteObject",
-            "s3:AbortMultipartUpload",
-        ] {
-            assert!(
-                policy.allows(action, "arn:aws:s3:::payments-orders-lake/k"),
-                "{action}"
-            );
+        assert!(!read.allows("s3:GetObject", "arn:aws:s3:::b"));
+        assert!(!read.allows("s3:ListBucket", "arn:aws:s3:::b/a"));
+        let write = identity_policy("b", BucketAccess::ReadWrite);
+        for action in ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"] {
+            assert!(write.allows(action, object), "{action}");
         }
-        assert!(policy.allows("s3:ListBucket", "arn:aws:s3:::payments-orders-lake"));
-        assert!(!policy.allows(
-            "s3:DeleteObjectVersion",
-            "arn:aws:s3:::payments-orders-lake/k"
-        ));
-    }
-
-    #[test]
-    fn grants_never_reach_other_buckets() {
-        let policy = consumer_policy("payments-orders-lake", BucketAccess::ReadWrite);
-        assert!(!policy.allows("s3:GetObject", "arn:aws:s3:::payments-orders-lake2/k"));
-        assert!(!policy.allows("s3:GetObject", "arn:aws:s3:::marketing-x-y/k"));
-        assert!(!policy.allows("s3:ListBucket", "arn:aws:s3:::payments-orders"));
-    }
-
-    #[test]
-    fn owner_policy_covers_every_bucket_of_the_domain_and_no_other() {
-        let policy = owner_policy(&["payments-orders-lake", "payments-refunds-archive"]);
-        for bucket in ["payments-orders-lake", "payments-refunds-archive"] {
-            assert!(policy.allows("s3:PutObject", &objects_arn(bucket).replace('*', "x")));
-            assert!(policy.allows("s3:GetObjectVersion", &format!("arn:aws:s3:::{bucket}/x")));
-            assert!(policy.allows("s3:ListBucketVersions", &bucket_arn(bucket)));
-            assert!(!policy.allows(
-                "s3:DeleteObjectVersion",
-                &format!("arn:aws:s3:::{bucket}/x")
-            ));
+        assert!(!write.allows("s3:GetObjectVersion", object));
+        let owner = identity_policy("b", BucketAccess::Owner);
+        assert!(owner.allows("s3:GetObjectVersion", object));
+        assert!(owner.allows("s3:ListBucketVersions", "arn:aws:s3:::b"));
+        for document in [read, write, owner] {
+            assert!(!document.allows("s3:DeleteObjectVersion", object));
+            assert!(!document.allows("s3:GetObject", "arn:aws:s3:::b2/k"));
         }
-        assert!(!policy.allows("s3:PutObject", "arn:aws:s3:::payments-eu-orders-lake/x"));
-        assert_eq!(
-            policy.buckets().into_iter().collect::<Vec<_>>(),
-            vec![
-                "payments-orders-lake".to_owned(),
-                "payments-refunds-archive".to_owned()
-            ]
-        );
-    }
-
-    #[test]
-    fn owner_policy_serializes_to_the_expected_json() {
-        let policy = owner_policy(&["payments-orders-lake"]);
-        let json: serde_json::Value = serde_json::from_str(&policy.to_json()).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Sid": "OwnerBuckets", "Effect": "Allow",
-                     "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"],
-                     "Resource": ["arn:aws:s3:::payments-orders-lake"]},
-                    {"Sid": "OwnerObjects", "Effect": "Allow",
-                     "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                                "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObjectTagging"],
-                     "Resource": ["arn:aws:s3:::payments-orders-lake/*"]}
-                ]
-            })
-        );
-    }
-
-    #[test]
-    fn mixed_grants_group_by_level_and_keep_the_highest_per_bucket() {
-        let policy = bucket_policy(&[
-            BucketGrant::new("b-read", BucketAccess::Read),
-            BucketGrant::new("a-both", BucketAccess::Read),
-            BucketGrant::new("a-both", BucketAccess::ReadWrite),
-            BucketGrant::new("c-read", BucketAccess::Read),
-        ]);
-        let sids: Vec<_> = policy
-            .statement
-            .iter()
-            .map(|s| s.sid.clone().unwrap())
-            .collect();
-        assert_eq!(
-            sids,
-            [
-                "ReadWriteBuckets",
-                "ReadWriteObjects",
-                "ReadBuckets",
-                "ReadObjects"
-            ]
-        );
-        assert_eq!(policy.statement[0].resource, ["arn:aws:s3:::a-both"]);
-        assert_eq!(
-            policy.statement[2].resource,
-            ["arn:aws:s3:::b-read", "arn:aws:s3:::c-read"]
-        );
-        assert!(policy.allows("s3:PutObject", "arn:aws:s3:::a-both/k"));
-        assert!(!policy.allows("s3:PutObject", "arn:aws:s3:::b-read/k"));
-    }
-
-    #[test]
-    fn equal_decisions_give_equal_documents() {
-        let a = bucket_policy(&[
-            BucketGrant::new("x", BucketAccess::Read),
-            BucketGrant::new("y", BucketAccess::Read),
-        ]);
-        let b = bucket_policy(&[
-            BucketGrant::new("y", BucketAccess::Read),
-            BucketGrant::new("x", BucketAccess::Read),
-        ]);
-        assert_eq!(a, b);
-        assert_eq!(a.to_json(), b.to_json());
-    }
-
-    #[test]
-    fn empty_grants_give_a_document_without_statements() {
-        assert!(bucket_policy(&[]).statement.is_empty());
     }
 
     #[test]
     fn documents_round_trip_and_accept_single_values() {
-        let policy = consumer_policy("b", BucketAccess::Read);
+        let policy = identity_policy("b", BucketAccess::Read);
         assert_eq!(
             PolicyDocument::from_json(&policy.to_json()).unwrap(),
             policy
@@ -469,12 +292,13 @@ mod tests {
 
     #[test]
     fn deny_overrides_allow() {
-        let mut policy = consumer_policy("b", BucketAccess::ReadWrite);
+        let mut policy = identity_policy("b", BucketAccess::ReadWrite);
         policy.statement.push(Statement {
             sid: None,
             effect: Effect::Deny,
             action: vec!["s3:Put*".into()],
             resource: vec!["arn:aws:s3:::b/*".into()],
+            principal: None,
         });
         assert!(!policy.allows("s3:PutObject", "arn:aws:s3:::b/k"));
         assert!(policy.allows("s3:GetObject", "arn:aws:s3:::b/k"));

@@ -601,6 +601,25 @@ impl IdentityStore for IamIdentityStore {
         result.map(|_| true)
     }
 
+    async fn user_arn(&self, user: &str) -> Result<Option<String>, StorageError> {
+        let subject = Subject::User(user.to_owned());
+        let request = self.client.get_user().user_name(user).send();
+        let result = self.calls.send(Operation::GetUser, &subject, request).await;
+        if failed_with(&result, &[ErrorCode::NoSuchEntity]) {
+            return Ok(None);
+        }
+        let answer = result?;
+        let arn = answer.user().map(|found| found.arn().to_owned());
+        match arn {
+            Some(arn) if !arn.is_empty() => Ok(Some(arn)),
+            _ => Err(unexpected(
+                Operation::GetUser,
+                &subject,
+                "the answer names no ARN for the user",
+            )),
+        }
+    }
+
     async fn delete_user(&self, user: &str) -> Result<bool, StorageError> {
         // Policies first: SeaweedFS keeps them past DeleteUser and would hand them to a user
         // re-created under the same name.
@@ -1028,6 +1047,46 @@ impl BucketStore for S3BucketStore {
             .collect())
     }
 
+    async fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        let subject = Subject::Bucket(bucket.to_owned());
+        let request = self.client.get_bucket_policy().bucket(bucket).send();
+        let result = self
+            .calls
+            .send(Operation::GetBucketPolicy, &subject, request)
+            .await;
+        if failed_with(&result, &[ErrorCode::NoSuchBucketPolicy]) {
+            return Ok(None);
+        }
+        Ok(result?.policy().map(str::to_owned))
+    }
+
+    async fn put_bucket_policy(&self, bucket: &str, document: &str) -> Result<(), StorageError> {
+        let subject = Subject::Bucket(bucket.to_owned());
+        let request = self
+            .client
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(document)
+            .send();
+        self.calls
+            .send(Operation::PutBucketPolicy, &subject, request)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StorageError> {
+        let subject = Subject::Bucket(bucket.to_owned());
+        let request = self.client.delete_bucket_policy().bucket(bucket).send();
+        let result = self
+            .calls
+            .send(Operation::DeleteBucketPolicy, &subject, request)
+            .await;
+        if !failed_with(&result, &[ErrorCode::NoSuchBucketPolicy]) {
+            result?;
+        }
+        Ok(())
+    }
+
     async fn put_tags(&self, bucket: &str, tags: &BucketTags) -> Result<(), StorageError> {
         let subject = Subject::Bucket(bucket.to_owned());
         if tags.is_empty() {
@@ -1198,6 +1257,9 @@ impl<B: BucketStore, I: IdentityStore> IdentityStore for ObjectStorage<B, I> {
     async fn user_exists(&self, user: &str) -> Result<bool, StorageError> {
         self.identities.user_exists(user).await
     }
+    async fn user_arn(&self, user: &str) -> Result<Option<String>, StorageError> {
+        self.identities.user_arn(user).await
+    }
     async fn delete_user(&self, user: &str) -> Result<bool, StorageError> {
         self.identities.delete_user(user).await
     }
@@ -1272,6 +1334,15 @@ impl<B: BucketStore, I: IdentityStore> BucketStore for ObjectStorage<B, I> {
     }
     async fn put_tags(&self, bucket: &str, tags: &BucketTags) -> Result<(), StorageError> {
         self.buckets.put_tags(bucket, tags).await
+    }
+    async fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StorageError> {
+        self.buckets.get_bucket_policy(bucket).await
+    }
+    async fn put_bucket_policy(&self, bucket: &str, document: &str) -> Result<(), StorageError> {
+        self.buckets.put_bucket_policy(bucket, document).await
+    }
+    async fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StorageError> {
+        self.buckets.delete_bucket_policy(bucket).await
     }
     async fn list_buckets(&self) -> Result<Vec<String>, StorageError> {
         self.buckets.list_buckets().await
