@@ -14,14 +14,14 @@ buckets `<domain>-<product>-archive`, Kafka principals and IAM users `<domain>`)
   Describe on the topic for the consumer; per domain: the cluster's IdempotentWrite and Read on
   the consumer group prefix); one SCRAM-SHA-512 credential per domain (8,192 iterations), all in
   one request.
-- S3, with boto3 and 8 threads: each bucket created, versioning enabled and tagged with the seven
+- S3, with boto3 and 8 threads: each bucket created, versioning enabled, tagged with the seven
   tags the operator writes (what `src/provision/storage` does on create; a bucket port without
-  `expireAfterDays` gets no lifecycle rule).
+  `expireAfterDays` gets no lifecycle rule) and given its bucket policy: the owning domain's
+  statements and the consumers' its AccessPolicies grant, the document the operator ends with,
+  written once (the operator writes the owner's part, then the consumers').
 - IAM, with boto3, one client in sequence (SeaweedFS rewrites its whole IAM configuration on each
   write, so parallel writers gain nothing and could lose each other's writes): per domain a user
-  with the operator's two tags, an access key, the owner policy listing the domain's buckets and
-  the grants policy listing the buckets its AccessPolicies grant it: the documents the operator
-  writes, each written once.
+  with the operator's two tags and an access key.
 - The API server, as the stack's admin: the domains' namespaces, then the mesh's own objects
   (Domains, DataProducts, AccessPolicies with the benchmark's specs) each created and given one
   status write (a Ready condition), from the benchmark's own applier (8 threads). Real objects
@@ -52,7 +52,7 @@ only after its topic and its bucket exist (which could be made at once) and then
 written, so the **single floor is create-and-status + max(topic, bucket)**.
 
 Everything the floor made is deleted before the operator starts (topics, ACLs, SCRAM
-credentials, buckets, IAM users and policies, objects and namespaces), and checked with
+credentials, buckets with their policies, IAM users, objects and namespaces), and checked with
 independent clients: kafka-topics.sh, kafka-acls.sh and kafka-configs.sh count the floor's
 topics, ACLs and SCRAM users after the parts alone and after clean-up, boto3's ListBuckets and
 ListUsers the buckets and IAM users, a list of the API server the objects.
@@ -152,36 +152,34 @@ class Work:
                 "datamesh.dev/port": "archive", "datamesh.dev/namespace": domain,
                 "datamesh.dev/data-product-uid": "00000000-0000-0000-0000-000000000000"}
 
-    def policies(self):
-        """(user, policy name, document) the operator writes: owner and grants per domain."""
-        owned = {d: [] for d in self.domains}
-        granted = {d: [] for d in self.domains}
-        for domain, product in self.products:
-            owned[domain].append(self.bucket(domain, product))
-        for domain, product, consumer in self.grants:
-            granted[consumer].append(self.bucket(domain, product))
-        owner_bucket = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"]
-        owner_object = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-                        "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObjectTagging"]
-        out = []
-        for domain in self.domains:
-            out.append((domain, "datamesh-owner", document(owned[domain], owner_bucket, owner_object, "Owner")))
-            if granted[domain]:
-                out.append((domain, "datamesh-grants",
-                            document(granted[domain], ["s3:ListBucket"], ["s3:GetObject"], "Read")))
-        return out
+    def bucket_policy(self, domain, product):
+        """The bucket's policy as the operator leaves it: the owner's statements and the readers'."""
+        bucket = self.bucket(domain, product)
+        readers = sorted(c for d, p, c in self.grants if (d, p) == (domain, product))
+        owner_bucket = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketVersions"]
+        owner_object = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:GetObjectTagging",
+                        "s3:GetObjectVersion", "s3:PutObject", "s3:PutObjectTagging"]
+        statements = statements_for(bucket, "DatameshOwnerOwner", [domain], owner_bucket, owner_object)
+        if readers:
+            statements += statements_for(bucket, "DatameshGrantRead", readers, ["s3:ListBucket"], ["s3:GetObject"])
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def allow(resource_type, name, pattern, principal, operation):
     return AclBinding(resource_type, name, pattern, principal, "*", operation, AclPermissionType.ALLOW)
 
 
-def document(buckets, bucket_actions, object_actions, label):
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": f"{label}Buckets", "Effect": "Allow", "Action": bucket_actions,
-         "Resource": [f"arn:aws:s3:::{b}" for b in buckets]},
-        {"Sid": f"{label}Objects", "Effect": "Allow", "Action": object_actions,
-         "Resource": [f"arn:aws:s3:::{b}/*" for b in buckets]}]})
+def user_arn(user):
+    """The ARN SeaweedFS's IAM reports for a user (GetUser), which the operator's policies name."""
+    return f"arn:aws:iam::000000000000:user/{user}"
+
+
+def statements_for(bucket, sid, users, bucket_actions, object_actions):
+    principal = {"AWS": [user_arn(u) for u in users]}
+    return [{"Sid": f"{sid}Bucket", "Effect": "Allow", "Principal": principal, "Action": bucket_actions,
+             "Resource": [f"arn:aws:s3:::{bucket}"]},
+            {"Sid": f"{sid}Objects", "Effect": "Allow", "Principal": principal, "Action": object_actions,
+             "Resource": [f"arn:aws:s3:::{bucket}/*"]}]
 
 
 def batches(items, size=BATCH):
@@ -292,6 +290,7 @@ class Floor:
         self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         tags = [{"Key": k, "Value": v} for k, v in work.tags(domain, product).items()]
         self.s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
+        self.s3.put_bucket_policy(Bucket=bucket, Policy=work.bucket_policy(domain, product))
 
     def s3_part(self, work):
         began = time.monotonic()
@@ -307,15 +306,11 @@ class Floor:
                 {"Key": "app.kubernetes.io/managed-by", "Value": "datamesh-operator"},
                 {"Key": "datamesh.dev/domain", "Value": domain}])
             self.iam.create_access_key(UserName=domain)
-        for user, name, doc in work.policies():
-            self.iam.put_user_policy(UserName=user, PolicyName=name, PolicyDocument=doc)
         return {"seconds": time.monotonic() - began}
 
     def storage_clean(self, work):
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             list(pool.map(lambda b: gone_ok(self.s3.delete_bucket, Bucket=b), work.buckets()))
-        for user, name, _ in work.policies():
-            gone_ok(self.iam.delete_user_policy, UserName=user, PolicyName=name)
         for domain in work.domains:
             for key in self.iam.list_access_keys(UserName=domain)["AccessKeyMetadata"]:
                 gone_ok(self.iam.delete_access_key, UserName=domain, AccessKeyId=key["AccessKeyId"])
@@ -446,7 +441,7 @@ def measure(kube, mesh_objects, log):
     together = Work("floor2", mesh_objects)
     sequential = Work("floor0", mesh_objects)
     result = {"topics": len(alone.topics()), "acls": len(alone.acls()), "buckets": len(alone.buckets()),
-              "domains": len(alone.domains), "iam_writes": 3 * len(alone.domains) + len(alone.policies()),
+              "domains": len(alone.domains), "iam_writes": 3 * len(alone.domains),
               "objects": len(alone.objects) + len(alone.domains)}
 
     log(f"floor: {result['topics']} topics, {result['acls']} ACLs, {result['domains']} SCRAM users, "

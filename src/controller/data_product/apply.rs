@@ -69,7 +69,7 @@ pub async fn apply_plan(product: &DataProduct, plan: &Plan, ctx: &Context) -> Do
 }
 
 /// The Kafka and object-store part of `plan`: the removed ports' release, topics and ACLs,
-/// buckets and the owner policy.
+/// buckets and the owner's part of their policies.
 pub async fn apply_edges(product: &DataProduct, plan: &Plan, edges: &Edges<'_>) -> Done {
     let mut done = Done::default();
     if !plan.release.is_empty() {
@@ -350,8 +350,7 @@ pub async fn apply_cleanup(product: &DataProduct, cleanup: &Cleanup, ctx: &Conte
     applied
 }
 
-/// The Kafka and object-store part of a deletion. A domain whose IAM user is already gone has
-/// no owner policy left to change.
+/// The Kafka and object-store part of a deletion.
 pub async fn apply_cleanup_edges(cleanup: &Cleanup, edges: &Edges<'_>) -> Applied {
     let mut applied = Applied::default();
     release(&cleanup.release, edges, &mut applied).await;

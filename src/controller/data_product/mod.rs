@@ -21,8 +21,8 @@
 //!   Event on the deleted product lists it).
 //! - `Delete`: topics are deleted and buckets emptied and deleted.
 //!
-//! Either way the product's ACLs, its buckets in the domain's owner policy and its Spark objects
-//! are removed. A port removed from the spec is released the same way.
+//! Either way the product's ACLs, the operator's statements in its kept buckets' policies (the
+//! owner's and the consumers') and its Spark objects are removed. A port removed from the spec is released the same way.
 
 pub mod apply;
 pub mod desired;
