@@ -706,6 +706,28 @@ async fn errors_name_the_call_the_subject_and_the_code() {
     );
 }
 
+/// Whether `client` may get the object (`Err` with the error otherwise), for `eventually`.
+async fn reads(client: &SdkObjectStorage, bucket: &str, key: &str) -> Result<(), String> {
+    client
+        .get_object(bucket, key)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `client` may put the object, for `eventually`.
+async fn writes(
+    client: &SdkObjectStorage,
+    bucket: &str,
+    key: &str,
+    body: &str,
+) -> Result<(), String> {
+    client
+        .put_object(bucket, key, body)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The access the operator writes on a bucket: `users` at `access`, in `part` of its policy.
 async fn give(
     policies: &BucketPolicies,
@@ -787,15 +809,8 @@ async fn bucket_policies_are_enforced_per_bucket_per_action_and_per_user() {
         "owner writes, reader reads",
         Duration::from_secs(10),
         || async {
-            as_owner
-                .put_object(&bucket, "data/owner.txt", "mine")
-                .await
-                .map_err(|e| e.to_string())?;
-            as_reader
-                .get_object(&bucket, "data/hello.txt")
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
+            writes(as_owner, &bucket, "data/owner.txt", "mine").await?;
+            reads(as_reader, &bucket, "data/hello.txt").await
         },
     )
     .await;
@@ -835,12 +850,7 @@ async fn bucket_policies_are_enforced_per_bucket_per_action_and_per_user() {
     eventually(
         "read-write grant allows put",
         Duration::from_secs(10),
-        || async {
-            as_reader
-                .put_object(&bucket, "data/reader.txt", "written")
-                .await
-                .map_err(|e| e.to_string())
-        },
+        || async { writes(as_reader, &bucket, "data/reader.txt", "written").await },
     )
     .await;
     give(
@@ -889,13 +899,7 @@ async fn bucket_policies_are_enforced_per_bucket_per_action_and_per_user() {
     eventually(
         "the legacy grant reads",
         Duration::from_secs(10),
-        || async {
-            as_reader
-                .get_object(&other_bucket, "data/hello.txt")
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        },
+        || async { reads(as_reader, &other_bucket, "data/hello.txt").await },
     )
     .await;
     BucketPolicies::new(Duration::from_secs(300))
