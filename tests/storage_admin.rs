@@ -723,7 +723,7 @@ async fn writes(
     body: &str,
 ) -> Result<(), String> {
     client
-        .put_object(bucket, key, body)
+        .put_object(bucket, key, body.to_owned())
         .await
         .map_err(|e| e.to_string())
 }
