@@ -154,7 +154,7 @@ def kafka_admin(tmp_path):
     return Kafka(tmp_path, env("KAFKA_ADMIN_USER"), env("KAFKA_ADMIN_PASSWORD"))
 
 
-def s3_client(access_key: str, secret_key: str, service: str = "s3"):
+def s3_client(access_key: str, secret_key: str, service: str = "s3", **config):
     endpoint = env("S3_IAM_ENDPOINT") if service == "iam" else env("S3_ENDPOINT")
     return boto3.client(
         service,
@@ -163,10 +163,18 @@ def s3_client(access_key: str, secret_key: str, service: str = "s3"):
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                      connect_timeout=5, read_timeout=30),
+                      connect_timeout=5, read_timeout=30, **config),
         # The platform's S3 speaks HTTPS with the platform's own CA.
         verify=env("AWS_CA_BUNDLE"),
     )
+
+
+def domain_s3(creds: dict):
+    """An S3 client as a domain's workload has it from its credentials Secret: its keys, and the
+    Secret's `AWS_REQUEST_CHECKSUM_CALCULATION` (SeaweedFS refuses an upload with a trailing
+    checksum that a bucket policy allows; see `src/controller/domain/desired.rs`)."""
+    return s3_client(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"],
+                     request_checksum_calculation=creds["AWS_REQUEST_CHECKSUM_CALCULATION"])
 
 
 def s3_key_state(access_key: str, secret_key: str) -> str:

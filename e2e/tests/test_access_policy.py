@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import botocore.exceptions
 import pytest
 
-from conftest import Kafka, apply, env, get_json, kubectl, s3_client, secret_data, unique
+from conftest import Kafka, apply, domain_s3, env, get_json, kubectl, s3_client, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 API = "datamesh.dev/v1alpha1"
@@ -48,7 +48,7 @@ class Domain:
         kubectl("wait", "--for", "condition=Ready", "--timeout", "90s", f"domain/{name}")
         self.creds = secret_data(name, f"{name}-credentials")
         self.kafka = Kafka(tmp_path_factory.mktemp(name), name, self.creds["KAFKA_PASSWORD"])
-        self.s3 = s3_client(self.creds["AWS_ACCESS_KEY_ID"], self.creds["AWS_SECRET_ACCESS_KEY"])
+        self.s3 = domain_s3(self.creds)
 
     def consume(self):
         """The records read, or the authorization error Kafka answered with."""

@@ -16,7 +16,7 @@ import botocore.exceptions
 import pytest
 import yaml
 
-from conftest import Kafka, apply, condition, get_json, kubectl, run, s3_client, secret_data, unique
+from conftest import Kafka, apply, condition, domain_s3, get_json, kubectl, run, secret_data, unique
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 RESYNC_SECONDS = 5
@@ -158,14 +158,14 @@ def test_a_product_becomes_its_topic_and_bucket_and_the_owner_can_use_them(opera
     assert len(consumed) == 10_000
 
     # ... and write and read an object in the bucket; another domain's credentials cannot.
-    s3 = s3_client(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
+    s3 = domain_s3(creds)
     body = b"order-1,42.00\n"
     wait_for(lambda: _try_put(s3, bucket, "day=1/orders.csv", body), timeout=20, message="owner may write")
     assert s3.get_object(Bucket=bucket, Key="day=1/orders.csv")["Body"].read() == body
     other = unique("dp")
     ready_domain(other)
     other_creds = secret_data(other, f"{other}-credentials")
-    stranger = s3_client(other_creds["AWS_ACCESS_KEY_ID"], other_creds["AWS_SECRET_ACCESS_KEY"])
+    stranger = domain_s3(other_creds)
     with pytest.raises(botocore.exceptions.ClientError):
         stranger.get_object(Bucket=bucket, Key="day=1/orders.csv")
     stranger_kafka = Kafka(tmp_path, other_creds["KAFKA_USERNAME"], other_creds["KAFKA_PASSWORD"])

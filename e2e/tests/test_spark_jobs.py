@@ -28,7 +28,7 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from conftest import E2E_DIR, REPO_DIR, condition, env, get_json, kubectl, run, s3_client, secret_data
+from conftest import E2E_DIR, REPO_DIR, condition, domain_s3, env, get_json, kubectl, run, secret_data
 from operator_process import OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
 RUNNER = E2E_DIR / "tools" / "spark_submit_runner.py"
@@ -197,7 +197,7 @@ def sample_data(mesh):
         for pid, cid, state, amount, currency, at in payments
     ])
     marketing = secret_data("marketing", "marketing-credentials")
-    s3_client(marketing["AWS_ACCESS_KEY_ID"], marketing["AWS_SECRET_ACCESS_KEY"]).put_object(
+    domain_s3(marketing).put_object(
         Bucket=REPORTS_BUCKET, Key="jobs/campaign_performance.py", Body=JOB.read_bytes())
     date = recent.strftime("%Y-%m-%d")
     return {
@@ -301,7 +301,7 @@ def test_a_job_can_read_no_topic_it_was_not_granted_and_write_no_other_domains_b
     try:
         kubectl("wait", "--for", "condition=Ready", "--timeout", "120s", f"dataproduct/{name}", "-n", "payments")
         payments = secret_data("payments", "payments-credentials")
-        s3_client(payments["AWS_ACCESS_KEY_ID"], payments["AWS_SECRET_ACCESS_KEY"]).put_object(
+        domain_s3(payments).put_object(
             Bucket=bucket, Key="probe.py", Body=PROBE.read_bytes())
         status, output = run_job("payments", f"sparkapplication/{name}", tmp_path / "probe.log")
         assert status == 0, output[-6000:]

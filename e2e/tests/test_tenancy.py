@@ -44,7 +44,7 @@ import uuid
 import botocore.exceptions
 import pytest
 
-from conftest import (STACK, Kafka, apply, condition, env, get_json, kubectl, policy, run, s3_client, s3_key_state,
+from conftest import (STACK, Kafka, apply, condition, domain_s3, env, get_json, kubectl, policy, run, s3_client, s3_key_state,
                       secret_data, unique)
 from operator_process import NAMESPACE, OperatorProcess, install_chart_rbac, install_crds, wait_for, workdir
 
@@ -170,7 +170,7 @@ class Team:
         self.name = name
         self.creds = secret_data(name, f"{name}-credentials", kubeconfig=kubeconfig)
         self.kafka = Kafka(tmp_path_factory.mktemp(name), self.creds["KAFKA_USERNAME"], self.creds["KAFKA_PASSWORD"])
-        self.s3 = s3_client(self.creds["AWS_ACCESS_KEY_ID"], self.creds["AWS_SECRET_ACCESS_KEY"])
+        self.s3 = domain_s3(self.creds)
 
     def read(self, topic, count=len(RECORDS)):
         return self.kafka.try_consume(topic, count, f"{self.name}.{unique('read')}")

@@ -55,7 +55,18 @@ pub mod keys {
     /// PEM of the CAs the S3 endpoint's certificate is checked against, present when the
     /// operator is configured with one: mounted as a file, it is what `AWS_CA_BUNDLE` names.
     pub const S3_CA_BUNDLE: &str = "AWS_CA_BUNDLE_PEM";
+    /// When the AWS SDKs add a checksum to a request: [`super::REQUEST_CHECKSUMS`].
+    pub const S3_REQUEST_CHECKSUM_CALCULATION: &str = "AWS_REQUEST_CHECKSUM_CALCULATION";
 }
+
+/// What the credentials Secret sets `AWS_REQUEST_CHECKSUM_CALCULATION` to: checksums only on
+/// the requests whose API requires one. Newer SDKs (boto3 1.36, the AWS CLI 2.23, the Java SDK
+/// 2.30) otherwise stream uploads with a trailing checksum (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`),
+/// and SeaweedFS (4.48) refuses such an upload when a bucket policy is what allows it, which is
+/// how a domain's access is granted (measured: PutObject and multipart uploads AccessDenied,
+/// the same with `when_required` allowed). AWS S3 accepts either; a workload that wants
+/// trailing checksums sets the variable itself (`env` wins over `envFrom`).
+pub const REQUEST_CHECKSUMS: &str = "when_required";
 
 /// The name of a domain's credentials Secret.
 pub fn credentials_secret_name(domain: &str) -> String {
@@ -317,6 +328,7 @@ pub fn credentials_secret(domain: &Domain, credentials: &Credentials<'_>) -> Sec
         (keys::S3_REGION, credentials.s3_region),
         (keys::S3_ACCESS_KEY_ID, credentials.s3_access_key_id),
         (keys::S3_SECRET_ACCESS_KEY, credentials.s3_secret_access_key),
+        (keys::S3_REQUEST_CHECKSUM_CALCULATION, REQUEST_CHECKSUMS),
     ]
     .into_iter()
     .chain(
@@ -672,5 +684,9 @@ pub(crate) mod tests {
         assert_eq!(data[keys::S3_CA_BUNDLE].0, pem.as_bytes());
         assert_eq!(data[keys::S3_ENDPOINT].0, b"https://127.0.0.1:28333");
         assert_eq!(data[keys::S3_REGION].0, b"eu-west-1");
+        assert_eq!(
+            data[keys::S3_REQUEST_CHECKSUM_CALCULATION].0,
+            b"when_required"
+        );
     }
 }
