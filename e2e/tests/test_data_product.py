@@ -217,7 +217,7 @@ def test_a_workload_reaches_its_bucket_with_nothing_but_its_credentials_secret(o
     ca = tmp_path / "s3-ca.crt"
     ca.write_text(creds["AWS_CA_BUNDLE_PEM"])
     environment = {k: creds[k] for k in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ACCESS_KEY_ID",
-                                         "AWS_SECRET_ACCESS_KEY")}
+                                         "AWS_SECRET_ACCESS_KEY", "AWS_REQUEST_CHECKSUM_CALCULATION")}
     environment["AWS_CA_BUNDLE"] = str(ca)
 
     # IAM policies reach the gateway through a filer subscription: allow a few seconds.
