@@ -18,12 +18,13 @@
 //! product has been reconciled once after the upgrade (seconds, as the operator reconciles
 //! everything on start), a bucket whose policy is not written yet may refuse its readers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::controller::apply::{MANAGED_BY, MANAGED_BY_LABEL};
-use crate::provision::storage::bucket_policy::{Merged, Part, merge};
+use crate::provision::storage::bucket_policy::{Merged, Part, Principals, merge};
+use crate::provision::storage::policy::BucketAccess;
 use crate::provision::storage::policy::Statement;
 use crate::provision::storage::{ObjectStore, Operation, StorageError, Subject};
 
@@ -117,6 +118,28 @@ impl BucketPolicies {
         Ok(Some(arn))
     }
 
+    /// The ARNs of `users`, by access level, for a part's statements; and the users that do
+    /// not exist (yet), which no statement can name.
+    pub async fn principals(
+        &self,
+        storage: &dyn ObjectStore,
+        users: &BTreeMap<BucketAccess, BTreeSet<String>>,
+    ) -> Result<(Principals, Vec<String>), StorageError> {
+        let mut principals = Principals::new();
+        let mut missing = Vec::new();
+        for (access, names) in users {
+            for user in names {
+                match self.arn(storage, user).await? {
+                    Some(arn) => {
+                        principals.entry(*access).or_default().insert(arn);
+                    }
+                    None => missing.push(user.clone()),
+                }
+            }
+        }
+        Ok((principals, missing))
+    }
+
     /// Make `part` of the bucket's policy hold exactly `wanted` (no statements: the part goes),
     /// keeping the rest of the policy. Nothing is sent when the remembered copy already holds
     /// it; otherwise the service's policy is read (unless the copy is still trusted), merged and
@@ -173,8 +196,8 @@ mod tests {
 
     use super::*;
     use crate::controller::apply::domain_labels;
-    use crate::provision::storage::bucket_policy::{Principals, statements};
-    use crate::provision::storage::policy::{BucketAccess, PolicyDocument};
+    use crate::provision::storage::bucket_policy::statements;
+    use crate::provision::storage::policy::PolicyDocument;
     use crate::provision::storage::{BucketStore, FakeObjectStore, IdentityStore};
 
     const BUCKET: &str = "payments-orders-lake";

@@ -25,7 +25,7 @@ use crate::controller::bucket_policies::{BucketPolicies, PolicyWrite};
 use crate::controller::{Error, batch_ok, kube_context};
 use crate::provision::kafka::{AclBindingFilter, AclResourceType, KafkaAdmin};
 use crate::provision::storage::ObjectStore;
-use crate::provision::storage::bucket_policy::{Part, Principals, statements};
+use crate::provision::storage::bucket_policy::{Part, statements};
 
 /// Serializes the consumer-group ACL section of [`apply_kafka`] across products (see
 /// [`converge_group_acls`]).
@@ -139,20 +139,9 @@ async fn converge_bucket(
     policies: &BucketPolicies,
     grants: &BucketGrants,
 ) -> Result<(), Error> {
-    let mut principals = Principals::new();
     // The consumer's Domain makes its IAM user; until then it cannot be named, and the others
     // are granted without it (the reconcile fails, and retries).
-    let mut missing = Vec::new();
-    for (access, users) in &grants.users {
-        for user in users {
-            match policies.arn(storage, user).await? {
-                Some(arn) => {
-                    principals.entry(*access).or_default().insert(arn);
-                }
-                None => missing.push(user.as_str()),
-            }
-        }
-    }
+    let (principals, missing) = policies.principals(storage, &grants.users).await?;
     let bucket = &grants.bucket;
     let wanted = statements(Part::Grants, bucket, &principals);
     let written = match policies

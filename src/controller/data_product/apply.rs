@@ -24,7 +24,7 @@ use crate::controller::bucket_policies::{BucketPolicies, PolicyWrite};
 use crate::controller::{Context, Error, batch_ok, kube_context};
 use crate::provision::kafka::{BatchResult, KafkaAdmin, KafkaAdminError, RDKafkaErrorCode};
 use crate::provision::storage::ObjectStore;
-use crate::provision::storage::bucket_policy::{Part, Principals, statements};
+use crate::provision::storage::bucket_policy::{Part, statements};
 use crate::provision::storage::policy::BucketAccess;
 
 /// What applying a plan did.
@@ -244,12 +244,13 @@ async fn give_owner_access(
     buckets: &[&String],
     edges: &Edges<'_>,
 ) -> Result<(), Error> {
-    let Some(arn) = edges.policies.arn(edges.storage, user).await? else {
+    let owner = [(BucketAccess::Owner, [user.to_owned()].into())].into();
+    let (principals, missing) = edges.policies.principals(edges.storage, &owner).await?;
+    if !missing.is_empty() {
         return Err(Error::Blocked(format!(
             "IAM user {user} does not exist yet; its Domain makes it"
         )));
-    };
-    let principals: Principals = [(BucketAccess::Owner, [arn].into())].into();
+    }
     let mut first_error = None;
     for bucket in buckets {
         let owner = statements(Part::Owner, bucket, &principals);
