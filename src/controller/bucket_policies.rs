@@ -11,6 +11,13 @@
 //! service again, so a policy changed directly on the bucket is set back within a resync, as
 //! for Kafka configs.
 //!
+//! Release: a bucket its product lets go (a port removed, or the product deleted, with the
+//! bucket kept) loses both parts under the bucket's lock, and stays released until the
+//! DataProduct controller writes an owner's part again. The consumers' part is not written on a
+//! released bucket, so an AccessPolicy reconcile that read the product before its release, and
+//! writes after it, cannot grant the consumers a bucket nobody manages any more: the product's
+//! next status no longer lists the bucket, and no later reconcile would take the grant back.
+//!
 //! Upgrades: operators before bucket policies gave access through inline IAM policies
 //! ([`LEGACY_POLICY_NAMES`]). The first time this process needs a user's ARN it removes those
 //! from the user, if the user's tags say the operator manages it (an identity it did not make is
@@ -40,6 +47,8 @@ pub enum PolicyWrite {
     Put,
     /// Nothing was left in it and the policy was deleted.
     Deleted,
+    /// Grants were not written: the bucket was released by its product (see the module docs).
+    Released,
 }
 
 #[derive(Clone)]
@@ -49,7 +58,16 @@ struct Known {
     read_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Known>>>;
+/// What is known of one bucket, behind its lock.
+#[derive(Default)]
+struct BucketState {
+    /// The remembered policy; `None` until read, and after a failed write.
+    known: Option<Known>,
+    /// Released by its product, and not owned again since.
+    released: bool,
+}
+
+type Slot = Arc<tokio::sync::Mutex<BucketState>>;
 
 /// The remembered bucket policies (one lock per bucket) and user ARNs.
 pub struct BucketPolicies {
@@ -144,6 +162,9 @@ impl BucketPolicies {
     /// keeping the rest of the policy. Nothing is sent when the remembered copy already holds
     /// it; otherwise the service's policy is read (unless the copy is still trusted), merged and
     /// written if that changed it.
+    ///
+    /// Owner's statements make a released bucket held again; grants on a released bucket are
+    /// not written ([`PolicyWrite::Released`]), while taking them away always is.
     pub async fn converge(
         &self,
         storage: &dyn ObjectStore,
@@ -152,7 +173,47 @@ impl BucketPolicies {
         wanted: &[Statement],
     ) -> Result<PolicyWrite, StorageError> {
         let slot = self.slot(bucket);
-        let mut known = slot.lock().await;
+        let mut state = slot.lock().await;
+        match part {
+            Part::Grants if state.released && !wanted.is_empty() => {
+                return Ok(PolicyWrite::Released);
+            }
+            Part::Owner if !wanted.is_empty() => state.released = false,
+            _ => {}
+        }
+        self.converge_held(storage, bucket, &mut state.known, part, wanted)
+            .await
+    }
+
+    /// Take both parts out of the bucket's policy, and write no grants on it until an owner's
+    /// part is written again (see the module docs). Returns what each part's removal did.
+    pub async fn release(
+        &self,
+        storage: &dyn ObjectStore,
+        bucket: &str,
+    ) -> Result<[(Part, PolicyWrite); 2], StorageError> {
+        let slot = self.slot(bucket);
+        let mut state = slot.lock().await;
+        // Before the writes: should one fail, the retry finds the grants still held back.
+        state.released = true;
+        let grants = self
+            .converge_held(storage, bucket, &mut state.known, Part::Grants, &[])
+            .await?;
+        let owner = self
+            .converge_held(storage, bucket, &mut state.known, Part::Owner, &[])
+            .await?;
+        Ok([(Part::Grants, grants), (Part::Owner, owner)])
+    }
+
+    /// [`Self::converge`] with the bucket's lock held.
+    async fn converge_held(
+        &self,
+        storage: &dyn ObjectStore,
+        bucket: &str,
+        known: &mut Option<Known>,
+        part: Part,
+        wanted: &[Statement],
+    ) -> Result<PolicyWrite, StorageError> {
         let trusted = known
             .as_ref()
             .filter(|k| k.read_at.elapsed() < self.trust_for)
@@ -253,6 +314,49 @@ mod tests {
         let released = policies.converge(&storage, BUCKET, Part::Owner, &[]).await;
         assert_eq!(released.unwrap(), PolicyWrite::Deleted);
         assert_eq!(storage.bucket_policy(BUCKET), None);
+    }
+
+    #[tokio::test]
+    async fn a_released_bucket_takes_no_grants_until_it_is_owned_again() {
+        let storage = world().await;
+        let policies = BucketPolicies::new(Duration::from_secs(300));
+        let owner = part(Part::Owner, BucketAccess::Owner, &["payments"]);
+        let grants = part(Part::Grants, BucketAccess::Read, &["marketing"]);
+        policies
+            .converge(&storage, BUCKET, Part::Owner, &owner)
+            .await
+            .unwrap();
+        policies
+            .converge(&storage, BUCKET, Part::Grants, &grants)
+            .await
+            .unwrap();
+
+        let released = policies.release(&storage, BUCKET).await.unwrap();
+        assert_eq!(
+            released,
+            [
+                (Part::Grants, PolicyWrite::Put),
+                (Part::Owner, PolicyWrite::Deleted)
+            ]
+        );
+        let late = policies
+            .converge(&storage, BUCKET, Part::Grants, &grants)
+            .await;
+        assert_eq!(late.unwrap(), PolicyWrite::Released);
+        assert_eq!(storage.bucket_policy(BUCKET), None);
+        assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
+        assert!(!storage.allows("payments", "s3:GetObject", BUCKET));
+
+        // The port comes back: the owner's part is written, and grants with it.
+        policies
+            .converge(&storage, BUCKET, Part::Owner, &owner)
+            .await
+            .unwrap();
+        let granted = policies
+            .converge(&storage, BUCKET, Part::Grants, &grants)
+            .await;
+        assert_eq!(granted.unwrap(), PolicyWrite::Put);
+        assert!(storage.allows("marketing", "s3:GetObject", BUCKET));
     }
 
     #[tokio::test]

@@ -149,6 +149,12 @@ async fn converge_bucket(
         .await
     {
         Ok(PolicyWrite::Unchanged) => Ok(()),
+        // Its product let it go after this reconcile read the product (the product's next
+        // status no longer lists it, and triggers a reconcile without it).
+        Ok(PolicyWrite::Released) => {
+            tracing::info!(%bucket, "granted nothing on the bucket: its product released it");
+            return Ok(());
+        }
         Ok(write) => {
             tracing::info!(%bucket, ?write, consumers = ?grants.users, "wrote the consumers' grants in the bucket's policy");
             Ok(())
@@ -614,6 +620,26 @@ mod tests {
         apply_buckets(&storage, &remembered, &plan, &mut applied).await;
         assert!(applied.succeeded());
         assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
+    }
+
+    #[tokio::test]
+    async fn grants_planned_before_the_product_released_its_bucket_are_not_written_after() {
+        let (_, storage, remembered) = world().await;
+        let read = grants(
+            serde_json::json!({"dataProduct": "orders", "consumers": [{"domain": "marketing"}]}),
+        );
+        // The reconcile read the product while it still held the bucket...
+        let product = product(Lifecycle::Active, Classification::Internal);
+        let plan = bucket_plan(&product, &desired::desired(&read));
+        assert_eq!(plan.len(), 1);
+        // ...then the DataProduct controller released it (the port went, the bucket is kept)...
+        remembered.release(&storage, BUCKET).await.unwrap();
+        // ...and the grants are applied: the bucket is nobody's to grant any more.
+        let mut applied = Applied::default();
+        apply_buckets(&storage, &remembered, &plan, &mut applied).await;
+        assert!(applied.succeeded());
+        assert!(!storage.allows("marketing", "s3:GetObject", BUCKET));
+        assert_eq!(storage.bucket_policy(BUCKET), None);
     }
 
     #[tokio::test]

@@ -273,13 +273,10 @@ async fn give_owner_access(
 }
 
 /// Take the operator's statements, the owner's and the consumers' alike, out of a released
-/// bucket's policy.
+/// bucket's policy; no grant is written on it again until it is owned again.
 async fn withdraw_access(bucket: &str, edges: &Edges<'_>) -> Result<(), Error> {
-    for part in [Part::Grants, Part::Owner] {
-        let write = edges
-            .policies
-            .converge(edges.storage, bucket, part, &[])
-            .await?;
+    let writes = edges.policies.release(edges.storage, bucket).await?;
+    for (part, write) in writes {
         if write != PolicyWrite::Unchanged {
             tracing::info!(%bucket, ?part, ?write, "withdrew the operator's access from the released bucket's policy");
         }
