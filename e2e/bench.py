@@ -452,8 +452,8 @@ def report(args, results):
         f"in batches of {bench_floor.BATCH}; {floor['domains']} SCRAM users in one request | "
         f"{kafka['seconds']:.2f} s (topics {kafka['topics']:.2f} s, ACLs {kafka['acls']:.2f} s, "
         f"SCRAM {kafka['scram']:.2f} s) | {together['kafka']['seconds']:.2f} s |",
-        f"| S3 (boto3, {bench_floor.THREADS} threads) | {floor['buckets']:,} buckets, each with versioning "
-        f", 7 tags and its bucket policy | {alone['s3']['seconds']:.2f} s | {together['s3']['seconds']:.2f} s |",
+        f"| S3 (boto3, {bench_floor.THREADS} threads) | {floor['buckets']:,} buckets, each with versioning, "
+        f"7 tags and its bucket policy | {alone['s3']['seconds']:.2f} s | {together['s3']['seconds']:.2f} s |",
         f"| IAM (boto3, in sequence) | {floor['domains']} users with tags and an access key: "
         f"{floor['iam_writes']} writes | {alone['iam']['seconds']:.2f} s | "
         f"{together['iam']['seconds']:.2f} s |",
